@@ -1,0 +1,30 @@
+"""AttentionUNetSeg core: the 3D Attention U-Net of Oktay et al. 2018 for abdominal CT, without Slicer.
+
+Public API: `load_model`, `save_model`, `segment`, `read_image`, `AttentionUNet3D`, `ModelConfig`.
+Heavy imports (torch, SimpleITK) happen on first use, so importing the package is cheap.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["AttentionUNet3D", "ModelConfig", "ModelMetadata", "SegmentationResult", "load_model", "read_image",
+           "save_model", "segment"]
+
+_LOCATIONS = {
+    "AttentionUNet3D": "model", "ModelConfig": "model", "ModelMetadata": "bundle", "load_model": "bundle",
+    "save_model": "bundle", "segment": "inference", "SegmentationResult": "inference", "read_image": "imageio",
+}
+
+if TYPE_CHECKING:
+    from .bundle import ModelMetadata, load_model, save_model
+    from .imageio import read_image
+    from .inference import SegmentationResult, segment
+    from .model import AttentionUNet3D, ModelConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LOCATIONS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{_LOCATIONS[name]}", __name__), name)

@@ -1,0 +1,66 @@
+"""`attention-unet` command line: one sub-module per command group, each with `register(subparsers)`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, List, Optional, Sequence
+
+from ..errors import AttentionUNetSegError
+
+# Each entry is the `register(subparsers)` of a command module; imported lazily in build_parser.
+_COMMAND_MODULES: List[str] = ["segment", "models", "evaluate", "phantom", "train"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every command module that is present registered."""
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="attention-unet",
+        description="3D Attention U-Net (Oktay et al. 2018) for abdominal CT: segment, inspect attention maps, "
+        "train and evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("AttentionUNetSeg")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the process exit code (0 only on success)."""
+    import SimpleITK as sitk
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's reader chatter; our own messages say what matters
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except AttentionUNetSegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

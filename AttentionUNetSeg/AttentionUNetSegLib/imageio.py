@@ -1,0 +1,102 @@
+"""Reading CT volumes (NIfTI, NRRD, MHA files or a DICOM series folder) and writing results."""
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import zlib
+from pathlib import Path
+from typing import Tuple
+
+import SimpleITK as sitk
+
+from .atomic import atomic_file
+from .errors import InputImageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES: Tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+OUTPUT_FORMATS: Tuple[str, ...] = ("nii.gz", "nrrd", "mha")
+
+
+def read_image(path: Path) -> sitk.Image:
+    """Read an image file or the largest DICOM series in a folder; errors name the path and the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise InputImageError(f"input {path} does not exist; give a NIfTI, NRRD or MHA file or a DICOM folder")
+    if path.is_dir():
+        return _read_dicom_folder(path)
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_complete(path)
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        reason = _itk_reason(exc)
+        if "spacing" in reason.lower():
+            raise InputImageError(f"{path} has zero or negative voxel spacing ({reason}); "
+                                  "fix the spacing in its header") from exc
+        raise InputImageError(
+            f"cannot read {path} as an image ({reason}); is it a complete NIfTI, NRRD or MHA file?"
+        ) from exc
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """ITK reads truncated NIfTI files without complaint (missing voxels become 0): check the length."""
+    import nibabel
+
+    try:
+        header = nibabel.load(str(path)).header
+        expected = int(header.get_data_offset()) + math.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            actual = sum(len(chunk) for chunk in iter(lambda: handle.read(1 << 24), b""))
+    except (OSError, EOFError, zlib.error, nibabel.filebasedimages.ImageFileError) as exc:
+        raise InputImageError(f"{path} is corrupt or truncated ({exc}); copy or export it again") from exc
+    if actual < expected:
+        raise InputImageError(f"{path} is truncated: {actual} of {expected} bytes; copy or export it again")
+
+
+def _itk_reason(exc: RuntimeError) -> str:
+    """The informative last line of an ITK exception."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown reader error"
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
+    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise InputImageError(f"folder {folder} holds no DICOM series; give a folder of DICOM slices or an image file")
+    files_by_series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
+    series_id = max(files_by_series, key=lambda sid: len(files_by_series[sid]))
+    if len(series_ids) > 1:
+        log.warning("%s holds %d DICOM series; using %s (%d slices), the largest",
+                    folder, len(series_ids), series_id, len(files_by_series[series_id]))
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files_by_series[series_id])
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise InputImageError(f"cannot read the DICOM series in {folder}: {_itk_reason(exc)}") from exc
+
+
+def image_stem(path: Path) -> str:
+    """The input's name without its image suffix (a DICOM folder's own name)."""
+    name = Path(path).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def write_image(image: sitk.Image, path: Path, compress: bool = True) -> Path:
+    """Write atomically (temp file + rename); the format follows the suffix."""
+    path = Path(path)
+    suffix = next((s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)), path.suffix)
+    with atomic_file(path) as tmp:
+        tmp_with_suffix = tmp.with_name(tmp.name + suffix)
+        try:
+            sitk.WriteImage(image, str(tmp_with_suffix), compress)
+            tmp_with_suffix.replace(tmp)
+        finally:
+            tmp_with_suffix.unlink(missing_ok=True)
+    return path

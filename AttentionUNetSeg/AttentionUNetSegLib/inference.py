@@ -1,0 +1,263 @@
+"""`segment`: CT image in, labels + attention maps (+ probabilities) out, on the input's own grid.
+
+Steps: validate -> resample onto the model's axis-aligned grid and spacing -> normalise intensities as
+the model file says -> sliding-window inference with Gaussian blending (MONAI), logits and attention
+maps blended alike -> resample logits back to the input grid and take the argmax class by class, so
+memory stays bounded on large scans. Attention and probability maps are resampled on access.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .bundle import ModelMetadata, load_model, model_metadata
+from .classes import SegmentClass
+from .device import autocast, resolve_device, resolve_precision
+from .errors import CancelledError, InvalidOptionError
+from .preprocessing import AIR_HU, model_grid, normalise, resample, validate_image
+from .registry import resolve_model_path
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, float], None]
+CancelCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Size, origin, spacing and direction of an image, without its voxels."""
+
+    size: Tuple[int, ...]
+    origin: Tuple[float, ...]
+    spacing: Tuple[float, ...]
+    direction: Tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "Grid":
+        return cls(image.GetSize(), image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+
+    def resample(self, image: sitk.Image, interpolator: int = sitk.sitkLinear, default: float = 0.0) -> sitk.Image:
+        return sitk.Resample(image, self.size, sitk.Transform(), interpolator, self.origin, self.spacing,
+                             self.direction, default, sitk.sitkFloat32)
+
+
+class ResampledMaps(Mapping[str, sitk.Image]):
+    """Maps kept on the model grid and resampled onto the input grid when read (one at a time)."""
+
+    def __init__(self, maps: Dict[str, sitk.Image], grid: Grid) -> None:
+        self._maps = maps
+        self._grid = grid
+
+    def __getitem__(self, name: str) -> sitk.Image:
+        return sitk.Clamp(self._grid.resample(self._maps[name]), sitk.sitkFloat32, 0.0, 1.0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._maps)
+
+    def __len__(self) -> int:
+        return len(self._maps)
+
+
+@dataclass
+class SegmentationResult:
+    """Labels (uint8) on the input grid, lazily resampled attention/probability maps, and run facts."""
+
+    labels: sitk.Image
+    classes: List[SegmentClass]
+    attention: Mapping[str, sitk.Image]
+    probabilities: Optional[Mapping[str, sitk.Image]]
+    device: str
+    precision: str
+    timings: Dict[str, float] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+
+    def volumes_ml(self) -> Dict[str, float]:
+        """Volume of every foreground class in millilitres."""
+        counts = np.bincount(sitk.GetArrayViewFromImage(self.labels).ravel(), minlength=len(self.classes))
+        voxel_ml = math.prod(self.labels.GetSpacing()) / 1000.0
+        return {c.name: float(counts[c.value] * voxel_ml) for c in self.classes if c.value > 0}
+
+
+def segment(
+    image: sitk.Image,
+    model: Union[torch.nn.Module, str, Path, None] = None,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    overlap: float = 0.25,
+    batch_size: Optional[int] = None,
+    attention: bool = True,
+    probabilities: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+) -> SegmentationResult:
+    """Segment a CT `image` with `model` (a loaded model, a registry name, a file, or None for the default).
+
+    `progress(stage, fraction)` is called as the run advances; `cancel()` is polled between windows
+    and raises CancelledError when it returns True. The input image is never modified.
+    """
+    if not 0 <= overlap < 1:
+        raise InvalidOptionError(f"overlap must be in [0, 1), not {overlap}")
+    report = progress or (lambda stage, fraction: None)
+    timings: Dict[str, float] = {}
+    clock = time.perf_counter()
+    torch_device = resolve_device(device)
+    if not isinstance(model, torch.nn.Module):
+        model = load_model(resolve_model_path(model))
+    metadata = model_metadata(model)
+    warnings = validate_image(image)
+    for message in warnings:
+        log.warning(message)
+    report("preparing", 0.0)
+    grid = model_grid(image, metadata.spacing_mm)
+    resampled_ct = resample(image, grid, sitk.sitkLinear, AIR_HU)
+    network_input = normalise(sitk.GetArrayViewFromImage(resampled_ct), metadata.intensity)
+    del resampled_ct
+    timings["preprocess_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    dtype = resolve_precision(precision, torch_device)
+    outputs, torch_device = _infer_with_fallback(
+        model, network_input, metadata, torch_device, dtype, overlap, batch_size, attention, report, cancel
+    )
+    del network_input
+    timings["inference_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    report("resampling", 0.0)
+    num_classes = metadata.architecture.num_classes
+    logits, gate_maps = outputs[:num_classes], outputs[num_classes:]
+    input_grid = Grid.of(image)
+    labels = _argmax_on_grid(logits, grid, input_grid, cancel)
+    attention_maps = {
+        name: _as_image(np.clip(gate_maps[i], 0.0, 1.0), grid) for i, name in enumerate(model.gate_names)
+    } if attention else {}
+    probability_maps = None
+    if probabilities:
+        softmax = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
+        probability_maps = ResampledMaps(
+            {c.name: _as_image(softmax[c.value], grid) for c in metadata.classes}, input_grid
+        )
+    timings["postprocess_s"] = time.perf_counter() - clock
+    report("done", 1.0)
+    return SegmentationResult(
+        labels=labels,
+        classes=list(metadata.classes),
+        attention=ResampledMaps(attention_maps, input_grid),
+        probabilities=probability_maps,
+        device=str(torch_device),
+        precision=str(dtype).replace("torch.", ""),
+        timings=timings,
+        warnings=warnings,
+    )
+
+
+def _infer_with_fallback(model, network_input, metadata, device, dtype, overlap, batch_size, attention, report,
+                         cancel) -> Tuple[np.ndarray, torch.device]:
+    """Sliding-window inference; on CUDA out-of-memory retry with fewer windows per batch, then on the CPU."""
+    batch = batch_size or (4 if device.type == "cuda" else 1)
+    while True:
+        try:
+            return _sliding_window(model, network_input, metadata, device, dtype, overlap, batch, attention,
+                                   report, cancel), device
+        except torch.OutOfMemoryError:
+            if device.type != "cuda":
+                raise
+            torch.cuda.empty_cache()
+            if batch > 1:
+                batch //= 2
+                log.warning("GPU out of memory: retrying with %d window(s) per batch", batch)
+            else:
+                log.warning("GPU out of memory even with one window: falling back to the CPU")
+                device, dtype = torch.device("cpu"), torch.float32
+
+
+def _sliding_window(model: torch.nn.Module, network_input: np.ndarray, metadata: ModelMetadata,
+                    device: torch.device, dtype: torch.dtype, overlap: float, batch_size: int, attention: bool,
+                    report: ProgressCallback, cancel: Optional[CancelCheck]) -> np.ndarray:
+    """Blended logits and (optionally) attention maps, (classes + gates, z, y, x) on the model grid."""
+    from monai.inferers import sliding_window_inference
+
+    roi = tuple(reversed(metadata.patch_size))  # (x, y, z) -> array order (z, y, x)
+    padded, crop = _pad_to_window(network_input, roi, normalise(np.array([AIR_HU]), metadata.intensity)[0])
+    total = _window_count(padded.shape, roi, overlap)
+    done = 0
+    model = model.to(device).eval()
+
+    def predictor(windows: torch.Tensor) -> torch.Tensor:
+        nonlocal done
+        if cancel is not None and cancel():
+            raise CancelledError("segmentation cancelled; nothing was written")
+        with autocast(device, dtype):
+            if attention:
+                logits, gates = model(windows, return_attention=True)
+                maps = [torch.nn.functional.interpolate(gates[name].float(), size=windows.shape[2:], mode="trilinear")
+                        for name in model.gate_names]
+                out = torch.cat([logits.float()] + maps, dim=1)
+            else:
+                out = model(windows).float()
+        done += windows.shape[0]
+        report("inference", min(done / total, 1.0))
+        return out
+
+    with torch.inference_mode():
+        tensor = torch.from_numpy(padded)[None, None]
+        blended = sliding_window_inference(
+            tensor, roi, batch_size, predictor, overlap=overlap, mode="gaussian",
+            sw_device=device, device=torch.device("cpu"),
+        )
+    return blended[0][(slice(None),) + crop].numpy()
+
+
+def _pad_to_window(array: np.ndarray, roi: Sequence[int], fill: float) -> Tuple[np.ndarray, Tuple[slice, ...]]:
+    """Pad (with air) every axis shorter than the window, centred; return the crop that undoes it."""
+    pads = [max(r - s, 0) for s, r in zip(array.shape, roi)]
+    if not any(pads):
+        return array, tuple(slice(None) for _ in array.shape)
+    widths = [(p // 2, p - p // 2) for p in pads]
+    padded = np.pad(array, widths, constant_values=fill)
+    return padded, tuple(slice(lo, lo + s) for (lo, _), s in zip(widths, array.shape))
+
+
+def _window_count(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
+    """How many windows MONAI's sliding_window_inference visits for this shape (for progress)."""
+    from monai.data.utils import dense_patch_slices
+
+    intervals = [r if r == s else max(int(r * (1 - overlap)), 1) for s, r in zip(shape, roi)]
+    return len(dense_patch_slices(tuple(shape), tuple(roi), tuple(intervals)))
+
+
+def _as_image(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
+    image.CopyInformation(grid)
+    return image
+
+
+def _argmax_on_grid(logits: np.ndarray, model_grid_image: sitk.Image, target: Grid,
+                    cancel: Optional[CancelCheck]) -> sitk.Image:
+    """Resample each class's logits onto `target` and keep a running argmax (uint8 labels)."""
+    best: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
+    for value in range(logits.shape[0]):
+        if cancel is not None and cancel():
+            raise CancelledError("segmentation cancelled; nothing was written")
+        resampled = sitk.GetArrayFromImage(target.resample(_as_image(logits[value], model_grid_image), default=-1e4))
+        if best is None:
+            best, labels = resampled, np.zeros(resampled.shape, dtype=np.uint8)
+        else:
+            better = resampled > best
+            labels[better] = value
+            np.maximum(best, resampled, out=best)
+    image = sitk.GetImageFromArray(labels)
+    image.SetOrigin(target.origin)
+    image.SetSpacing(target.spacing)
+    image.SetDirection(target.direction)
+    return image

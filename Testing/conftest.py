@@ -1,0 +1,56 @@
+"""Shared fixtures: real CT data from ../shared/data and small, fast model files."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+import SimpleITK as sitk
+import torch
+
+from AttentionUNetSegLib.bundle import IntensityNormalisation, ModelMetadata, save_model
+from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES, make_classes
+from AttentionUNetSegLib.model import AttentionUNet3D, ModelConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ATTENTION_UNET_SHARED", REPO_ROOT.parent / "shared"))
+TOTALSEG = SHARED / "data" / "totalseg_example"
+AUTHORS_REFERENCE = SHARED / "fixtures" / "authors_reference"
+SAMPLE_CT = REPO_ROOT / "AttentionUNetSeg" / "Resources" / "SampleData" / "example_ct.nii.gz"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not TOTALSEG.is_dir():
+        raise pytest.UsageError(f"test data not found at {TOTALSEG}: the suite expects the shared/ folder beside the "
+                                "repository (or ATTENTION_UNET_SHARED pointing at it)")
+
+
+def make_model_file(path: Path, architecture: str = "attention_unet_3d", patch_size=(32, 32, 32),
+                    spacing=(4.0, 4.0, 4.0), seed: int = 0) -> Path:
+    """A small (feature_scale 16) model file with the default classes: fast enough for every test."""
+    torch.manual_seed(seed)
+    config = ModelConfig(architecture=architecture, num_classes=len(DEFAULT_CLASS_NAMES), feature_scale=16,
+                         passthrough_gate_init=False)
+    metadata = ModelMetadata(name=path.stem, architecture=config, classes=make_classes(DEFAULT_CLASS_NAMES),
+                             spacing_mm=spacing, patch_size=patch_size, intensity=IntensityNormalisation(),
+                             trained=False, description="test model with random weights")
+    return save_model(AttentionUNet3D(config), metadata, path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_file(tmp_path_factory.mktemp("models") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def patient_a() -> sitk.Image:
+    return sitk.ReadImage(str(TOTALSEG / "example_ct.nii.gz"))
+
+
+def run_cli(args: List[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python -m AttentionUNetSegLib ARGS` in a real subprocess and capture its output."""
+    return subprocess.run([sys.executable, "-m", "AttentionUNetSegLib", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)

@@ -1,0 +1,146 @@
+"""Model files and the registry: round trips, and every way a file can be broken."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_model_file
+from safetensors.torch import load_file, save_file
+
+from AttentionUNetSegLib.bundle import (METADATA_KEY, ModelMetadata, file_sha256, load_model, read_metadata,
+                                        save_model)
+from AttentionUNetSegLib.errors import ModelFileError
+from AttentionUNetSegLib.registry import BUNDLED_REGISTRY, default_model, list_models, resolve_model_path
+
+
+def _header(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads(handle.metadata()[METADATA_KEY])
+
+
+def _rewrite(path: Path, target: Path, tensors=None, metadata: dict = None) -> Path:
+    save_file(tensors if tensors is not None else load_file(str(path)), str(target),
+              metadata={METADATA_KEY: json.dumps(metadata if metadata is not None else _header(path))})
+    return target
+
+
+def test_round_trip_keeps_weights_metadata_and_outputs(tmp_path: Path, tiny_model_path: Path) -> None:
+    model = load_model(tiny_model_path)
+    copy = save_model(model, model.metadata, tmp_path / "copy.safetensors")
+    again = load_model(copy)
+    assert again.metadata == model.metadata
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    assert again.sha256 == file_sha256(copy) and not again.training
+
+
+def test_half_precision_files_are_smaller_and_close(tmp_path: Path, tiny_model_path: Path) -> None:
+    model = load_model(tiny_model_path)
+    half = save_model(model, model.metadata, tmp_path / "half.safetensors", half_precision=True)
+    assert half.stat().st_size < 0.6 * tiny_model_path.stat().st_size
+    restored = load_model(half)
+    assert all(t.dtype != torch.float16 for t in restored.state_dict().values())
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        reference, approximate = model(x), restored(x)
+    assert (reference - approximate).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_truncated_file_is_reported_as_corrupt(tmp_path: Path, tiny_model_path: Path) -> None:
+    broken = tmp_path / "truncated.safetensors"
+    broken.write_bytes(tiny_model_path.read_bytes()[: tiny_model_path.stat().st_size // 2])
+    with pytest.raises(ModelFileError, match="truncated.safetensors.*(corrupt|truncated)"):
+        load_model(broken)
+
+
+def test_random_bytes_and_pickles_are_refused_without_unpickling(tmp_path: Path) -> None:
+    noise = tmp_path / "noise.safetensors"
+    noise.write_bytes(b"\x00\x01garbage" * 100)
+    with pytest.raises(ModelFileError, match="noise.safetensors"):
+        load_model(noise)
+    pickled = tmp_path / "model.pt"
+    torch.save({"weights": torch.zeros(3)}, pickled)
+    with pytest.raises(ModelFileError, match="model.pt"):
+        load_model(pickled)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_model(tmp_path / "absent.safetensors")
+
+
+def test_unknown_format_version(tmp_path: Path, tiny_model_path: Path) -> None:
+    metadata = _header(tiny_model_path) | {"format_version": 99}
+    future = _rewrite(tiny_model_path, tmp_path / "future.safetensors", metadata=metadata)
+    with pytest.raises(ModelFileError, match="format version 99 is not supported"):
+        read_metadata(future)
+
+
+@pytest.mark.parametrize("field", ["classes", "spacing_mm", "architecture"])
+def test_metadata_missing_a_required_field(tmp_path: Path, tiny_model_path: Path, field: str) -> None:
+    metadata = {k: v for k, v in _header(tiny_model_path).items() if k != field}
+    broken = _rewrite(tiny_model_path, tmp_path / "incomplete.safetensors", metadata=metadata)
+    with pytest.raises(ModelFileError, match=f"incomplete.safetensors.*{field}"):
+        load_model(broken)
+
+
+def test_safetensors_without_our_metadata(tmp_path: Path, tiny_model_path: Path) -> None:
+    bare = tmp_path / "bare.safetensors"
+    save_file(load_file(str(tiny_model_path)), str(bare))
+    with pytest.raises(ModelFileError, match="without AttentionUNetSeg metadata"):
+        load_model(bare)
+
+
+def test_missing_and_misshaped_weights(tmp_path: Path, tiny_model_path: Path) -> None:
+    tensors = load_file(str(tiny_model_path))
+    missing = dict(tensors)
+    missing.pop("final.weight")
+    with pytest.raises(ModelFileError, match="missing.*final.weight"):
+        load_model(_rewrite(tiny_model_path, tmp_path / "missing.safetensors", tensors=missing))
+    misshaped = dict(tensors, **{"final.bias": torch.zeros(7)})
+    with pytest.raises(ModelFileError, match="mis-shaped.*final.bias"):
+        load_model(_rewrite(tiny_model_path, tmp_path / "misshaped.safetensors", tensors=misshaped))
+
+
+def test_weights_of_another_architecture(tmp_path: Path, tiny_model_path: Path) -> None:
+    unet = make_model_file(tmp_path / "unet.safetensors", architecture="unet_3d")
+    mixed = _rewrite(tiny_model_path, tmp_path / "mixed.safetensors", tensors=load_file(str(unet)),
+                     metadata=_header(tiny_model_path))
+    with pytest.raises(ModelFileError, match="do not match the architecture"):
+        load_model(mixed)
+
+
+def test_metadata_validation_names_the_problem(tiny_model_path: Path) -> None:
+    metadata = read_metadata(tiny_model_path)
+    values = json.loads(metadata.to_json())
+    with pytest.raises(ValueError, match="patch_size"):
+        ModelMetadata.from_json(json.dumps(values | {"patch_size": [30, 32, 32]}))
+    with pytest.raises(ValueError, match="classes"):
+        ModelMetadata.from_json(json.dumps(values | {"classes": values["classes"][:2]}))
+
+
+def test_bundled_registry_default_model_verifies() -> None:
+    entry = default_model()
+    assert entry in list_models()
+    assert resolve_model_path(None) == entry.file
+    assert resolve_model_path(entry.name) == entry.file
+    assert read_metadata(entry.file).name == entry.name
+
+
+def test_registry_checksum_mismatch_and_unknown_name(tmp_path: Path) -> None:
+    registry = tmp_path / "models.json"
+    entries = json.loads(BUNDLED_REGISTRY.read_text())
+    for entry in entries["models"]:
+        shutil.copy(BUNDLED_REGISTRY.parent / entry["file"], tmp_path / entry["file"])
+        entry["sha256"] = "0" * 64
+    registry.write_text(json.dumps(entries))
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        resolve_model_path(None, registry=registry)
+    with pytest.raises(ModelFileError, match="no model named 'nonexistent'.*known models"):
+        resolve_model_path("nonexistent", registry=registry)

@@ -1,0 +1,176 @@
+"""`attention-unet segment` and `models` through real subprocesses: outputs, summaries and bad input."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import SAMPLE_CT, TOTALSEG, make_model_file, run_cli
+
+from AttentionUNetSegLib.bundle import file_sha256
+from AttentionUNetSegLib.registry import default_model
+
+GATES = [f"att{lv}_gate{k}" for lv in (4, 3, 2) for k in (1, 2)]
+
+
+def _files(folder: Path) -> list:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_sample_ct_with_the_default_model(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    completed = run_cli(["segment", SAMPLE_CT, "-o", out, "--probabilities"])
+    assert completed.returncode == 0, completed.stderr
+    classes = ["pancreas", "spleen", "kidney", "liver"]
+    expected = {"example_ct_seg.nii.gz", "example_ct_summary.json"}
+    expected |= {f"example_ct_attention_{g}.nii.gz" for g in GATES}
+    expected |= {f"example_ct_prob_{c}.nii.gz" for c in ["background", *classes]}
+    assert set(_files(out)) == expected
+    ct = sitk.ReadImage(str(SAMPLE_CT))
+    labels = sitk.ReadImage(str(out / "example_ct_seg.nii.gz"))
+    assert labels.GetSize() == ct.GetSize() and labels.GetPixelID() == sitk.sitkUInt8
+    assert np.allclose(labels.GetDirection(), ct.GetDirection()) and np.allclose(labels.GetOrigin(), ct.GetOrigin())
+    summary = json.loads((out / "example_ct_summary.json").read_text())
+    assert summary["labels"] == {str(i + 1): name for i, name in enumerate(classes)}
+    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=5)
+    assert summary["volumes_ml"] == pytest.approx({c: counts[i + 1] * 27 / 1000 for i, c in enumerate(classes)})
+    entry = default_model()
+    assert summary["model"]["sha256"] == entry.sha256 == file_sha256(entry.file)
+    assert summary["model"]["trained"] is False and "UNTRAINED" in completed.stderr
+    assert summary["attention_gates"] == GATES and summary["device"] == "cpu"
+    assert summary["timings_s"]["total"] >= summary["timings_s"]["inference"] > 0
+    attention = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "example_ct_attention_att2_gate1.nii.gz")))
+    assert attention.shape == sitk.GetArrayViewFromImage(ct).shape and 0 <= attention.min() <= attention.max() <= 1
+
+
+def test_dicom_folder_nrrd_without_attention(tmp_path: Path, tiny_model_path: Path) -> None:
+    out = tmp_path / "out"
+    completed = run_cli(["segment", TOTALSEG / "example_ct_dicom", "-o", out, "--model", tiny_model_path,
+                         "--no-attention", "--format", "nrrd", "--quiet"])
+    assert completed.returncode == 0, completed.stderr
+    assert _files(out) == ["example_ct_dicom_seg.nrrd", "example_ct_dicom_summary.json"]
+    assert completed.stdout == ""
+    assert sitk.ReadImage(str(out / "example_ct_dicom_seg.nrrd")).GetSize() == (512, 512, 20)
+
+
+def test_help_documents_every_flag() -> None:
+    completed = run_cli(["segment", "--help"])
+    assert completed.returncode == 0
+    for flag in ["--output", "--model", "--device", "--precision", "--no-attention", "--probabilities", "--overlap",
+                 "--batch-size", "--format", "--quiet"]:
+        assert flag in completed.stdout
+
+
+def test_models_list_and_info() -> None:
+    listing = run_cli(["models", "list"])
+    entry = default_model()
+    assert listing.returncode == 0 and entry.name in listing.stdout and entry.sha256[:12] in listing.stdout
+    info = run_cli(["models", "info", "--json"])
+    assert info.returncode == 0 and json.loads(info.stdout)["name"] == entry.name
+
+
+def _write(image: sitk.Image, path: Path) -> Path:
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _zero_spacing_file(folder: Path) -> Path:
+    path = _write(sitk.Image([8, 8, 8], sitk.sitkInt16), folder / "zero_spacing.mha")
+    path.write_bytes(path.read_bytes().replace(b"ElementSpacing = 1 1 1", b"ElementSpacing = 0 1 1"))
+    return path
+
+
+def _truncated_file(folder: Path) -> Path:
+    path = folder / "truncated.nii.gz"
+    path.write_bytes(SAMPLE_CT.read_bytes()[:50_000])
+    return path
+
+
+BAD_INPUTS = {
+    "missing": (lambda d: d / "absent.nii.gz", "does not exist"),
+    "corrupt": (_truncated_file, "truncated"),
+    "not an image": (lambda d: (d / "notes.nrrd").write_text("hello") and d / "notes.nrrd", "cannot read"),
+    "2D": (lambda d: _write(sitk.Image([8, 8], sitk.sitkInt16), d / "slice.nrrd"), "2D"),
+    "4D": (lambda d: _write(sitk.Image([8, 8, 8, 2], sitk.sitkInt16), d / "series.nii.gz"), "4D"),
+    "vector": (lambda d: _write(sitk.Image([8, 8, 8], sitk.sitkVectorInt16, 3), d / "rgb.nrrd"), "components"),
+    "zero spacing": (_zero_spacing_file, "spacing"),
+    "NaN": (lambda d: _write(sitk.GetImageFromArray(np.full((8, 8, 8), np.nan, np.float32)), d / "nan.nrrd"), "NaN"),
+    "inf": (lambda d: _write(sitk.GetImageFromArray(np.where(np.eye(8, dtype=bool)[None], np.inf, -500.0)
+                                                    .astype(np.float32)), d / "inf.mha"), "8 NaN or infinite"),
+    "empty DICOM folder": (lambda d: (d / "dicom").mkdir() or d / "dicom", "no DICOM series"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path: Path, tiny_model_path: Path, case: str) -> None:
+    make, message = BAD_INPUTS[case]
+    source = tmp_path / "inputs"
+    source.mkdir()
+    path = make(source)
+    before = path.read_bytes() if path.is_file() else None
+    out = tmp_path / "out"
+    completed = run_cli(["segment", path, "-o", out, "--model", tiny_model_path])
+    assert completed.returncode == 1
+    assert completed.stderr.startswith("error: ") and message in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not out.exists()
+    if before is not None:
+        assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other architecture"])
+def test_broken_model_file_fails_and_keeps_existing_outputs(tmp_path: Path, tiny_model_path: Path,
+                                                            damage: str) -> None:
+    model = tmp_path / "broken.safetensors"
+    if damage == "truncated":
+        model.write_bytes(tiny_model_path.read_bytes()[:5000])
+    else:
+        from safetensors.torch import load_file, save_file
+        from safetensors import safe_open
+
+        with safe_open(str(tiny_model_path), framework="pt") as handle:
+            header = handle.metadata()
+        unet = make_model_file(tmp_path / "unet.safetensors", architecture="unet_3d")
+        save_file(load_file(str(unet)), str(model), metadata=header)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's file")
+    completed = run_cli(["segment", SAMPLE_CT, "-o", out, "--model", model])
+    assert completed.returncode == 1 and "broken.safetensors" in completed.stderr
+    assert _files(out) == ["mine.txt"] and (out / "mine.txt").read_text() == "the user's file"
+
+
+def test_unwritable_output_folder(tmp_path: Path, tiny_model_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    completed = run_cli(["segment", SAMPLE_CT, "-o", blocker / "out", "--model", tiny_model_path])
+    assert completed.returncode == 1 and "cannot write to output folder" in completed.stderr
+
+
+def test_non_ct_intensities_warn(tmp_path: Path, tiny_model_path: Path) -> None:
+    image = _write(sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 255, (16, 16, 16)).astype(np.uint8)),
+                   tmp_path / "photo.nrrd")
+    completed = run_cli(["segment", image, "-o", tmp_path / "out", "--model", tiny_model_path])
+    assert completed.returncode == 0 and "does not look like CT" in completed.stderr
+    summary = json.loads((tmp_path / "out" / "photo_summary.json").read_text())
+    assert any("does not look like CT" in w for w in summary["warnings"])
+
+
+def test_interrupt_mid_run_leaves_no_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "AttentionUNetSegLib", "segment", str(SAMPLE_CT), "-o", str(out)],
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    for line in process.stderr:
+        if line.startswith("inference") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130 and "nothing was written" in rest
+    assert not out.exists()

@@ -1,0 +1,172 @@
+"""`segment` on real CT: geometry, blending, progress, cancel, odd inputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from conftest import TOTALSEG
+
+from AttentionUNetSegLib.bundle import load_model
+from AttentionUNetSegLib.errors import CancelledError, InputImageError
+from AttentionUNetSegLib.imageio import read_image
+from AttentionUNetSegLib.inference import segment
+from AttentionUNetSegLib.preprocessing import normalise
+
+
+def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    return (a.GetSize() == b.GetSize() and np.allclose(a.GetOrigin(), b.GetOrigin())
+            and np.allclose(a.GetSpacing(), b.GetSpacing()) and np.allclose(a.GetDirection(), b.GetDirection()))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_path: Path):
+    return load_model(tiny_model_path)
+
+
+@pytest.fixture(scope="module")
+def patient_a_result(patient_a: sitk.Image, tiny_model):
+    before = sitk.GetArrayFromImage(patient_a).copy()
+    result = segment(patient_a, tiny_model, probabilities=True)
+    return result, before
+
+
+def test_outputs_share_the_input_grid(patient_a: sitk.Image, patient_a_result) -> None:
+    result, _ = patient_a_result
+    assert result.labels.GetPixelID() == sitk.sitkUInt8 and _same_grid(result.labels, patient_a)
+    assert list(result.attention) == [f"att{lv}_gate{k}" for lv in (4, 3, 2) for k in (1, 2)]
+    for image in [*result.attention.values(), *result.probabilities.values()]:
+        assert image.GetPixelID() == sitk.sitkFloat32 and _same_grid(image, patient_a)
+        values = sitk.GetArrayViewFromImage(image)
+        assert values.min() >= 0 and values.max() <= 1
+    total = sum(sitk.GetArrayFromImage(p) for p in result.probabilities.values())
+    assert np.allclose(total, 1, atol=1e-4)
+    labels = sitk.GetArrayViewFromImage(result.labels)
+    assert labels.max() < len(result.classes)
+    argmax = np.argmax(np.stack([sitk.GetArrayFromImage(p) for p in result.probabilities.values()]), axis=0)
+    assert (argmax == labels).mean() > 0.99
+
+
+def test_input_is_not_modified(patient_a: sitk.Image, patient_a_result) -> None:
+    _, before = patient_a_result
+    assert np.array_equal(sitk.GetArrayViewFromImage(patient_a), before)
+    assert patient_a.GetPixelID() == sitk.sitkInt32
+
+
+def test_volumes_and_run_facts(patient_a_result) -> None:
+    result, _ = patient_a_result
+    volumes = result.volumes_ml()
+    assert list(volumes) == ["pancreas", "spleen", "kidney", "liver"]
+    counts = np.bincount(sitk.GetArrayViewFromImage(result.labels).ravel(), minlength=5)
+    assert volumes["liver"] == pytest.approx(counts[4] * 27 / 1000)
+    assert result.device == "cpu" and result.precision == "float32"
+    assert set(result.timings) == {"preprocess_s", "inference_s", "postprocess_s"}
+
+
+def test_one_window_matches_a_direct_forward(tiny_model) -> None:
+    """With the image exactly one window on the model grid, resampling and blending are identities."""
+    rng = np.random.default_rng(0)
+    array = rng.normal(0, 300, size=(32, 32, 32)).astype(np.float32)  # z, y, x
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tiny_model.metadata.spacing_mm)
+    image.SetOrigin((-12.0, 40.0, 7.5))
+    result = segment(image, tiny_model, probabilities=True)
+    with torch.no_grad():
+        logits, attention = tiny_model(torch.from_numpy(normalise(array, tiny_model.metadata.intensity))[None, None],
+                                       return_attention=True)
+    probabilities = torch.softmax(logits, 1)[0].numpy()
+    for c in result.classes:
+        assert np.abs(sitk.GetArrayFromImage(result.probabilities[c.name]) - probabilities[c.value]).max() < 1e-4
+    assert np.array_equal(sitk.GetArrayFromImage(result.labels), probabilities.argmax(0))
+    for name, alpha in attention.items():
+        full = torch.nn.functional.interpolate(alpha, size=(32, 32, 32), mode="trilinear")[0, 0].numpy()
+        assert np.abs(sitk.GetArrayFromImage(result.attention[name]) - full).max() < 1e-4
+
+
+def test_flipped_index_order_gives_the_same_physical_result(patient_a: sitk.Image, tiny_model) -> None:
+    """The same physical CT stored with a flipped y axis yields the same labels at the same points."""
+    region = patient_a[20:90, 10:80, 40:80]
+    flipped = sitk.Flip(region, [False, True, False], flipAboutOrigin=False)
+    flipped_geometry = sitk.GetImageFromArray(sitk.GetArrayFromImage(region)[:, ::-1, :].copy())
+    direction = np.array(region.GetDirection()).reshape(3, 3)
+    origin = region.TransformIndexToPhysicalPoint((0, region.GetSize()[1] - 1, 0))
+    direction[:, 1] *= -1
+    flipped_geometry.SetDirection(direction.ravel().tolist())
+    flipped_geometry.SetOrigin(origin)
+    flipped_geometry.SetSpacing(region.GetSpacing())
+    assert np.array_equal(sitk.GetArrayViewFromImage(flipped), sitk.GetArrayViewFromImage(flipped_geometry))
+    original = sitk.GetArrayFromImage(segment(region, tiny_model).labels)
+    mirrored = sitk.GetArrayFromImage(segment(flipped_geometry, tiny_model).labels)[:, ::-1, :]
+    assert (original == mirrored).mean() > 0.999
+
+
+def test_oblique_input_keeps_its_grid(patient_a: sitk.Image, tiny_model) -> None:
+    region = patient_a[30:70, 30:70, 50:70]
+    rotation = sitk.VersorTransform((0, 0, 1), np.deg2rad(30))
+    direction = np.array(rotation.GetMatrix()).reshape(3, 3) @ np.array(region.GetDirection()).reshape(3, 3)
+    region.SetDirection(direction.ravel().tolist())
+    result = segment(region, tiny_model, probabilities=True)
+    assert _same_grid(result.labels, region)
+    assert _same_grid(result.attention["att2_gate1"], region)
+
+
+def test_dicom_series_with_anisotropic_spacing(tiny_model) -> None:
+    image = read_image(TOTALSEG / "example_ct_dicom")
+    assert image.GetSize() == (512, 512, 20)
+    result = segment(image, tiny_model, attention=False)
+    assert _same_grid(result.labels, image) and len(result.attention) == 0
+
+
+def test_image_smaller_than_one_window_is_padded(tiny_model) -> None:
+    image = sitk.GetImageFromArray(np.full((3, 5, 4), -50, dtype=np.int16))
+    image.SetSpacing((2.5, 2.5, 2.5))
+    result = segment(image, tiny_model)
+    assert result.labels.GetSize() == (4, 5, 3)
+
+
+def test_strongly_anisotropic_voxels(patient_a: sitk.Image, tiny_model) -> None:
+    thick = sitk.Resample(patient_a, [150, 150, 20], sitk.Transform(), sitk.sitkLinear, patient_a.GetOrigin(),
+                          (0.7, 0.7, 5.0), patient_a.GetDirection(), -1024, sitk.sitkInt16)
+    result = segment(thick, tiny_model)
+    assert _same_grid(result.labels, thick) and result.warnings == []
+
+
+def test_non_ct_intensities_warn_but_run(tiny_model) -> None:
+    image = sitk.GetImageFromArray(np.random.default_rng(1).integers(0, 255, (16, 16, 16)).astype(np.uint8))
+    result = segment(image, tiny_model)
+    assert any("does not look like CT" in w for w in result.warnings)
+    assert result.labels.GetSize() == (16, 16, 16)
+
+
+def test_progress_is_reported_in_order(patient_a: sitk.Image, tiny_model) -> None:
+    events = []
+    segment(patient_a[:60, :60, :60], tiny_model, progress=lambda stage, fraction: events.append((stage, fraction)))
+    stages = [stage for stage, _ in events]
+    assert stages[0] == "preparing" and stages[-1] == "done"
+    inference = [f for s, f in events if s == "inference"]
+    assert len(inference) > 1 and inference == sorted(inference) and inference[-1] == 1.0
+
+
+def test_cancel_between_windows(patient_a: sitk.Image, tiny_model) -> None:
+    calls = []
+
+    def cancel_after_two() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(CancelledError, match="cancelled"):
+        segment(patient_a, tiny_model, cancel=cancel_after_two)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: sitk.Image([8, 8], sitk.sitkInt16), "2D"),
+    (lambda: sitk.Image([8, 8, 8, 3], sitk.sitkInt16), "4D"),
+    (lambda: sitk.Image([8, 8, 8], sitk.sitkVectorFloat32, 3), "3 components"),
+    (lambda: sitk.GetImageFromArray(np.full((8, 8, 8), np.nan, dtype=np.float32)), "NaN or infinite"),
+])
+def test_invalid_images_are_rejected(tiny_model, make, message: str) -> None:
+    with pytest.raises(InputImageError, match=message):
+        segment(make(), tiny_model)
