@@ -10,6 +10,7 @@ import torch
 from conftest import TOTALSEG
 
 from AttentionUNetSegLib.bundle import load_model
+from AttentionUNetSegLib.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import CancelledError, InputImageError
 from AttentionUNetSegLib.imageio import read_image
 from AttentionUNetSegLib.inference import segment
@@ -61,7 +62,8 @@ def test_volumes_and_run_facts(patient_a_result) -> None:
     assert list(volumes) == ["pancreas", "spleen", "kidney", "liver"]
     counts = np.bincount(sitk.GetArrayViewFromImage(result.labels).ravel(), minlength=5)
     assert volumes["liver"] == pytest.approx(counts[4] * 27 / 1000)
-    assert result.device == "cpu" and result.precision == "float32"
+    assert result.device == "cpu"
+    assert result.precision == ("bfloat16" if cpu_has_native_bf16() else "float32")
     assert set(result.timings) == {"preprocess_s", "inference_s", "postprocess_s"}
 
 
@@ -72,7 +74,7 @@ def test_one_window_matches_a_direct_forward(tiny_model) -> None:
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(tiny_model.metadata.spacing_mm)
     image.SetOrigin((-12.0, 40.0, 7.5))
-    result = segment(image, tiny_model, probabilities=True)
+    result = segment(image, tiny_model, probabilities=True, precision="fp32")
     with torch.no_grad():
         logits, attention = tiny_model(torch.from_numpy(normalise(array, tiny_model.metadata.intensity))[None, None],
                                        return_attention=True)

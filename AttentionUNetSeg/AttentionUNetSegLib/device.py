@@ -40,14 +40,22 @@ def _mps_runs_conv3d() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """'auto' is bfloat16 (or float16 where bf16 is unsupported) on CUDA and float32 elsewhere."""
+    """'auto': bfloat16 on CUDA (float16 where bf16 is unsupported) and on CPUs with native bf16
+    instructions (AVX-512 BF16, AMX); float32 elsewhere."""
     if precision not in PRECISION_CHOICES:
         raise InvalidOptionError(f"precision must be one of {PRECISION_CHOICES}, not {precision!r}")
     if precision == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
+        return torch.float32
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 convolutions natively on this CPU (else bf16 would be emulated, slowly)."""
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> ContextManager:

@@ -22,11 +22,13 @@ from .bundle import ModelMetadata, load_model, model_metadata
 from .classes import SegmentClass
 from .device import autocast, resolve_device, resolve_precision
 from .errors import CancelledError, InvalidOptionError
-from .preprocessing import AIR_HU, model_grid, normalise, resample, validate_image
+from .optimize import prepare_for_inference
+from .preprocessing import AIR_HU, body_box, model_grid, normalise, resample, validate_image
 from .registry import resolve_model_path
 
 log = logging.getLogger(__name__)
 
+OUTSIDE_LOGIT_MARGIN = 20.0  # background wins by this margin outside the body (softmax ~ 1 - 2e-9)
 ProgressCallback = Callable[[str, float], None]
 CancelCheck = Callable[[], bool]
 
@@ -119,16 +121,21 @@ def segment(
     report("preparing", 0.0)
     grid = model_grid(image, metadata.spacing_mm)
     resampled_ct = resample(image, grid, sitk.sitkLinear, AIR_HU)
-    network_input = normalise(sitk.GetArrayViewFromImage(resampled_ct), metadata.intensity)
-    del resampled_ct
+    hu = sitk.GetArrayViewFromImage(resampled_ct)
+    box = body_box(hu, margin=min(metadata.patch_size) // 4)
+    network_input = normalise(hu[box], metadata.intensity)
+    del hu, resampled_ct
     timings["preprocess_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     dtype = resolve_precision(precision, torch_device)
-    outputs, torch_device = _infer_with_fallback(
+    inside, torch_device = _infer_with_fallback(
         model, network_input, metadata, torch_device, dtype, overlap, batch_size, attention, report, cancel
     )
     del network_input
+    outputs = _outside_body_fill(metadata.architecture.num_classes, inside.shape[0], grid)
+    outputs[(slice(None),) + box] = inside
+    del inside
     timings["inference_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -190,7 +197,7 @@ def _sliding_window(model: torch.nn.Module, network_input: np.ndarray, metadata:
     padded, crop = _pad_to_window(network_input, roi, normalise(np.array([AIR_HU]), metadata.intensity)[0])
     total = _window_count(padded.shape, roi, overlap)
     done = 0
-    model = model.to(device).eval()
+    fast_model = prepare_for_inference(model, device)
 
     def predictor(windows: torch.Tensor) -> torch.Tensor:
         nonlocal done
@@ -198,23 +205,30 @@ def _sliding_window(model: torch.nn.Module, network_input: np.ndarray, metadata:
             raise CancelledError("segmentation cancelled; nothing was written")
         with autocast(device, dtype):
             if attention:
-                logits, gates = model(windows, return_attention=True)
+                logits, gates = fast_model(windows, return_attention=True)
                 maps = [torch.nn.functional.interpolate(gates[name].float(), size=windows.shape[2:], mode="trilinear")
-                        for name in model.gate_names]
+                        for name in fast_model.gate_names]
                 out = torch.cat([logits.float()] + maps, dim=1)
             else:
-                out = model(windows).float()
+                out = fast_model(windows).float()
         done += windows.shape[0]
         report("inference", min(done / total, 1.0))
         return out
 
     with torch.inference_mode():
-        tensor = torch.from_numpy(padded)[None, None]
+        tensor = torch.from_numpy(padded)[None, None].contiguous(memory_format=torch.channels_last_3d)
         blended = sliding_window_inference(
             tensor, roi, batch_size, predictor, overlap=overlap, mode="gaussian",
             sw_device=device, device=torch.device("cpu"),
         )
     return blended[0][(slice(None),) + crop].numpy()
+
+
+def _outside_body_fill(num_classes: int, channels: int, grid: sitk.Image) -> np.ndarray:
+    """Outputs for voxels outside the body box: certain background, closed gates (attention 0)."""
+    fill = np.zeros((channels,) + tuple(reversed(grid.GetSize())), dtype=np.float32)
+    fill[1:num_classes] = -OUTSIDE_LOGIT_MARGIN
+    return fill
 
 
 def _pad_to_window(array: np.ndarray, roi: Sequence[int], fill: float) -> Tuple[np.ndarray, Tuple[slice, ...]]:

@@ -7,7 +7,7 @@ reaches it the same way; results are resampled back onto the input's own grid.
 from __future__ import annotations
 
 import math
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -71,6 +71,21 @@ def model_grid(image: sitk.Image, spacing_mm: Sequence[float]) -> sitk.Image:
     grid.SetSpacing(spacing.tolist())
     grid.SetOrigin(origin.tolist())
     return grid
+
+
+def body_box(hu: np.ndarray, margin: int, threshold: float = -500.0) -> Tuple[slice, ...]:
+    """Bounding box (with `margin` voxels) of everything denser than `threshold` HU: the body and table.
+
+    Windows outside it would see nothing but air; an image without such voxels keeps its whole extent.
+    """
+    inside = hu > threshold
+    if not inside.any():
+        return tuple(slice(0, n) for n in hu.shape)
+    boxes = []
+    for axis, n in enumerate(hu.shape):
+        present = np.flatnonzero(inside.any(axis=tuple(a for a in range(hu.ndim) if a != axis)))
+        boxes.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + 1 + margin, n)))
+    return tuple(boxes)
 
 
 def resample(image: sitk.Image, reference: sitk.Image, interpolator: int, default: float,

@@ -9,7 +9,7 @@ from typing import Callable, List, Optional, Sequence
 from ..errors import AttentionUNetSegError
 
 # Each entry is the `register(subparsers)` of a command module; imported lazily in build_parser.
-_COMMAND_MODULES: List[str] = ["segment", "models", "evaluate", "phantom", "train"]
+_COMMAND_MODULES: List[str] = ["segment", "models", "evaluate", "phantom", "train", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="registry name or .safetensors file (default: the registry's default model)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="compute device (default: auto)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                        help="numeric precision (default: auto = bf16/fp16 on CUDA, fp32 on CPU)")
+                        help="numeric precision (default: auto = bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32)")
     parser.add_argument("--no-attention", action="store_true", help="do not write attention maps")
     parser.add_argument("--probabilities", action="store_true", help="also write per-class probability maps")
     parser.add_argument("--overlap", type=_fraction, default=0.25,

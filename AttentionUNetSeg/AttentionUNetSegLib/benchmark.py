@@ -1,0 +1,219 @@
+"""Side-by-side speed and memory of our networks and MONAI's AttentionUnet (and the authors', if given).
+
+Every configuration runs in this one process, interleaved repeat by repeat, so machine noise hits all
+alike; results are medians after warm-up, reported with ratios against the fastest peer.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .device import autocast, resolve_precision
+from .model import AttentionUNet3D, ModelConfig
+from .optimize import prepare_for_inference
+
+PEER_CHANNELS = (16, 32, 64, 128, 256)
+
+
+@dataclass
+class Candidate:
+    """One network in one configuration; `ours` tells which side of the ratio it is on."""
+
+    name: str
+    model: nn.Module
+    dtype: torch.dtype
+    channels_last: bool
+    ours: bool
+    attention_output: bool = False
+
+
+@dataclass
+class Measurement:
+    task: str
+    name: str
+    ours: bool
+    precision: str
+    median_ms: float
+    peak_memory_mib: Optional[float] = None
+    speedup_vs_best_peer: Optional[float] = None
+
+
+def monai_attention_unet(num_classes: int) -> nn.Module:
+    """MONAI's AttentionUnet with the same channels as the paper's network (16-256)."""
+    from monai.networks.nets import AttentionUnet
+
+    return AttentionUnet(spatial_dims=3, in_channels=1, out_channels=num_classes, channels=PEER_CHANNELS,
+                         strides=(2, 2, 2, 2))
+
+
+def authors_attention_unet(path: Path, num_classes: int) -> nn.Module:
+    """The authors' unet_CT_multi_att_dsv_3D imported from a local clone of their repository."""
+    sys.path.insert(0, str(path))
+    module = importlib.import_module("models.networks.unet_CT_multi_att_dsv_3D")
+    return module.unet_CT_multi_att_dsv_3D(feature_scale=4, n_classes=num_classes, in_channels=1)
+
+
+def _peers(num_classes: int, authors_path: Optional[Path]) -> Dict[str, nn.Module]:
+    peers = {"MONAI AttentionUnet": monai_attention_unet(num_classes)}
+    if authors_path is not None:
+        peers["authors' Attention U-Net"] = authors_attention_unet(authors_path, num_classes)
+    return peers
+
+
+def forward_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path]) -> List[Candidate]:
+    """Ours as defined (fp32) and in its fastest correct configuration; each peer in fp32 and at its best."""
+    fast = resolve_precision("auto", device)
+    ours = AttentionUNet3D(ModelConfig(num_classes=num_classes, feature_scale=4)).eval().to(device)
+    unet = AttentionUNet3D(ModelConfig(architecture="unet_3d", num_classes=num_classes, feature_scale=4)).eval()
+    found = [
+        Candidate("ours Attention U-Net, as defined", ours, torch.float32, False, True),
+        Candidate("ours Attention U-Net, fast path + attention maps", prepare_for_inference(ours, device), fast,
+                  True, True, attention_output=True),
+        Candidate("ours Attention U-Net, fast path", prepare_for_inference(ours, device), fast, True, True),
+        Candidate("ours U-Net, fast path", prepare_for_inference(unet, device), fast, True, True),
+    ]
+    return found + _peer_candidates(device, num_classes, authors_path, train=False)
+
+
+def train_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path]) -> List[Candidate]:
+    """Training needs the unfolded networks: each side in fp32 and with channels-last mixed precision."""
+    fast = resolve_precision("auto", device)
+    ours = AttentionUNet3D(ModelConfig(num_classes=num_classes, feature_scale=4)).to(device)
+    found = [Candidate("ours Attention U-Net, fp32", ours, torch.float32, False, True)]
+    if fast != torch.float32:
+        found.append(Candidate(f"ours Attention U-Net, channels-last {_name(fast)}",
+                               copy.deepcopy(ours).to(memory_format=torch.channels_last_3d), fast, True, True))
+    return found + _peer_candidates(device, num_classes, authors_path, train=True)
+
+
+def _peer_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path],
+                     train: bool) -> List[Candidate]:
+    fast = resolve_precision("auto", device)
+    found = []
+    for name, peer in _peers(num_classes, authors_path).items():
+        peer = peer.train(train).to(device)
+        found.append(Candidate(f"{name}, fp32", peer, torch.float32, False, False))
+        if fast != torch.float32:
+            found.append(Candidate(f"{name}, channels-last {_name(fast)}",
+                                   copy.deepcopy(peer).to(memory_format=torch.channels_last_3d), fast, True, False))
+    return found
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _layout(candidate: Candidate, x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last_3d) if candidate.channels_last else x.contiguous()
+
+
+def _forward_step(candidate: Candidate, x: torch.Tensor, device: torch.device) -> Callable[[], None]:
+    x = _layout(candidate, x)
+
+    def run() -> None:
+        with torch.inference_mode(), autocast(device, candidate.dtype):
+            candidate.model(x, return_attention=True) if candidate.attention_output else candidate.model(x)
+    return run
+
+
+def _train_step(candidate: Candidate, x: torch.Tensor, num_classes: int, device: torch.device) -> Callable[[], None]:
+    """One training step: forward, soft Dice loss over all classes, backward, Adam."""
+    from monai.losses import DiceLoss
+
+    optimiser = torch.optim.Adam(candidate.model.parameters(), lr=1e-4)
+    loss_fn = DiceLoss(softmax=True, to_onehot_y=True)
+    x = _layout(candidate, x)
+    target = torch.randint(0, num_classes, (x.shape[0], 1, *x.shape[2:]), device=device)
+
+    def run() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        with autocast(device, candidate.dtype):
+            loss = loss_fn(candidate.model(x).float(), target)
+        loss.backward()
+        optimiser.step()
+    return run
+
+
+def _elapsed_ms(run: Callable[[], None], device: torch.device) -> float:
+    _synchronise(device)
+    start = time.perf_counter()
+    run()
+    _synchronise(device)
+    return (time.perf_counter() - start) * 1000
+
+
+def _peak_memory_mib(run: Callable[[], None], device: torch.device) -> Optional[float]:
+    if device.type != "cuda":
+        return None
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    run()
+    _synchronise(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def _measure(task: str, steps: Dict[str, Callable[[], None]], found: List[Candidate], device: torch.device,
+             repeats: int, warmup: int, progress: Callable[[str], None]) -> List[Measurement]:
+    """Interleave the steps repeat by repeat; medians after warm-up and speed-ups against the best peer."""
+    times: Dict[str, List[float]] = {name: [] for name in steps}
+    for repeat in range(warmup + repeats):
+        progress(f"{task}: round {repeat + 1}/{warmup + repeats}")
+        for name, run in steps.items():
+            elapsed = _elapsed_ms(run, device)
+            if repeat >= warmup:
+                times[name].append(elapsed)
+    results = [Measurement(task, c.name, c.ours, _name(c.dtype), statistics.median(times[c.name]),
+                           _peak_memory_mib(steps[c.name], device)) for c in found]
+    best_peer = min(m.median_ms for m in results if not m.ours)
+    for m in results:
+        m.speedup_vs_best_peer = best_peer / m.median_ms
+    return results
+
+
+def run_benchmark(device: torch.device, shape: Sequence[int] = (1, 1, 160, 160, 96), num_classes: int = 4,
+                  repeats: int = 5, warmup: int = 1, train_batch: int = 0, authors_path: Optional[Path] = None,
+                  progress: Callable[[str], None] = lambda message: None) -> List[Measurement]:
+    """Forward latency (and, with train_batch > 0, training-step time) of every candidate."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    x = torch.randn(*shape, device=device)
+    found = forward_candidates(device, num_classes, authors_path)
+    results = _measure("forward", {c.name: _forward_step(c, x, device) for c in found}, found, device, repeats,
+                       warmup, progress)
+    if train_batch:
+        batch = torch.randn(train_batch, *shape[1:], device=device)
+        found = train_candidates(device, num_classes, authors_path)
+        results += _measure(f"train step (batch {train_batch})",
+                            {c.name: _train_step(c, batch, num_classes, device) for c in found}, found, device,
+                            repeats, warmup, progress)
+    return results
+
+
+def to_markdown(results: List[Measurement], device: str, shape: Sequence[int]) -> str:
+    """One table per task: median time, speed-up over the fastest peer, peak GPU memory."""
+    lines = [f"device: {device}; input {'x'.join(map(str, shape))}; medians after warm-up"]
+    for task in dict.fromkeys(m.task for m in results):
+        lines += ["", f"**{task}**", "", "| network, configuration | precision | median ms | speed-up vs best peer "
+                  "| peak MiB |", "|---|---|---|---|---|"]
+        for m in (m for m in results if m.task == task):
+            memory = f"{m.peak_memory_mib:.0f}" if m.peak_memory_mib is not None else "-"
+            lines.append(f"| {m.name} | {m.precision} | {m.median_ms:.1f} | {m.speedup_vs_best_peer:.2f}x | {memory} |")
+    return "\n".join(lines)
+
+
+def as_dicts(results: List[Measurement]) -> List[dict]:
+    return [asdict(m) for m in results]

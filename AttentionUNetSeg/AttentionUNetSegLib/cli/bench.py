@@ -1,0 +1,51 @@
+"""`attention-unet bench`: our networks against MONAI's AttentionUnet (and the authors'), side by side."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="benchmark forward and training speed against MONAI's AttentionUnet",
+        description="Runs, in one process and interleaved, our Attention U-Net and U-Net (as defined and in the "
+        "fastest correct inference configuration) and MONAI's AttentionUnet with the same channels (and the "
+        "authors' network if --authors-path is given); prints median times, speed-ups and peak GPU memory.")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--shape", type=int, nargs=3, default=(160, 160, 96), metavar=("D", "H", "W"),
+                        help="input size (default: 160 160 96)")
+    parser.add_argument("--classes", type=int, default=4, help="output classes (default: 4)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (default: 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default: 1)")
+    parser.add_argument("--train-batch", type=int, default=0,
+                        help="also time a training step at this batch size (default: 0 = off)")
+    parser.add_argument("--authors-path", type=Path, default=None,
+                        help="a local clone of ozan-oktay/Attention-Gated-Networks to include their network")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..atomic import atomic_file
+    from ..benchmark import as_dicts, run_benchmark, to_markdown
+    from ..device import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    shape = (1, 1, *args.shape)
+    description = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    results = run_benchmark(device, shape, args.classes, args.repeats, args.warmup, args.train_batch,
+                            args.authors_path, progress=lambda message: print(message, file=sys.stderr))
+    print(to_markdown(results, description, shape))
+    if args.json:
+        with atomic_file(args.json) as tmp:
+            tmp.write_text(json.dumps({"device": description, "shape": shape, "results": as_dicts(results)},
+                                      indent=2))
+    return 0

@@ -1,0 +1,26 @@
+"""`attention-unet bench` runs every side and reports consistent ratios (no timing is asserted)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import run_cli
+
+
+def test_bench_reports_every_candidate_with_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    completed = run_cli(["bench", "--device", "cpu", "--shape", "32", "32", "16", "--repeats", "1", "--warmup", "0",
+                         "--train-batch", "1", "--json", out])
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(out.read_text())
+    results = report["results"]
+    forward = [r for r in results if r["task"] == "forward"]
+    train = [r for r in results if r["task"].startswith("train step")]
+    assert {r["name"].split(",")[0] for r in forward} == {"ours Attention U-Net", "ours U-Net", "MONAI AttentionUnet"}
+    assert any(not r["ours"] for r in train) and any(r["ours"] for r in train)
+    for rows in (forward, train):
+        best_peer = min(r["median_ms"] for r in rows if not r["ours"])
+        for row in rows:
+            assert row["median_ms"] > 0
+            assert abs(row["speedup_vs_best_peer"] - best_peer / row["median_ms"]) < 1e-9
+    assert "| MONAI AttentionUnet, fp32 |" in completed.stdout and "speed-up vs best peer" in completed.stdout
