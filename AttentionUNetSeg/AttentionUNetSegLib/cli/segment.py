@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import Callable, List, Tuple
+
+import SimpleITK as sitk
 from ..atomic import StagedOutputs
 from ..bundle import load_model
 from ..device import DEVICE_CHOICES, PRECISION_CHOICES
@@ -75,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_result(result: SegmentationResult, outputs: StagedOutputs, stem: str, extension: str) -> None:
-    write_image(result.labels, outputs.path(f"{stem}_seg.{extension}"))
-    for gate, image in result.attention.items():
-        write_image(image, outputs.path(f"{stem}_attention_{gate}.{extension}"))
-    for name, image in (result.probabilities or {}).items():
-        write_image(image, outputs.path(f"{stem}_prob_{name}.{extension}"))
+    """Write every output image; in threads, since ITK's resampling and compression release the GIL."""
+    jobs: List[Tuple[Path, Callable[[], sitk.Image]]] = [(outputs.path(f"{stem}_seg.{extension}"), lambda: result.labels)]
+    for group, maps in (("attention", result.attention), ("prob", result.probabilities or {})):
+        jobs += [(outputs.path(f"{stem}_{group}_{name}.{extension}"), partial(maps.__getitem__, name)) for name in maps]
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(lambda job: write_image(job[1](), job[0]), jobs))
 
 
 def _summary(result: SegmentationResult, input_path: Path, model_file: str, model) -> dict:
