@@ -21,6 +21,8 @@ TOTALSEG = SHARED / "data" / "totalseg_example"
 AUTHORS_REFERENCE = SHARED / "fixtures" / "authors_reference"
 SAMPLE_CT = REPO_ROOT / "AttentionUNetSeg" / "Resources" / "SampleData" / "example_ct.nii.gz"
 
+pytest_plugins = ["slicer_scene"]  # the headless Slicer scene and CT-node fixtures (slicer_scene.py)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     if not TOTALSEG.is_dir():

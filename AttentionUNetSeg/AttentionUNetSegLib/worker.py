@@ -1,0 +1,145 @@
+"""Background segmentation worker: `python -m AttentionUNetSegLib.worker JOB_DIR`.
+
+The Slicer module runs `segment` in this separate process so that its GUI stays responsive and a
+run can be cancelled by ending the process. Files are exchanged through JOB_DIR:
+
+- `job.json` and `input.nrrd`, written by `write_job` in the calling process;
+- `result.json`, `labels.nrrd`, `attention-<n>.nrrd`, `probability-<n>.nrrd`, written by the
+  worker and read back by `read_result` as a `SegmentationResult`.
+
+Progress goes to stdout as one JSON object per line: `{"event": "progress", "stage": ..., "fraction": ...}`,
+then `{"event": "done"}` or `{"event": "error", "type": <exception class>, "message": ...}`; the exit
+status is 0 only on success. Log messages go to stderr.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Dict, Iterator, Mapping, Optional, Sequence, Union
+
+import SimpleITK as sitk
+
+from . import errors
+from .classes import SegmentClass
+from .errors import AttentionUNetSegError
+
+JOB_FILE = "job.json"
+INPUT_FILE = "input.nrrd"
+RESULT_FILE = "result.json"
+LABELS_FILE = "labels.nrrd"
+
+Emit = Callable[[dict], None]
+
+
+def write_job(job_dir: Path, image: sitk.Image, *, model: Union[str, Path, None] = None, device: str = "auto",
+              attention: bool = True, probabilities: bool = False) -> None:
+    """Write the input image and the options of one run into `job_dir` (which must exist)."""
+    job_dir = Path(job_dir)
+    sitk.WriteImage(image, str(job_dir / INPUT_FILE), False)
+    job = {"model": None if model is None else str(model), "device": device, "attention": bool(attention),
+           "probabilities": bool(probabilities)}
+    (job_dir / JOB_FILE).write_text(json.dumps(job), encoding="utf-8")
+
+
+def run_job(job_dir: Path, emit: Emit) -> None:
+    """Segment the job's input and write the outputs into `job_dir`; `emit` receives the progress events."""
+    from .inference import segment
+
+    job_dir = Path(job_dir)
+    job = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
+    image = sitk.ReadImage(str(job_dir / INPUT_FILE))
+    result = segment(image, job["model"], device=job["device"], attention=job["attention"],
+                     probabilities=job["probabilities"],
+                     progress=lambda stage, fraction: emit({"event": "progress", "stage": stage, "fraction": fraction}))
+    emit({"event": "progress", "stage": "saving", "fraction": 0.0})
+    attention_files = _write_maps(job_dir, "attention", result.attention)
+    probability_files = _write_maps(job_dir, "probability", result.probabilities or {})
+    sitk.WriteImage(result.labels, str(job_dir / LABELS_FILE), True)
+    summary = {"classes": [c.to_dict() for c in result.classes], "attention": attention_files,
+               "probabilities": probability_files if result.probabilities is not None else None,
+               "device": result.device, "precision": result.precision, "timings": result.timings,
+               "warnings": result.warnings}
+    (job_dir / RESULT_FILE).write_text(json.dumps(summary), encoding="utf-8")
+
+
+def _write_maps(job_dir: Path, prefix: str, maps: Mapping[str, sitk.Image]) -> Dict[str, str]:
+    """Write every map (one at a time) as `<prefix>-<n>.nrrd`; return map name -> file name."""
+    files = {}
+    for index, name in enumerate(maps):
+        files[name] = f"{prefix}-{index}.nrrd"
+        sitk.WriteImage(maps[name], str(job_dir / files[name]), False)
+    return files
+
+
+class _ImageFiles(Mapping[str, sitk.Image]):
+    """Images read from their files on access, so that only one is in memory at a time."""
+
+    def __init__(self, folder: Path, files: Dict[str, str]) -> None:
+        self._folder = folder
+        self._files = files
+
+    def __getitem__(self, name: str) -> sitk.Image:
+        return sitk.ReadImage(str(self._folder / self._files[name]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+def read_result(job_dir: Path):
+    """The `SegmentationResult` a finished job wrote; maps are read from `job_dir` when accessed."""
+    from .inference import SegmentationResult
+
+    job_dir = Path(job_dir)
+    summary = json.loads((job_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    probabilities = summary["probabilities"]
+    return SegmentationResult(
+        labels=sitk.ReadImage(str(job_dir / LABELS_FILE)),
+        classes=[SegmentClass.from_dict(c) for c in summary["classes"]],
+        attention=_ImageFiles(job_dir, summary["attention"]),
+        probabilities=None if probabilities is None else _ImageFiles(job_dir, probabilities),
+        device=summary["device"],
+        precision=summary["precision"],
+        timings=summary["timings"],
+        warnings=summary["warnings"],
+    )
+
+
+def error_from_event(event: dict) -> AttentionUNetSegError:
+    """The exception an `error` event describes (this package's class where it names one)."""
+    cls = getattr(errors, str(event.get("type")), None)
+    if not (isinstance(cls, type) and issubclass(cls, AttentionUNetSegError)):
+        cls = AttentionUNetSegError
+    return cls(event.get("message") or "the segmentation process failed without a message")
+
+
+def _print_event(event: dict) -> None:
+    print(json.dumps(event), flush=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the job in the folder given as the only argument; 0 on success, 1 on failure."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m AttentionUNetSegLib.worker JOB_DIR", file=sys.stderr)
+        return 2
+    try:
+        run_job(Path(args[0]), _print_event)
+    except AttentionUNetSegError as exc:
+        _print_event({"event": "error", "type": type(exc).__name__, "message": str(exc)})
+        return 1
+    except Exception as exc:  # reported to the parent too, with the traceback on stderr
+        logging.getLogger(__name__).exception("unexpected failure")
+        _print_event({"event": "error", "type": "AttentionUNetSegError", "message": f"{type(exc).__name__}: {exc}"})
+        return 1
+    _print_event({"event": "done"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Segmentation in a separate Python process, advanced by polling so that a GUI stays responsive.
+
+The input image and options go into a temporary job folder (AttentionUNetSegLib.worker), the
+worker prints one JSON event per line on stdout, a reader thread queues those lines, and `poll()`
+(called from the main thread, e.g. by a qt.QTimer) hands them out. When the worker has finished,
+`poll()` reads its outputs and adds the nodes to the scene; `cancel()` ends the worker process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import SimpleITK as sitk
+
+import slicer
+from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
+
+from .outputs import SegmentationOutputs
+
+RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
+Commit = Callable[[object], SegmentationOutputs]
+
+
+def pythonExecutable() -> str:
+    """Slicer's own Python interpreter (PythonSlicer) inside Slicer, else the running interpreter."""
+    if hasattr(slicer, "app"):
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
+    return sys.executable
+
+
+class BackgroundSegmentation:
+    """One segmentation running in a worker process; a future whose `poll()` drives it to completion."""
+
+    def __init__(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, image: sitk.Image, model: Optional[str],
+                 device: str, attention: bool, probabilities: bool, commit: Commit) -> None:
+        from AttentionUNetSegLib import worker
+
+        self.inputVolume = inputVolume
+        self.state = RUNNING
+        self._commit = commit
+        self._outputs: Optional[SegmentationOutputs] = None
+        self._error: Optional[BaseException] = None
+        self._failure: Optional[dict] = None
+        self._jobDir = Path(tempfile.mkdtemp(prefix="AttentionUNetSeg-"))
+        try:
+            worker.write_job(self._jobDir, image, model=model, device=device, attention=attention,
+                             probabilities=probabilities)
+            self._process = slicer.util.launchConsoleProcess(
+                [pythonExecutable(), "-m", "AttentionUNetSegLib.worker", str(self._jobDir)],
+                useStartupEnvironment=False, updateEnvironment={"PYTHONPATH": _pythonPath()})
+        except BaseException:
+            shutil.rmtree(self._jobDir, ignore_errors=True)
+            raise
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._reader = threading.Thread(target=self._readLines, daemon=True)
+        self._reader.start()
+
+    @property
+    def done(self) -> bool:
+        return self.state != RUNNING
+
+    def poll(self) -> List[dict]:
+        """Events since the last call (progress, log); finishes the run when the worker has ended."""
+        if self.done:
+            return []
+        events = []
+        finished = False
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                finished = True
+                break
+            event = _parse(line)
+            if event["event"] == "error":
+                self._failure = event
+            events.append(event)
+        if not finished and self.inputVolume.GetScene() is None:
+            self._stop(InputImageError(f"The input volume '{self.inputVolume.GetName()}' was deleted while it was "
+                                       "being segmented; nothing was added."), FAILED)
+        elif finished:
+            self._finish()
+        return events
+
+    def cancel(self) -> None:
+        """End the worker process; nothing is added to the scene."""
+        if not self.done:
+            self._stop(CancelledError("Segmentation cancelled; nothing was added."), CANCELLED)
+
+    def result(self) -> SegmentationOutputs:
+        """The outputs of a successful run; raises why the run failed or was cancelled, or if it still runs."""
+        if self._error is not None:
+            raise self._error
+        if self._outputs is None:
+            raise RuntimeError("the segmentation is still running: call poll() until done")
+        return self._outputs
+
+    def _readLines(self) -> None:
+        for line in self._process.stdout:
+            self._lines.put(line.rstrip("\r\n"))
+        self._process.wait()
+        self._lines.put(None)
+
+    def _finish(self) -> None:
+        from AttentionUNetSegLib import worker
+
+        try:
+            if self._process.returncode != 0:
+                raise worker.error_from_event(self._failure) if self._failure else AttentionUNetSegError(
+                    f"the segmentation process ended with exit status {self._process.returncode}; see the log")
+            self._outputs = self._commit(worker.read_result(self._jobDir))
+            self.state = SUCCEEDED
+        except Exception as exc:
+            self._error = exc
+            self.state = FAILED
+        finally:
+            shutil.rmtree(self._jobDir, ignore_errors=True)
+
+    def _stop(self, error: BaseException, state: str) -> None:
+        self._process.kill()
+        self._process.wait()
+        self._reader.join()
+        self._error = error
+        self.state = state
+        shutil.rmtree(self._jobDir, ignore_errors=True)
+
+
+def _parse(line: str) -> dict:
+    """A worker's JSON event, or a log event for any other output line."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return {"event": "log", "message": line}
+    return event if isinstance(event, dict) and "event" in event else {"event": "log", "message": line}
+
+
+def _pythonPath() -> str:
+    """PYTHONPATH for the worker: the folder holding AttentionUNetSegLib first, then the current one."""
+    import AttentionUNetSegLib
+
+    libraryParent = str(Path(AttentionUNetSegLib.__file__).resolve().parent.parent)
+    return os.pathsep.join(p for p in (libraryParent, os.environ.get("PYTHONPATH", "")) if p)

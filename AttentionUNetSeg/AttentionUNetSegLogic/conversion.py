@@ -1,0 +1,92 @@
+"""Volume nodes <-> SimpleITK images: the one place where Slicer's RAS meets ITK's LPS.
+
+Slicer stores a volume's geometry as an IJK-to-RAS matrix on the node; SimpleITK as origin, spacing
+and a direction matrix in LPS. The two differ by the sign of the first two physical axes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+import vtk
+from vtk.util import numpy_support
+
+import slicer
+
+RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
+
+
+def volumeNodeToImage(volumeNode: slicer.vtkMRMLScalarVolumeNode) -> sitk.Image:
+    """The volume's voxels on its world grid as a SimpleITK image; `volumeNode` is left untouched.
+
+    A parent transform is hardened on a clone first: a linear one changes only the geometry, a
+    non-linear one resamples the voxels onto the volume's own grid, as Slicer's "Harden transform" does.
+    """
+    world = _hardenedClone(volumeNode)
+    imageData = world.GetImageData()
+    extent = imageData.GetExtent()
+    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+    voxels = numpy_support.vtk_to_numpy(imageData.GetPointData().GetScalars()).reshape(shape)
+    image = sitk.GetImageFromArray(voxels)  # copies
+    ijkToRas = _matrix(world)
+    ijkToRas[:3, 3] = (ijkToRas @ np.array([extent[0], extent[2], extent[4], 1.0]))[:3]
+    _setGeometry(image, ijkToRas)
+    return image
+
+
+def _hardenedClone(volumeNode: slicer.vtkMRMLScalarVolumeNode) -> slicer.vtkMRMLScalarVolumeNode:
+    """A copy of `volumeNode`'s geometry and voxels (shared) with its parent transforms applied; not in a scene."""
+    clone = slicer.vtkMRMLScalarVolumeNode()
+    clone.CopyOrientation(volumeNode)
+    clone.SetAndObserveImageData(volumeNode.GetImageData())
+    transformNode = volumeNode.GetParentTransformNode()
+    if transformNode is None:
+        return clone
+    if transformNode.IsTransformToWorldLinear():
+        toWorld = vtk.vtkMatrix4x4()
+        transformNode.GetMatrixTransformToWorld(toWorld)
+        clone.ApplyTransformMatrix(toWorld)
+    else:
+        toWorld = vtk.vtkGeneralTransform()
+        transformNode.GetTransformToWorld(toWorld)
+        clone.ApplyTransform(toWorld)
+    return clone
+
+
+def updateVolumeFromImage(volumeNode: slicer.vtkMRMLVolumeNode, image: sitk.Image) -> None:
+    """Set `volumeNode`'s voxels and IJK-to-RAS matrix from a SimpleITK image (the node need not be in a scene)."""
+    slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayViewFromImage(image))
+    volumeNode.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(image)))
+
+
+def orientedImageFromImage(image: sitk.Image) -> slicer.vtkOrientedImageData:
+    """A vtkOrientedImageData (as segmentations store labelmaps) with `image`'s voxels and world geometry."""
+    oriented = slicer.vtkOrientedImageData()
+    oriented.SetDimensions(image.GetSize())
+    array = sitk.GetArrayViewFromImage(image)
+    oriented.AllocateScalars(numpy_support.get_vtk_array_type(array.dtype), 1)
+    numpy_support.vtk_to_numpy(oriented.GetPointData().GetScalars())[:] = array.ravel()
+    oriented.SetImageToWorldMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(image)))
+    return oriented
+
+
+def ijkToRasMatrix(image: sitk.Image) -> np.ndarray:
+    """The 4x4 IJK-to-RAS matrix of a SimpleITK image's grid."""
+    matrix = np.eye(4)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    matrix[:3, :3] = RAS_FROM_LPS @ direction @ np.diag(image.GetSpacing())
+    matrix[:3, 3] = RAS_FROM_LPS @ np.array(image.GetOrigin())
+    return matrix
+
+
+def _matrix(volumeNode: slicer.vtkMRMLVolumeNode) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def _setGeometry(image: sitk.Image, ijkToRas: np.ndarray) -> None:
+    """Set origin, spacing and direction (LPS) of `image` from an IJK-to-RAS matrix."""
+    spacing = np.linalg.norm(ijkToRas[:3, :3], axis=0)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((RAS_FROM_LPS @ ijkToRas[:3, :3] / spacing).ravel().tolist())
+    image.SetOrigin((RAS_FROM_LPS @ ijkToRas[:3, 3]).tolist())

@@ -1,0 +1,208 @@
+"""Output nodes of a run: segmentation, attention and probability volumes, organ volume table.
+
+Every output node refers to its input volume (node reference role `INPUT_ROLE`) and says what it is
+(attribute `OUTPUT_ATTRIBUTE`), so a re-run for the same input finds and replaces exactly the
+outputs this module made before. Outputs are written in one scene transaction: all or nothing.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional
+
+import SimpleITK as sitk
+import vtk
+
+import slicer
+from AttentionUNetSegLib.errors import InputImageError
+
+from .conversion import updateVolumeFromImage
+from .display import configureMapDisplay, heatColorNode
+from .segments import addSegmentsFromLabels
+from .transaction import sceneTransaction
+
+INPUT_ROLE = "attentionUNetSegInput"
+OUTPUT_ATTRIBUTE = "AttentionUNetSeg.Output"
+GATE_ATTRIBUTE = "AttentionUNetSeg.Gate"
+CLASS_ATTRIBUTE = "AttentionUNetSeg.Class"
+SEGMENTATION, ATTENTION, PROBABILITY, VOLUMES, FOLDER = "segmentation", "attention", "probability", "volumes", "folder"
+DEFAULT_THRESHOLD = 0.2
+VOLUME_COLUMN = "Volume [mL]"
+_GATE_NAME = re.compile(r"att(\d+)_gate(\d+)$")
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class SegmentationOutputs:
+    """The nodes one run made or filled, and what the engine reported."""
+
+    segmentation: slicer.vtkMRMLSegmentationNode
+    attention: Dict[str, slicer.vtkMRMLScalarVolumeNode]
+    probabilities: Dict[str, slicer.vtkMRMLScalarVolumeNode]
+    volumesTable: slicer.vtkMRMLTableNode
+    volumesMl: Dict[str, float]
+    device: str = ""
+    timings: Dict[str, float] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+
+
+def gateLabel(gateName: str) -> str:
+    """'att4_gate1' -> 'level 4 gate 1' (other names are returned unchanged)."""
+    match = _GATE_NAME.match(gateName)
+    return f"level {match.group(1)} gate {match.group(2)}" if match else gateName
+
+
+def previousOutputs(inputVolume: slicer.vtkMRMLNode, kind: Optional[str] = None) -> List[slicer.vtkMRMLNode]:
+    """Nodes this module made for `inputVolume` (of one kind, or all), in scene order."""
+    scene = inputVolume.GetScene()
+    if scene is None:
+        return []
+    nodes = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+    return [node for node in nodes
+            if node.GetNodeReferenceID(INPUT_ROLE) == inputVolume.GetID()
+            and node.GetAttribute(OUTPUT_ATTRIBUTE) is not None
+            and (kind is None or node.GetAttribute(OUTPUT_ATTRIBUTE) == kind)]
+
+
+def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result,
+                 outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None,
+                 progress: Optional[Progress] = None) -> SegmentationOutputs:
+    """Add the nodes for an engine `result` (a SegmentationResult) and remove this input's earlier outputs.
+
+    Raises InputImageError (and changes nothing) if `inputVolume` left the scene while the engine ran.
+    """
+    scene = inputVolume.GetScene()
+    if scene is None:
+        raise InputImageError(f"The input volume '{inputVolume.GetName()}' was deleted while it was being "
+                              "segmented; nothing was added.")
+    report = progress or (lambda stage, fraction: None)
+    earlier = previousOutputs(inputVolume)
+    name = inputVolume.GetName()
+    with sceneTransaction(scene):
+        parentItem = _hierarchyParent(inputVolume)
+        colorNode = heatColorNode(scene) if (result.attention or result.probabilities) else None
+        mapSets = [(ATTENTION, result.attention), (PROBABILITY, result.probabilities or {})]
+        total = sum(len(images) for _, images in mapSets)
+        nodes: Dict[str, Dict[str, slicer.vtkMRMLScalarVolumeNode]] = {}
+        written = 0
+        for kind, images in mapSets:
+            nodes[kind] = {}
+            folder = _folder(scene, parentItem, f"{name} {kind} maps") if images else None
+            for key in images:
+                label = gateLabel(key) if kind == ATTENTION else key
+                nodes[kind][key] = _addMapVolume(scene, inputVolume, images[key], f"{name} {kind} {label}",
+                                                 kind, key, colorNode, folder)
+                written += 1
+                report("outputs", written / (total + 1))
+        volumes = result.volumes_ml()
+        table = _addVolumesTable(scene, inputVolume, volumes, f"{name} organ volumes", parentItem)
+        segmentationNode = outputSegmentation or _reusableSegmentation(earlier) or \
+            scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation")
+        _fillSegmentation(segmentationNode, inputVolume, result, parentItem)
+        _removeOutputs(scene, [node for node in earlier if node is not segmentationNode])
+        report("outputs", 1.0)
+    return SegmentationOutputs(segmentationNode, nodes[ATTENTION], nodes[PROBABILITY], table, volumes,
+                               result.device, dict(result.timings), list(result.warnings))
+
+
+def _hierarchyParent(inputVolume: slicer.vtkMRMLNode) -> int:
+    """The subject hierarchy item the input sits in (its study, typically), or the scene item."""
+    shNode = inputVolume.GetScene().GetSubjectHierarchyNode()
+    item = shNode.GetItemByDataNode(inputVolume)
+    return shNode.GetItemParent(item) if item else shNode.GetSceneItemID()
+
+
+def _placeInHierarchy(node: slicer.vtkMRMLNode, parentItem: int) -> None:
+    """Put `node`'s subject hierarchy item under `parentItem` (creating the item where no plugin did)."""
+    shNode = node.GetScene().GetSubjectHierarchyNode()
+    item = shNode.GetItemByDataNode(node)
+    if item:
+        shNode.SetItemParent(item, parentItem)
+    else:
+        shNode.CreateItem(parentItem, node)
+
+
+def _folder(scene: slicer.vtkMRMLScene, parentItem: int, name: str) -> int:
+    shNode = scene.GetSubjectHierarchyNode()
+    folder = shNode.CreateFolderItem(parentItem, name)
+    shNode.SetItemAttribute(folder, OUTPUT_ATTRIBUTE, FOLDER)
+    return folder
+
+
+def _markAsOutput(node: slicer.vtkMRMLNode, inputVolume: slicer.vtkMRMLNode, kind: str) -> None:
+    node.SetAttribute(OUTPUT_ATTRIBUTE, kind)
+    node.SetNodeReferenceID(INPUT_ROLE, inputVolume.GetID())
+
+
+def _addMapVolume(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode, image: sitk.Image, name: str,
+                  kind: str, key: str, colorNode: slicer.vtkMRMLColorNode,
+                  folder: int) -> slicer.vtkMRMLScalarVolumeNode:
+    volumeNode = slicer.vtkMRMLScalarVolumeNode()
+    volumeNode.SetName(name)
+    updateVolumeFromImage(volumeNode, image)
+    volumeNode.SetAttribute(GATE_ATTRIBUTE if kind == ATTENTION else CLASS_ATTRIBUTE, key)
+    _markAsOutput(volumeNode, inputVolume, kind)
+    scene.AddNode(volumeNode)
+    volumeNode.CreateDefaultDisplayNodes()
+    configureMapDisplay(volumeNode, colorNode, DEFAULT_THRESHOLD)
+    _placeInHierarchy(volumeNode, folder)
+    return volumeNode
+
+
+def _addVolumesTable(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode, volumes: Mapping[str, float],
+                     name: str, parentItem: int) -> slicer.vtkMRMLTableNode:
+    table = slicer.vtkMRMLTableNode()
+    table.SetName(name)
+    segments = vtk.vtkStringArray()
+    segments.SetName("Segment")
+    millilitres = vtk.vtkDoubleArray()
+    millilitres.SetName(VOLUME_COLUMN)
+    for segmentName, volume in volumes.items():
+        segments.InsertNextValue(segmentName)
+        millilitres.InsertNextValue(round(volume, 2))
+    table.AddColumn(segments)
+    table.AddColumn(millilitres)
+    table.SetUseColumnTitleAsColumnHeader(True)
+    _markAsOutput(table, inputVolume, VOLUMES)
+    scene.AddNode(table)
+    _placeInHierarchy(table, parentItem)
+    return table
+
+
+def _reusableSegmentation(earlier: List[slicer.vtkMRMLNode]) -> Optional[slicer.vtkMRMLSegmentationNode]:
+    return next((node for node in earlier if node.GetAttribute(OUTPUT_ATTRIBUTE) == SEGMENTATION), None)
+
+
+def _fillSegmentation(segmentationNode: slicer.vtkMRMLSegmentationNode, inputVolume: slicer.vtkMRMLScalarVolumeNode,
+                      result, parentItem: int) -> None:
+    """Replace the model's segments in `segmentationNode` and show it in slice and 3D views."""
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(inputVolume)
+    addSegmentsFromLabels(segmentationNode.GetSegmentation(), result.labels, result.classes)
+    _markAsOutput(segmentationNode, inputVolume, SEGMENTATION)
+    segmentationNode.CreateDefaultDisplayNodes()
+    segmentationNode.GetDisplayNode().SetVisibility(True)
+    segmentationNode.CreateClosedSurfaceRepresentation()
+    _placeInHierarchy(segmentationNode, parentItem)
+
+
+def _removeOutputs(scene: slicer.vtkMRMLScene, nodes: List[slicer.vtkMRMLNode]) -> None:
+    """Remove earlier outputs (with display and storage nodes and hierarchy items), then emptied output folders."""
+    shNode = scene.GetSubjectHierarchyNode()
+    folders = set()
+    for node in nodes:
+        item = shNode.GetItemByDataNode(node)
+        if item:
+            folders.add(shNode.GetItemParent(item))
+            shNode.RemoveItem(item, False, False)
+        helpers = []
+        if node.IsA("vtkMRMLDisplayableNode"):
+            helpers += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+        if node.IsA("vtkMRMLStorableNode"):
+            helpers += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
+        for removed in [node] + helpers:
+            if removed is not None:
+                scene.RemoveNode(removed)
+    for folder in folders:
+        if shNode.GetItemAttribute(folder, OUTPUT_ATTRIBUTE) == FOLDER and shNode.GetNumberOfItemChildren(folder) == 0:
+            shNode.RemoveItem(folder, False, False)

@@ -1,0 +1,127 @@
+"""A headless Slicer scene (the `slicer-core` package), set up as DESIGN.md says, and the CT nodes the tests use.
+
+conftest.py loads it as a plugin for the fixtures; test modules import its helpers.
+"""
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+from typing import Optional, Set, Tuple
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import vtk
+from conftest import REPO_ROOT, TOTALSEG
+
+import slicer
+
+MODULE_DIR = REPO_ROOT / "AttentionUNetSeg"
+if str(MODULE_DIR) not in sys.path:  # the module folder, as Slicer puts it on sys.path
+    sys.path.insert(0, str(MODULE_DIR))
+
+from AttentionUNetSegLib.imageio import read_image  # noqa: E402
+from AttentionUNetSegLogic import updateVolumeFromImage  # noqa: E402
+from AttentionUNetSegLogic.transaction import nodeIds  # noqa: E402
+
+
+def new_scene(cache_dir: Path) -> slicer.vtkMRMLScene:
+    """A fresh scene with the application, colour, volumes and segmentations logics; set as `slicer.mrmlScene`.
+
+    `cache_dir` is where .mrb files are unpacked when read.
+    """
+    scene = slicer.vtkMRMLScene()
+    app = slicer.vtkSlicerApplicationLogic()
+    app.SetMRMLScene(scene)
+    colors = app.GetColorLogic()
+    colors.SetMRMLScene(scene)
+    colors.AddDefaultColorNodes()
+    app.SetModuleLogic("Colors", colors)
+    volumes = slicer.vtkSlicerVolumesLogic()
+    segmentations = slicer.vtkSlicerSegmentationsModuleLogic()
+    for name, logic in (("Volumes", volumes), ("Segmentations", segmentations)):
+        logic.SetMRMLScene(scene)
+        logic.SetMRMLApplicationLogic(app)
+        app.SetModuleLogic(name, logic)
+    cache = slicer.vtkCacheManager()
+    cache.SetRemoteCacheDirectory(str(cache_dir))
+    dataIO = slicer.vtkDataIOManager()
+    dataIO.SetCacheManager(cache)
+    scene.SetCacheManager(cache)
+    scene.SetDataIOManager(dataIO)
+    slicer.mrmlScene = scene
+    slicer.modules = types.SimpleNamespace(volumes=types.SimpleNamespace(logic=lambda: volumes),
+                                           segmentations=types.SimpleNamespace(logic=lambda: segmentations))
+    scene._keepAlive = (app, volumes, segmentations, cache, dataIO)  # logics live as long as the scene
+    return scene
+
+
+def add_volume(scene: slicer.vtkMRMLScene, image: sitk.Image, name: str,
+               parent_item: Optional[int] = None) -> slicer.vtkMRMLScalarVolumeNode:
+    """Add `image` as a scalar volume node (through the module's conversion), under `parent_item` if given."""
+    node = slicer.vtkMRMLScalarVolumeNode()
+    node.SetName(name)
+    updateVolumeFromImage(node, image)
+    scene.AddNode(node)
+    node.CreateDefaultDisplayNodes()
+    if parent_item is not None:
+        scene.GetSubjectHierarchyNode().CreateItem(parent_item, node)
+    return node
+
+
+def add_study(scene: slicer.vtkMRMLScene, patient: str = "Patient B", study: str = "Abdomen CT") -> int:
+    """A patient and study in the subject hierarchy (as DICOM import makes them); returns the study item."""
+    shNode = scene.GetSubjectHierarchyNode()
+    return shNode.CreateStudyItem(shNode.CreateSubjectItem(shNode.GetSceneItemID(), patient), study)
+
+
+def scene_state(scene: slicer.vtkMRMLScene) -> Tuple[Set[str], Set[int]]:
+    """Node IDs and subject hierarchy items: equal states mean nothing was added or removed."""
+    shNode = scene.GetSubjectHierarchyNode()
+    items = vtk.vtkIdList()
+    shNode.GetItemChildren(shNode.GetSceneItemID(), items, True)
+    return nodeIds(scene), {items.GetId(i) for i in range(items.GetNumberOfIds())}
+
+
+def ijk_to_ras(volume: slicer.vtkMRMLVolumeNode) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def world_ijk_to_ras(volume: slicer.vtkMRMLVolumeNode) -> np.ndarray:
+    """IJK-to-RAS including a linear parent transform."""
+    to_world = vtk.vtkMatrix4x4()
+    if volume.GetParentTransformNode() is not None:
+        volume.GetParentTransformNode().GetMatrixTransformToWorld(to_world)
+    return slicer.util.arrayFromVTKMatrix(to_world) @ ijk_to_ras(volume)
+
+
+def oblique(image: sitk.Image, degrees: Tuple[float, float, float] = (20.0, -10.0, 15.0)) -> sitk.Image:
+    """The same voxels with an oblique direction (rotated about x, y and z); origin kept."""
+    rotation = sitk.Euler3DTransform()
+    rotation.SetRotation(*np.radians(degrees))
+    copy = sitk.Image(image)
+    copy.SetDirection((np.array(rotation.GetMatrix()).reshape(3, 3) @ np.array(image.GetDirection()).reshape(3, 3))
+                      .ravel().tolist())
+    return copy
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> slicer.vtkMRMLScene:
+    scene = new_scene(tmp_path / "cache")
+    yield scene
+    scene.Clear(True)
+
+
+@pytest.fixture(scope="session")
+def patient_b() -> sitk.Image:
+    """Patient B (512x512x20, 0.98x0.98x2 mm) read from its DICOM series."""
+    return read_image(TOTALSEG / "example_ct_dicom")
+
+
+@pytest.fixture(scope="session")
+def small_ct(patient_b: sitk.Image) -> sitk.Image:
+    """A 128x128x20 crop of patient B (12.5 cm across): one network window with the tiny model, so fast."""
+    return patient_b[192:320, 160:288, :]

@@ -1,0 +1,210 @@
+"""The module's files against each other: widget code vs .ui, parameter node, sample data, requirements, CMake."""
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+import subprocess
+import sys
+import tomllib
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Dict, Set, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+from conftest import REPO_ROOT
+from slicer_scene import MODULE_DIR, add_volume, new_scene
+
+import slicer
+from AttentionUNetSegLogic import AttentionUNetSegLogic
+from AttentionUNetSegLogic.dependencies import missingRequirements, requirements
+
+
+MODULE_FILE = MODULE_DIR / "AttentionUNetSeg.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "AttentionUNetSeg.ui"
+PARAMETER_CLASS = "AttentionUNetSegParameterNode"
+
+BUTTONS = {"QPushButton", "QToolButton", "ctkPushButton", "ctkCheckablePushButton"}
+COMBOS = {"QComboBox", "ctkComboBox"}
+NODE_COMBOS = {"qMRMLNodeComboBox"}
+SLIDERS = {"ctkSliderWidget", "QSlider", "QDoubleSpinBox", "QSpinBox"}
+ANY_WIDGET = None  # every widget has the property
+# What the widget code may do with a .ui widget, by the member it uses: the classes that have that member.
+MEMBER_CLASSES = {
+    "enabled": ANY_WIDGET, "toolTip": ANY_WIDGET,
+    "text": BUTTONS | {"QLabel", "QCheckBox", "QLineEdit", "ctkCollapsibleButton"},
+    "click": BUTTONS | {"QCheckBox"},
+    "value": SLIDERS | {"QProgressBar"},
+    "clear": COMBOS | {"QPlainTextEdit", "QLineEdit"},
+    "appendPlainText": {"QPlainTextEdit"},
+    "addItem": COMBOS, "insertItem": COMBOS, "findData": COMBOS, "itemData": COMBOS, "setItemData": COMBOS,
+    "count": COMBOS, "currentIndex": COMBOS,
+    "addAttribute": NODE_COMBOS,
+    "setMRMLTableNode": {"qMRMLTableView"},
+}
+SIGNAL_CLASSES = {"clicked(bool)": BUTTONS | {"QCheckBox"}, "activated(int)": COMBOS, "timeout()": set()}
+# Classes the parameterNodeWrapper connects to a parameter of each type (its connectors check the exact class).
+PARAMETER_WIDGETS = {"bool": {"QCheckBox", "ctkCheckablePushButton"}, "float": {"ctkSliderWidget", "QDoubleSpinBox"},
+                     "choice": COMBOS, "node": NODE_COMBOS}
+
+
+def ui_widgets() -> Dict[str, Tuple[str, Dict[str, str]]]:
+    """Widget name -> (class, {property name: text}) from the .ui file."""
+    widgets = {}
+    for widget in ElementTree.parse(UI_FILE).iter("widget"):
+        properties = {p.get("name"): "".join(p.itertext()).strip() for p in widget.findall("property")}
+        widgets[widget.get("name")] = (widget.get("class"), properties)
+    return widgets
+
+
+def widget_code_uses() -> Set[Tuple[str, str, str]]:
+    """(widget, member, signal) for every `self.ui.<widget>.<member>` in the module file (signal for .connect).
+
+    Local aliases (`combo = self.ui.modelComboBox`, then `combo.addItem`) count as uses of the widget.
+    """
+    uses = set()
+    for function in ast.walk(ast.parse(MODULE_FILE.read_text(encoding="utf-8"))):
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        aliases = {target.id: statement.value.attr for statement in ast.walk(function)
+                   if isinstance(statement, ast.Assign) and _is_ui_widget(statement.value)
+                   for target in statement.targets if isinstance(target, ast.Name)}
+        for node in ast.walk(function):
+            if isinstance(node, ast.Attribute):
+                widget = node.value.attr if _is_ui_widget(node.value) else (
+                    aliases.get(node.value.id) if isinstance(node.value, ast.Name) else None)
+                if widget and node.attr != "connect":
+                    uses.add((widget, node.attr, ""))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect" \
+                    and _is_ui_widget(node.func.value) and node.args and isinstance(node.args[0], ast.Constant):
+                uses.add((node.func.value.attr, "connect", node.args[0].value))
+    return uses
+
+
+def _is_ui_widget(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
+            and isinstance(node.value.value, ast.Name) and node.value.value.id == "self")
+
+
+def parameter_fields() -> Dict[str, str]:
+    """Field name -> kind ('bool', 'float', 'str', 'choice', 'node') of the module's parameter node wrapper."""
+    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == PARAMETER_CLASS)
+    fields = {}
+    for statement in cls.body:
+        if isinstance(statement, ast.AnnAssign):
+            annotation = ast.unparse(statement.annotation)
+            kind = ("node" if annotation.startswith("vtkMRML") else "choice" if "Choice(" in annotation
+                    else next(t for t in ("bool", "float", "str") if t in annotation))
+            fields[statement.target.id] = kind
+    return fields
+
+
+def test_every_ui_widget_the_code_uses_exists_with_a_fitting_class() -> None:
+    widgets = ui_widgets()
+    uses = widget_code_uses()
+    assert {name for name, _, _ in uses} >= {"segmentButton", "progressBar", "statusLog", "volumesTableView"}
+    for name, member, signal in sorted(uses):
+        assert name in widgets, f"self.ui.{name} is used but the .ui has no widget named {name}"
+        cls = widgets[name][0]
+        allowed = SIGNAL_CLASSES[signal] if member == "connect" else MEMBER_CLASSES[member]
+        assert allowed is ANY_WIDGET or cls in allowed, f"self.ui.{name}.{member or signal} does not fit a {cls}"
+
+
+def test_parameter_widgets_match_the_parameter_node() -> None:
+    fields = parameter_fields()
+    bound = {props["SlicerParameterName"]: (cls, props) for cls, props in ui_widgets().values()
+             if "SlicerParameterName" in props}
+    assert set(bound) <= set(fields), f"the .ui binds parameters the node lacks: {set(bound) - set(fields)}"
+    for name, (cls, props) in bound.items():
+        assert cls in PARAMETER_WIDGETS[fields[name]], f"{name} ({fields[name]}) is bound to a {cls}"
+    code = MODULE_FILE.read_text(encoding="utf-8")
+    for name in set(fields) - set(bound):  # parameters the widget code keeps in step itself
+        assert re.search(rf"_parameterNode\.{name} = ", code), f"parameter {name} has no widget and is never set"
+
+
+def test_parameter_node_round_trips_through_an_mrb(tmp_path: Path, small_ct: sitk.Image) -> None:
+    """The values the parameter node wrapper stores (its serialization: str(float), "True"/"False",
+    node references) come back from a saved scene, in the one parameter node the logic finds."""
+    scene = new_scene(tmp_path / "cache")
+    logic = AttentionUNetSegLogic()
+    node = logic.getParameterNode()
+    assert logic.getParameterNode() is node and node.GetAttribute("ModuleName") == "AttentionUNetSeg"
+    volume = add_volume(scene, small_ct, "CT")
+    volume.AddDefaultStorageNode()
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "organs")
+    segmentation.AddDefaultStorageNode()
+    colors = scene.GetFirstNodeByName("Iron")
+    references = {"inputVolume": volume, "attentionVolume": volume, "outputSegmentation": segmentation,
+                  "attentionColorMap": colors}
+    values = {"bool": "False", "float": "0.35", "str": "my-model", "choice": "cpu"}
+    fields = parameter_fields()
+    for name, kind in fields.items():
+        if kind == "node":
+            node.SetParameter(name, "")
+            node.SetNodeReferenceID(name, references[name].GetID())
+        else:
+            node.SetParameter(name, values[kind])
+    assert scene.WriteToMRB(str(tmp_path / "parameters.mrb"))
+
+    reloaded = new_scene(tmp_path / "cache2")
+    assert reloaded.ReadFromMRB(str(tmp_path / "parameters.mrb"))
+    loaded = logic.getParameterNode()
+    assert loaded.GetScene() is reloaded and reloaded.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode") == 1
+    for name, kind in fields.items():
+        if kind == "node":
+            assert loaded.GetNodeReference(name).GetName() == references[name].GetName()
+        else:
+            assert loaded.GetParameter(name) == values[kind]
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(loaded.GetNodeReference("inputVolume")),
+                                  sitk.GetArrayViewFromImage(small_ct))
+
+
+def test_sample_data_checksum_matches_the_bundled_ct() -> None:
+    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                 for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+    sample = MODULE_DIR / "Resources" / "SampleData" / "example_ct.nii.gz"
+    assert constants["SAMPLE_SHA256"] == hashlib.sha256(sample.read_bytes()).hexdigest()
+
+
+def test_requirements_agree_with_the_package_and_are_checked(tmp_path: Path) -> None:
+    declared = {re.split(r"[<>=!~ ]", d, maxsplit=1)[0]: d for d in
+                tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    listed = requirements()
+    assert {"torch", "monai", "SimpleITK", "safetensors", "numpy"} <= {re.split(r"[<>=!~ ]", r)[0] for r in listed}
+    for requirement in listed:
+        assert requirement in declared.values(), f"{requirement} differs from pyproject.toml's {declared}"
+    assert missingRequirements() == []
+    fake = tmp_path / "requirements.txt"
+    fake.write_text("# comment\nnumpy>=1.24\nattention_unet_seg_no_such_package>=1.0  # not installed\n")
+    assert missingRequirements(fake) == ["attention_unet_seg_no_such_package>=1.0"]
+
+
+def test_cmake_installs_every_module_file() -> None:
+    """Listed resources exist; the globs cover every .py of the module's packages and the engine's data."""
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text().replace("${MODULE_NAME}", "AttentionUNetSeg")
+    resources = re.search(r"set\(MODULE_PYTHON_RESOURCES(.*?)\)", cmake, re.S).group(1).split()
+    for path in (r for r in resources if not re.fullmatch(r"\$\{\w+\}", r)):
+        assert (MODULE_DIR / path).is_file(), path
+    covered = set()
+    for block in re.findall(r"file\(GLOB_RECURSE \w+ RELATIVE \S+ CONFIGURE_DEPENDS(.*?)\)", cmake, re.S):
+        for pattern in block.split():
+            folder, name = pattern.rsplit("/", 1)
+            covered |= {p for p in (MODULE_DIR / folder).rglob(name) if p.is_file()}
+    wanted = {p for package in ("AttentionUNetSegLogic", "AttentionUNetSegLib")
+              for p in (MODULE_DIR / package).rglob("*.py")}
+    wanted |= {p for p in (MODULE_DIR / "AttentionUNetSegLib" / "data").rglob("*") if p.is_file()}
+    assert MODULE_DIR / "AttentionUNetSegLib" / "data" / "models.json" in covered
+    assert wanted - covered == set()
+    for folder in (REPO_ROOT / "Resources", MODULE_DIR / "Resources" / "Icons"):
+        assert sitk.ReadImage(str(folder / "AttentionUNetSeg.png")).GetSize() == (128, 128)
+
+
+def test_logic_imports_neither_qt_nor_the_engine() -> None:
+    """The module must load in Slicer before torch is installed, and the logic must load without Qt."""
+    check = ("import sys; sys.path.insert(0, sys.argv[1]); import AttentionUNetSegLogic; "
+             "print(sorted({'qt', 'ctk', 'torch', 'monai'} & set(sys.modules)))")
+    output = subprocess.run([sys.executable, "-c", check, str(MODULE_DIR)], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "[]"
