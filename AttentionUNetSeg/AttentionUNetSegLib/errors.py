@@ -27,3 +27,7 @@ class InvalidOptionError(AttentionUNetSegError, ValueError):
 
 class DatasetError(AttentionUNetSegError):
     """A dataset folder, label map or evaluation file is unusable as given (unmatched cases, grids that differ)."""
+
+
+class TrainingError(AttentionUNetSegError):
+    """A training run cannot start or go on (diverged loss, unusable checkpoint, mismatched resume)."""

@@ -173,8 +173,8 @@ def _infer_with_fallback(model, network_input, metadata, device, dtype, overlap,
     batch = batch_size or (4 if device.type == "cuda" else 1)
     while True:
         try:
-            return _sliding_window(model, network_input, metadata, device, dtype, overlap, batch, attention,
-                                   report, cancel), device
+            return sliding_window_outputs(model, network_input, metadata, device, dtype, overlap, batch, attention,
+                                          report, cancel), device
         except torch.OutOfMemoryError:
             if device.type != "cuda":
                 raise
@@ -187,9 +187,10 @@ def _infer_with_fallback(model, network_input, metadata, device, dtype, overlap,
                 device, dtype = torch.device("cpu"), torch.float32
 
 
-def _sliding_window(model: torch.nn.Module, network_input: np.ndarray, metadata: ModelMetadata,
-                    device: torch.device, dtype: torch.dtype, overlap: float, batch_size: int, attention: bool,
-                    report: ProgressCallback, cancel: Optional[CancelCheck]) -> np.ndarray:
+def sliding_window_outputs(model: torch.nn.Module, network_input: np.ndarray, metadata: ModelMetadata,
+                           device: torch.device, dtype: torch.dtype, overlap: float, batch_size: int,
+                           attention: bool, report: ProgressCallback,
+                           cancel: Optional[CancelCheck]) -> np.ndarray:
     """Blended logits and (optionally) attention maps, (classes + gates, z, y, x) on the model grid."""
     from monai.inferers import sliding_window_inference
 

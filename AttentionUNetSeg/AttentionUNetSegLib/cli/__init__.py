@@ -8,7 +8,7 @@ from typing import Callable, List, Optional, Sequence
 
 from ..errors import AttentionUNetSegError
 
-# Each entry is the `register(subparsers)` of a command module; imported lazily in build_parser.
+# Command modules, each with `register(subparsers)`, in the order `--help` lists them.
 _COMMAND_MODULES: List[str] = ["segment", "models", "evaluate", "phantom", "train", "bench"]
 
 
@@ -24,13 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
 
 

@@ -1,0 +1,6 @@
+"""`python -m AttentionUNetSegLib.training ARGS` is `attention-unet train ARGS`."""
+import sys
+
+from ..cli.train import main
+
+sys.exit(main())

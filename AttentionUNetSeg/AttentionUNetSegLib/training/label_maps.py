@@ -1,0 +1,138 @@
+"""Training label maps: which source label values (one or several) become which model class.
+
+A label-map file is JSON or YAML:
+    {"name": "...", "description": "...",
+     "classes": {"pancreas": [7], "spleen": [1], "kidney": [2, 3], "liver": [5]},
+     "unlisted": "background"}
+Class order is the model's output order after background (value 0, always background). A "background"
+entry lists further values that become background. "unlisted" says what happens to any other value
+found in a label volume: "error" (default: such a case stops the run, naming it) or "background".
+Ready maps ship in data/label_maps (see its README); inline `VALUE=NAME,...` specs and value->name
+JSON files (e.g. a dataset.json) are read by the core `parse_label_map` and allow no other values.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import yaml
+
+from ..errors import DatasetError, InvalidOptionError
+from ..labelmap import parse_label_map
+
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "data" / "label_maps"
+UNLISTED_CHOICES = ("error", "background")
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Model class name -> the source label values that form it, in output order."""
+
+    classes: Dict[str, Tuple[int, ...]]
+    unlisted: str = "error"
+    background: Tuple[int, ...] = ()
+    name: str = ""
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"label map {self.name!r}"
+        if self.unlisted not in UNLISTED_CHOICES:
+            raise InvalidOptionError(f"{where}: unlisted must be one of {UNLISTED_CHOICES}, not {self.unlisted!r}")
+        if not self.classes or "background" in self.classes:
+            raise InvalidOptionError(f"{where} must name at least one class, and list background values under "
+                                     "\"background\", not as a class")
+        sources = [v for values in self.classes.values() for v in values] + list(self.background)
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in sources):
+            raise InvalidOptionError(f"{where}: source values must be integers >= 1 (0 is always background), "
+                                     f"not {sources}")
+        repeated = sorted({v for v in sources if sources.count(v) > 1})
+        if repeated:
+            raise InvalidOptionError(f"{where}: source value(s) {repeated} are given to more than one class")
+
+    @property
+    def class_names(self) -> List[str]:
+        return list(self.classes)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "classes": {k: list(v) for k, v in self.classes.items()},
+                "background": list(self.background), "unlisted": self.unlisted}
+
+    def remap(self, labels: np.ndarray, class_values: Mapping[str, int], case: str) -> np.ndarray:
+        """Source labels -> model class values (uint8); unlisted values raise DatasetError naming `case`."""
+        if not np.issubdtype(labels.dtype, np.integer):
+            if not np.array_equal(labels, np.round(labels)):
+                raise DatasetError(f"case {case}: the label volume holds non-integer values; give a label map image")
+            labels = labels.astype(np.int64)
+        if labels.size and labels.min() < 0:
+            raise DatasetError(f"case {case}: the label volume holds negative values; label values must be >= 0")
+        present = np.flatnonzero(np.bincount(labels.ravel()))
+        table = np.zeros(max(int(present.max(initial=0)), *(max(v) for v in self.classes.values())) + 1, np.uint8)
+        for name, values in self.classes.items():
+            table[list(values)] = class_values[name]
+        known = {0, *self.background, *(v for values in self.classes.values() for v in values)}
+        unknown = [int(v) for v in present if int(v) not in known]
+        if unknown and self.unlisted == "error":
+            raise DatasetError(
+                f"case {case}: {len(unknown)} label value(s) {unknown[:20]}{' ...' if len(unknown) > 20 else ''} "
+                f"are not in label map {self.name!r} (which maps "
+                f"{self.to_dict()['classes']}); add them to a class or to \"background\", or set "
+                "\"unlisted\": \"background\" in the label-map file"
+            )
+        return table[labels]
+
+
+def bundled_label_maps() -> List[str]:
+    """Names of the label maps shipped with the package."""
+    return sorted(p.stem for p in BUNDLED_DIR.glob("*.json"))
+
+
+def load_label_map(spec: Optional[str], dataset_json: Optional[Path] = None) -> LabelMap:
+    """A bundled name, a label-map file, an inline VALUE=NAME spec, or (spec None) the dataset.json labels."""
+    if spec is None:
+        if dataset_json is None:
+            raise InvalidOptionError("no label map: give --label-map (bundled: "
+                                     f"{', '.join(bundled_label_maps())}; a file; or VALUE=NAME pairs)")
+        return _from_value_names(parse_label_map(str(dataset_json)), str(dataset_json))
+    if spec in bundled_label_maps():
+        return _from_file(BUNDLED_DIR / f"{spec}.json")
+    path = Path(spec)
+    if path.is_file():
+        return _from_file(path)
+    if "=" not in spec:
+        raise InvalidOptionError(f"label map {spec!r} is neither a bundled map ({', '.join(bundled_label_maps())}), "
+                                 "nor an existing file, nor VALUE=NAME pairs")
+    return _from_value_names(parse_label_map(spec), spec)
+
+
+def _from_file(path: Path) -> LabelMap:
+    try:
+        text = path.read_text(encoding="utf-8")
+        content = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise InvalidOptionError(f"cannot read label map file {path}: {exc}") from exc
+    if not (isinstance(content, dict) and isinstance(content.get("classes"), dict)):
+        return _from_value_names(parse_label_map(str(path)), str(path))
+    unknown = set(content) - {"name", "description", "classes", "background", "unlisted"}
+    if unknown:
+        raise InvalidOptionError(f"label map file {path}: unknown key(s) {sorted(unknown)}")
+    try:
+        return LabelMap(
+            classes={str(k): tuple(_as_list(v)) for k, v in content["classes"].items()},
+            unlisted=content.get("unlisted", "error"),
+            background=tuple(_as_list(content.get("background", []))),
+            name=str(content.get("name", path.stem)),
+            description=str(content.get("description", "")),
+        )
+    except InvalidOptionError as exc:
+        raise InvalidOptionError(f"label map file {path}: {exc}") from exc
+
+
+def _as_list(value: object) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _from_value_names(mapping: Dict[int, str], source: str) -> LabelMap:
+    return LabelMap(classes={name: (value,) for value, name in mapping.items()}, name=source)

@@ -1,0 +1,34 @@
+"""The training loss: Sørensen-Dice over all classes (the paper), optionally plus cross-entropy.
+
+Only the trained classes enter softmax and loss: when fine-tuning on data that labels fewer organs than
+the model outputs (the paper's AFT), the other outputs are left out rather than taught as background.
+With deep supervision "per_scale" the loss is the mean over the final output and the four scale maps.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Union
+
+import torch
+from monai.losses import DiceCELoss, DiceLoss
+from torch import nn
+
+ModelOutput = Union[torch.Tensor, tuple]
+
+
+class SegmentationLoss(nn.Module):
+    """Loss of network outputs (logits, or (logits, scale logits)) against class-value labels (N, 1, z, y, x)."""
+
+    def __init__(self, num_classes: int, trained_values: Sequence[int], kind: str = "dice") -> None:
+        super().__init__()
+        settings = dict(include_background=True, to_onehot_y=True, softmax=True, batch=True)
+        self.base = DiceCELoss(**settings) if kind == "dice_ce" else DiceLoss(**settings)
+        self.register_buffer("channels", torch.tensor(sorted(trained_values)), persistent=False)
+        lookup = torch.zeros(num_classes, dtype=torch.long)
+        lookup[self.channels] = torch.arange(len(self.channels))
+        self.register_buffer("lookup", lookup, persistent=False)
+
+    def forward(self, outputs: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
+        maps: List[torch.Tensor] = [outputs[0], *outputs[1]] if isinstance(outputs, tuple) else [outputs]
+        target = self.lookup[labels.long()]
+        losses = [self.base(logits.float().index_select(1, self.channels), target) for logits in maps]
+        return torch.stack(losses).mean()

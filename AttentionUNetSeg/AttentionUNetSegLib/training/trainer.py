@@ -1,0 +1,386 @@
+"""`train`: one training run from a TrainConfig, in a single process or as one rank under torchrun.
+
+The paper's recipe: Adam, Sørensen-Dice loss over all classes, batch plus gradient accumulation, patches
+with affine and flip augmentation; mixed precision and channels-last on CUDA. Validation runs on whole
+volumes every `validate_every` epochs and after the last; the best one is kept as best.safetensors,
+the last as final.safetensors, both with full metadata. Checkpoints are written atomically and a run
+resumes exactly; a non-finite loss stops the run and leaves the last checkpoint as it was.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..bundle import IntensityNormalisation, ModelMetadata, save_model
+from ..device import autocast, resolve_precision
+from ..model import AttentionUNet3D
+from .augment import training_transform
+from .cache import CacheSettings, auto_intensity
+from .checkpoint import CHECKPOINT_FILE, Progress, check_identity, load_checkpoint, restore, save_checkpoint
+from .config import CONFIG_FILE, TrainConfig
+from .data import EpochSampler, PatchDataset, default_workers, make_loader, steps_per_epoch
+from .datasets import dataset_json, discover_cases
+from .distributed import DistributedContext, init_distributed
+from ..errors import TrainingError
+from .label_maps import load_label_map
+from .logs import LOG_FILE, TrainingLog
+from .losses import SegmentationLoss
+from .setup import plan_model, prepare_cases, prepare_output
+from .snapshots import matplotlib_available, write_snapshot
+from .splits import fold_cases
+from .validation import ValidationResult, validate
+
+log = logging.getLogger(__name__)
+
+SAFE_TO_CHANGE = ("output", "cache_dir", "workers", "tensorboard", "snapshots", "epochs")
+"""Options that may change on resume without making the run differ from an uninterrupted one."""
+FINAL_MODEL = "final.safetensors"
+BEST_MODEL = "best.safetensors"
+
+
+@dataclass
+class TrainResult:
+    """The trained network (on every rank), where the run stands, and the files rank 0 wrote."""
+
+    model: AttentionUNet3D
+    progress: Progress
+    stopped: bool
+    validation: Optional[ValidationResult] = None
+    files: Dict[str, Path] = field(default_factory=dict)
+
+
+def train(config: TrainConfig, resume: bool = False, should_stop: Optional[Callable[[], bool]] = None) -> TrainResult:
+    """Run (or with `resume`, continue) the training `config` describes.
+
+    `should_stop()` is polled after every optimizer step; when it returns True on any rank, the run writes
+    a checkpoint and returns with `stopped` set, and `resume=True` continues it exactly.
+    """
+    ctx = init_distributed(config.device)
+    try:
+        return Trainer(config, ctx, resume).run(should_stop or (lambda: False))
+    finally:
+        ctx.close()
+
+
+class Trainer:
+    """Everything of one run: data, network, optimizer, logs; `run` trains it."""
+
+    def __init__(self, config: TrainConfig, ctx: DistributedContext, resume: bool) -> None:
+        config = config.with_absolute_paths()
+        self.config, self.ctx, self.device = config, ctx, ctx.device
+        self.output = Path(config.output)
+        self.name = config.name or self.output.name
+        self.started = datetime.now(timezone.utc)
+        if ctx.is_main:
+            prepare_output(self.output, resume)
+        _seed_everything(config.seed, config.deterministic)
+        self.label_map = load_label_map(config.label_map, dataset_json(Path(config.data)))
+        if ctx.is_main and self.label_map.description:
+            log.info("label map %s: %s", self.label_map.name, self.label_map.description)
+        self.plan = plan_model(config, self.label_map)
+        self.trained = self.plan.trained_classes(self.label_map)
+        excluded = [c.name for c in self.plan.classes if c not in self.trained]
+        if excluded and ctx.is_main:
+            log.info("classes %s are left out of softmax and loss: the label map does not produce them", excluded)
+        self.checkpoint_path = self.output / CHECKPOINT_FILE
+        checkpoint = load_checkpoint(self.checkpoint_path) if resume else None
+        if checkpoint is not None:
+            check_identity(checkpoint["identity"], self._identity(), self.checkpoint_path)
+            done = checkpoint["progress"]["epoch"]
+            if done >= config.epochs:
+                raise TrainingError(f"the run in {self.output} has already trained its {done} epochs; give a larger "
+                                    "--epochs to train on")
+        self._prepare_data()
+        self.intensity = self._intensity(checkpoint)
+        self._build_network(checkpoint)
+        self._build_loader()
+        if ctx.is_main:
+            config.save(self.output / CONFIG_FILE)
+            log.info("training %s on %d case(s), validating on %d; %d step(s) per epoch of %d patch(es) (%d x %d "
+                     "accumulated x %d process(es)) on %s, %s", self.plan.config.architecture, len(self.train_cases),
+                     len(self.val_cases), self.steps, self.global_batch, config.batch_size, config.accumulate,
+                     ctx.world_size, self.device, str(self.dtype).replace("torch.", ""))
+
+    def _prepare_data(self) -> None:
+        """Find the cases, split them, cache their preprocessing and warn about cases without organs."""
+        config = self.config
+        cases = discover_cases(Path(config.data))
+        self.splits_path = Path(config.splits) if config.splits else self.output / "splits.json"
+        train_names, val_names = fold_cases([c.name for c in cases], config.fold, config.folds, config.seed,
+                                            self.splits_path, write=self.ctx.is_main)
+        settings = CacheSettings(self.label_map, {c.name: c.value for c in self.trained[1:]},
+                                 self.plan.config.num_classes, self.plan.spacing_mm)
+        used = [c for c in cases if c.name in set(train_names) | set(val_names)]
+        cached = prepare_cases(used, settings, Path(config.cache_dir or self.output / "cache"), self.ctx)
+        self.train_cases = [cached[n] for n in train_names]
+        self.val_cases = [cached[n] for n in val_names]
+        organs = ", ".join(c.name for c in self.trained[1:])
+        for case in cached.values():
+            if not case.has_foreground and self.ctx.is_main:
+                log.warning("case %s has no foreground (%s) after label mapping and resampling; it is kept and "
+                            "teaches background only", case.name, organs)
+
+    def _build_network(self, checkpoint: Optional[dict]) -> None:
+        """Network (DDP-wrapped under torchrun), optimizer, scaler and loss; restored from `checkpoint` if given."""
+        config = self.config
+        # "auto" is fp32 on the CPU: its bf16 kernels are not bit-reproducible, and exact resume needs that
+        precision = "fp32" if config.precision == "auto" and self.device.type != "cuda" else config.precision
+        self.dtype = resolve_precision(precision, self.device)
+        self.channels_last = config.channels_last and self.device.type == "cuda"
+        model = self.plan.build().to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last_3d)
+        self.network = self.ctx.wrap(model, config.sync_batchnorm)
+        self.model: AttentionUNet3D = self.network.module if self.ctx.is_distributed else self.network
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.loss = SegmentationLoss(self.plan.config.num_classes, [c.value for c in self.trained],
+                                     config.loss).to(self.device)
+        self.per_scale = self.plan.config.deep_supervision == "per_scale"
+        self.progress = Progress()
+        self.checkpoint_epoch: Optional[int] = None
+        if checkpoint is not None:
+            self.progress = restore(checkpoint, self.model, self.optimizer, self.scaler)
+            self.checkpoint_epoch = self.progress.epoch
+            self._apply_changed_options(checkpoint["settings"]["config"])
+
+    def _build_loader(self) -> None:
+        """The augmented-patch loader and its resumable sampler."""
+        config = self.config
+        self.global_batch = config.batch_size * config.accumulate * self.ctx.world_size
+        self.steps = steps_per_epoch(len(self.train_cases), self.global_batch, config.iterations_per_epoch)
+        transform = training_transform(config, tuple(reversed(self.plan.patch_size)), self.plan.config.num_classes,
+                                       [c.value for c in self.trained], self.intensity)
+        self.sampler = EpochSampler(self.steps * self.global_batch, config.seed, self.ctx.rank, self.ctx.world_size)
+        workers = config.workers if config.workers is not None else default_workers(self.device, self.ctx.world_size)
+        self.loader = make_loader(PatchDataset(self.train_cases, transform), self.sampler, config.batch_size, workers,
+                                  self.device)
+
+    def _apply_changed_options(self, saved: Dict[str, Any]) -> None:
+        """Options changed on resume take effect (a new --lr, say), with a warning that the run now differs."""
+        changed = sorted(k for k, v in self.config.to_dict().items() if k not in SAFE_TO_CHANGE and saved.get(k) != v)
+        if changed and self.ctx.is_main:
+            log.warning("resuming with changed options %s: the run will differ from an uninterrupted one",
+                        {k: (saved.get(k), getattr(self.config, k)) for k in changed})
+        for group in self.optimizer.param_groups:
+            group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
+
+    def _identity(self) -> dict:
+        """What a checkpoint must share with this run to be resumed by it."""
+        return {"architecture": self.plan.config.to_dict(), "classes": [c.name for c in self.plan.classes],
+                "trained_classes": [c.name for c in self.trained], "spacing_mm": list(self.plan.spacing_mm)}
+
+    def _intensity(self, checkpoint: Optional[dict]) -> IntensityNormalisation:
+        """The checkpoint's normalisation on resume, else the model's or the options', else the training data's."""
+        if checkpoint is not None:
+            saved = IntensityNormalisation(**checkpoint["settings"]["intensity"])
+            if self.config.intensity is not None and IntensityNormalisation(**self.config.intensity) != saved:
+                raise TrainingError(f"--intensity {self.config.intensity} differs from the run's {asdict(saved)}; "
+                                    "leave it out to resume")
+            return saved
+        if self.plan.intensity is not None:
+            return self.plan.intensity
+        intensity = auto_intensity(self.train_cases)
+        if self.ctx.is_main:
+            log.info("intensity normalisation from the training foreground: clip %.1f..%.1f HU, mean %.1f, "
+                     "std %.1f", intensity.clip_min, intensity.clip_max, intensity.mean, intensity.std)
+        return intensity
+
+    def run(self, should_stop: Callable[[], bool]) -> TrainResult:
+        config, ctx, progress = self.config, self.ctx, self.progress
+        logs = TrainingLog(self.output, [c.name for c in self.trained[1:]], progress.epoch, progress.global_step,
+                           config.tensorboard, ctx.is_main)
+        snapshots = config.snapshots and ctx.is_main and bool(self.val_cases) and matplotlib_available()
+        bar = tqdm(total=config.epochs * self.steps, initial=progress.global_step, unit="step", dynamic_ncols=True,
+                   disable=None if ctx.is_main else True)
+        validation: Optional[ValidationResult] = None
+        try:
+            while progress.epoch < config.epochs:
+                clock, first_step = time.perf_counter(), progress.step
+                if self._train_epoch(bar, logs, should_stop):
+                    progress.seconds += time.perf_counter() - clock
+                    self._checkpoint()
+                    return TrainResult(self.model, progress, stopped=True, files=self._files())
+                seconds = time.perf_counter() - clock
+                progress.seconds += seconds
+                row = {"epoch": progress.epoch + 1, "step": progress.global_step,
+                       "loss": ctx.mean(progress.loss_sum / self.steps), "lr": self._lr(),
+                       "samples_per_s": (progress.step - first_step) * self.global_batch / max(seconds, 1e-9),
+                       "seconds": seconds}
+                progress.epoch, progress.step, progress.loss_sum = progress.epoch + 1, 0, 0.0
+                due = progress.epoch % config.validate_every == 0 or progress.epoch == config.epochs
+                current = self._validate(snapshots) if self.val_cases and due else None
+                validation = current or validation
+                logs.epoch(row, current.summary() if current else None)
+                self._report(row, current)
+                if progress.epoch % config.checkpoint_every == 0 or progress.epoch == config.epochs:
+                    self._checkpoint()
+        finally:
+            bar.close()
+            logs.close()
+        self.ctx.sync_buffers(self.model)
+        if ctx.is_main:
+            save_model(self.model, self._metadata(validation), self.output / FINAL_MODEL)
+        return TrainResult(self.model, progress, stopped=False, validation=validation, files=self._files())
+
+    def _train_epoch(self, bar: tqdm, logs: TrainingLog, should_stop: Callable[[], bool]) -> bool:
+        """Train until the epoch ends (False) or a stop is asked for on any rank (True)."""
+        config, progress = self.config, self.progress
+        self.sampler.set_epoch(progress.epoch, skip=progress.step * config.accumulate * config.batch_size)
+        self.network.train()
+        step_loss = torch.zeros((), device=self.device)
+        for micro_step, batch in enumerate(self.loader, start=1):
+            image = batch["image"].to(self.device, non_blocking=True)
+            if self.channels_last:
+                image = image.contiguous(memory_format=torch.channels_last_3d)
+            labels = batch["label"].to(self.device, non_blocking=True)
+            last = micro_step % config.accumulate == 0
+            with self.ctx.no_sync(self.network, skip=not last):
+                with autocast(self.device, self.dtype):
+                    outputs = self.network(image, return_scale_logits=self.per_scale)
+                    loss = self.loss(outputs, labels) / config.accumulate
+                self.scaler.scale(loss).backward()
+            step_loss += loss.detach()
+            if not last:
+                continue
+            value = float(step_loss)
+            diverged, stop = self.ctx.any(not math.isfinite(value), should_stop())
+            if diverged:
+                raise TrainingError(self._divergence_message(value))
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss.zero_()
+            progress.step += 1
+            progress.global_step += 1
+            progress.loss_sum += value
+            logs.step(progress.global_step, value, self._lr())
+            bar.update(1)
+            bar.set_postfix(epoch=progress.epoch + 1, loss=f"{value:.4f}")
+            if stop:
+                return True
+        return False
+
+    def _divergence_message(self, value: float) -> str:
+        where = f"epoch {self.progress.epoch + 1}, step {self.progress.step + 1}"
+        if self.checkpoint_epoch is None:
+            saved = "No checkpoint had been written yet."
+        else:
+            saved = (f"The last good checkpoint, {self.checkpoint_path} (after epoch {self.checkpoint_epoch}), is "
+                     "intact: continue from it with --resume after fixing the cause.")
+        fp16 = ", use --precision bf16 or fp32 instead of fp16" if self.dtype == torch.float16 else ""
+        return (f"the training loss became {value} at {where}: training diverged and was stopped. {saved} "
+                f"Lower the learning rate (--lr, now {self._lr():g}){fp16}, or check the data")
+
+    def _validate(self, snapshots: bool) -> ValidationResult:
+        self.ctx.sync_buffers(self.model)
+        result, picture = validate(self.model, self.val_cases, self._metadata(None), self.trained, self.ctx,
+                                   self.dtype, self.config.overlap, self.progress.epoch, snapshots)
+        self.network.train()
+        progress = self.progress
+        if picture is not None:
+            write_snapshot(picture, self.trained, f"{self.name}, epoch {progress.epoch}",
+                           self.output / "attention" / f"epoch_{progress.epoch:04d}.png",
+                           aspect=self.plan.spacing_mm[1] / self.plan.spacing_mm[0])
+        if result.mean_dice > progress.best_score:
+            progress.best_score, progress.best_epoch = result.mean_dice, progress.epoch
+            if self.ctx.is_main:
+                save_model(self.model, self._metadata(result), self.output / BEST_MODEL)
+        return result
+
+    def _checkpoint(self) -> None:
+        if self.ctx.is_main:
+            save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
+                            progress=self.progress, identity=self._identity(),
+                            settings={"intensity": asdict(self.intensity), "config": self.config.to_dict()})
+        self.checkpoint_epoch = self.progress.epoch
+
+    def _report(self, row: dict, validation: Optional[ValidationResult]) -> None:
+        if not self.ctx.is_main:
+            return
+        remaining = (self.config.epochs - self.progress.epoch) * self.progress.seconds / max(self.progress.epoch, 1)
+        scores = ""
+        if validation is not None:
+            per_class = ", ".join(f"{n} {v:.3f}" for n, v in validation.class_means("dice").items())
+            scores = f", validation mean Dice {validation.mean_dice:.4f} ({per_class})"
+        log.info("epoch %d/%d: loss %.4f%s; %.1f s, %.2f patches/s, about %s left", row["epoch"], self.config.epochs,
+                 row["loss"], scores, row["seconds"], row["samples_per_s"], _duration(remaining))
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _metadata(self, validation: Optional[ValidationResult]) -> ModelMetadata:
+        config, progress = self.config, self.progress
+        metrics = {}
+        if validation is not None:
+            metrics = {"validation": validation.summary(),
+                       "best": {"epoch": progress.best_epoch,
+                                "mean_dice": progress.best_score if math.isfinite(progress.best_score) else None}}
+        base = self.plan.base
+        return ModelMetadata(
+            name=self.name,
+            architecture=self.model.config,
+            classes=self.plan.classes,
+            spacing_mm=self.plan.spacing_mm,
+            patch_size=self.plan.patch_size,
+            intensity=self.intensity,
+            description=(f"{self.model.config.architecture} trained with attention-unet train on {config.data} "
+                         f"({len(self.train_cases)} training cases, fold {config.fold}), {progress.epoch} epochs"),
+            trained=True,
+            provenance={
+                "data": config.data, "label_map": self.label_map.to_dict(),
+                "trained_classes": [c.name for c in self.trained],
+                "fine_tuned_from": None if base is None else {"file": str(config.init_model),
+                                                              "name": base.metadata.name, "sha256": base.sha256},
+                "cases": {"train": len(self.train_cases), "validation": len(self.val_cases)},
+                "fold": config.fold, "folds": config.folds, "splits": str(self.splits_path),
+                "epochs": progress.epoch, "steps": progress.global_step, "seed": config.seed,
+                "world_size": self.ctx.world_size, "device": _device_name(self.device),
+                "precision": str(self.dtype).replace("torch.", ""), "torch": torch.__version__,
+                "started": self.started.isoformat(timespec="seconds"),
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "training_seconds": round(progress.seconds, 1), "config": config.to_dict(),
+            },
+            metrics=metrics,
+        )
+
+    def _files(self) -> Dict[str, Path]:
+        names = {"final": FINAL_MODEL, "best": BEST_MODEL, "checkpoint": CHECKPOINT_FILE, "config": CONFIG_FILE,
+                 "log": LOG_FILE}
+        files = {key: self.output / name for key, name in names.items()}
+        files["splits"] = self.splits_path
+        return {key: path for key, path in files.items() if self.ctx.is_main and path.is_file()}
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"

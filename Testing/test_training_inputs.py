@@ -1,0 +1,235 @@
+"""Training inputs: options and config files, label maps, dataset layouts, splits, sample order, and the bad
+inputs a run must refuse with a message naming the problem (or, for a case without organs, accept with a warning)."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import TOTALSEG, make_model_file, run_cli
+from training_support import TINY_RUN, real_ct_csv, shared_cache, train_command
+
+from AttentionUNetSegLib.bundle import read_metadata
+from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES
+from AttentionUNetSegLib.errors import DatasetError, InvalidOptionError, OutputError
+from AttentionUNetSegLib.training import TrainConfig, train
+from AttentionUNetSegLib.training.config import config_from_sources
+from AttentionUNetSegLib.training.data import EpochSampler
+from AttentionUNetSegLib.training.datasets import discover_cases
+from AttentionUNetSegLib.training.label_maps import LabelMap, bundled_label_maps, load_label_map
+from AttentionUNetSegLib.training.setup import plan_model
+from AttentionUNetSegLib.training.splits import fold_cases
+
+
+def _tiny_config(data: Path, output: Path, cache: Path, **options) -> TrainConfig:
+    values = dict(data=str(data), output=str(output), cache_dir=str(cache), label_map="totalsegmentator",
+                  feature_scale=16, patch_size=(48, 48, 32), spacing_mm=(4.0, 4.0, 4.0), folds=2, epochs=1,
+                  iterations_per_epoch=1, batch_size=1, tensorboard=False, snapshots=False)
+    return TrainConfig(**{**values, **options})
+
+
+def _write_csv(path: Path, rows: List[tuple]) -> Path:
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([("case", "image", "label"), *rows])
+    return path
+
+
+def _image(path: Path, size=(6, 5, 4), spacing=(1.0, 1.0, 1.0), value: int = 0) -> Path:
+    image = sitk.Image(list(size), sitk.sitkInt16)
+    image.SetSpacing(spacing)
+    image += value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+# options and config files
+
+def test_flags_override_the_config_file_which_overrides_defaults(tmp_path: Path) -> None:
+    config_file = tmp_path / "options.yaml"
+    config_file.write_text("data: cases.csv\noutput: out\nepochs: 7\nlr: 0.001\npatch_size: [64, 64, 32]\n")
+    config = config_from_sources({"lr": 0.01}, config_file)
+    assert (config.epochs, config.lr, config.patch_size, config.batch_size) == (7, 0.01, (64, 64, 32), 2)
+
+
+def test_unknown_and_invalid_options_are_named(tmp_path: Path) -> None:
+    config_file = tmp_path / "options.json"
+    config_file.write_text(json.dumps({"data": "d", "output": "o", "learning_rate": 1}))
+    with pytest.raises(InvalidOptionError, match="unknown option.*learning_rate"):
+        config_from_sources({}, config_file)
+    with pytest.raises(InvalidOptionError, match="patch_size must be three multiples of 16"):
+        TrainConfig(data="d", output="o", patch_size=(50, 48, 32))
+    with pytest.raises(InvalidOptionError, match="fold must be 0..4"):
+        TrainConfig(data="d", output="o", fold=5)
+    with pytest.raises(InvalidOptionError, match="no dataset"):
+        TrainConfig(output="o")
+
+
+def test_module_entry_point_prints_the_train_help() -> None:
+    completed = subprocess.run(train_command(["--help"], module="AttentionUNetSegLib.training"),
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0
+    assert "--resume" in completed.stdout and "torchrun" in completed.stdout
+
+
+def test_fine_tuning_options_may_not_contradict_the_model(tmp_path: Path) -> None:
+    model = make_model_file(tmp_path / "base.safetensors")
+    label_map = load_label_map("nih-pancreas")
+    with pytest.raises(InvalidOptionError, match=r"feature_scale 8 \(the model has 16\)"):
+        plan_model(TrainConfig(data="d", output="o", init_model=str(model), feature_scale=8), label_map)
+    plan = plan_model(TrainConfig(data="d", output="o", init_model=str(model)), label_map)
+    assert [c.name for c in plan.trained_classes(label_map)] == ["background", "pancreas"]
+
+
+# label maps
+
+def test_bundled_label_maps_produce_the_default_classes() -> None:
+    assert bundled_label_maps() == ["amos", "btcv", "msd-pancreas", "nih-pancreas", "totalsegmentator"]
+    for name in bundled_label_maps():
+        label_map = load_label_map(name)
+        assert label_map.class_names == [n for n in DEFAULT_CLASS_NAMES[1:] if n in label_map.classes], name
+
+
+def test_totalsegmentator_kidneys_merge_and_other_structures_become_background() -> None:
+    label_map = load_label_map("totalsegmentator")
+    values = {name: i for i, name in enumerate(DEFAULT_CLASS_NAMES)}
+    source = np.array([0, 1, 2, 3, 5, 7, 52, 117], dtype=np.uint8)
+    assert label_map.remap(source, values, "c").tolist() == [0, 2, 3, 3, 4, 1, 0, 0]
+
+
+def test_decathlon_dataset_json_labels_are_the_default_label_map(tmp_path: Path) -> None:
+    dataset = tmp_path / "dataset.json"
+    dataset.write_text(json.dumps({"labels": {"0": "background", "1": "pancreas", "2": "cancer"}, "training": []}))
+    label_map = load_label_map(None, dataset)
+    assert label_map.classes == {"pancreas": (1,), "cancer": (2,)} and label_map.unlisted == "error"
+    with pytest.raises(InvalidOptionError, match="no label map: give --label-map"):
+        load_label_map(None, None)
+
+
+def test_label_map_definitions_are_checked() -> None:
+    with pytest.raises(InvalidOptionError, match=r"source value\(s\) \[2\] are given to more than one class"):
+        LabelMap(classes={"kidney": (2, 3), "spleen": (2,)})
+    with pytest.raises(InvalidOptionError, match="neither a bundled map"):
+        load_label_map("totalsegmentater")
+
+
+def test_label_values_missing_from_the_label_map_stop_the_run_naming_the_case(tmp_path: Path) -> None:
+    data = _write_csv(tmp_path / "cases.csv", [("patient_a", TOTALSEG / "example_ct_sm.nii.gz",
+                                                TOTALSEG / "example_seg.nii.gz")])
+    config = _tiny_config(data, tmp_path / "out", tmp_path / "cache", label_map="7=pancreas,1=spleen", fold="all")
+    with pytest.raises(DatasetError, match=r"case patient_a: 39 label value\(s\) \[2, 3, 4, 5,") as error:
+        train(config)
+    assert "unlisted" in str(error.value)
+
+
+# dataset layouts
+
+def test_dataset_layouts_msd_folder_pairs_and_csv(tmp_path: Path) -> None:
+    msd = tmp_path / "msd"
+    for name in ("a", "b"):
+        _image(msd / "imagesTr" / f"{name}.nii.gz")
+        _image(msd / "labelsTr" / f"{name}.nii.gz")
+    (msd / "dataset.json").write_text(json.dumps({"training": [
+        {"image": f"./imagesTr/{n}.nii.gz", "label": f"./labelsTr/{n}.nii.gz"} for n in ("b", "a")]}))
+    assert [c.name for c in discover_cases(msd)] == ["a", "b"]
+
+    pairs = tmp_path / "pairs"
+    _image(pairs / "images" / "case1_0000.nrrd")
+    _image(pairs / "labels" / "case1.nrrd")
+    (pairs / "images" / "dicom_case").mkdir()
+    _image(pairs / "labels" / "dicom_case.nii.gz")
+    cases = discover_cases(pairs)
+    assert [(c.name, c.image.name) for c in cases] == [("case1", "case1_0000.nrrd"), ("dicom_case", "dicom_case")]
+
+    table = _write_csv(tmp_path / "list.csv", [("x", "pairs/images/case1_0000.nrrd", "pairs/labels/case1.nrrd")])
+    assert discover_cases(table)[0].image == pairs / "images" / "case1_0000.nrrd"
+
+
+def test_unmatched_and_missing_files_are_listed(tmp_path: Path) -> None:
+    _image(tmp_path / "imagesTr" / "only_image.nii.gz")
+    _image(tmp_path / "labelsTr" / "only_label.nii.gz")
+    with pytest.raises(DatasetError, match=r"\['only_image', 'only_label'\]"):
+        discover_cases(tmp_path)
+    table = _write_csv(tmp_path / "list.csv", [("gone", "nowhere.nii.gz", "labelsTr/only_label.nii.gz")])
+    with pytest.raises(DatasetError, match="missing files: gone: .*nowhere.nii.gz"):
+        discover_cases(table)
+
+
+def test_image_and_label_grids_that_do_not_match_name_the_case(tmp_path: Path) -> None:
+    label = sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz"))
+    sitk.WriteImage(label[:, :, :20], str(tmp_path / "cropped_seg.nii.gz"))
+    data = _write_csv(tmp_path / "cases.csv", [
+        ("patient_a", TOTALSEG / "example_ct_sm.nii.gz", TOTALSEG / "example_seg.nii.gz"),
+        ("cropped", TOTALSEG / "example_ct_sm.nii.gz", tmp_path / "cropped_seg.nii.gz"),
+    ])
+    completed = run_cli(["train", data, "-o", tmp_path / "out", *TINY_RUN, "--cache-dir", tmp_path / "cache"])
+    assert completed.returncode == 1
+    assert "case cropped: the label grid (size (122, 101, 20)" in completed.stderr
+    assert "does not match the image grid (size (122, 101, 30)" in completed.stderr
+
+
+def test_unwritable_output_folder_is_refused_before_any_work(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    completed = run_cli(["train", real_ct_csv(tmp_path), "-o", blocker / "out", *TINY_RUN])
+    assert completed.returncode == 1
+    assert f"cannot write to output folder {blocker / 'out'}" in completed.stderr
+    with pytest.raises(OutputError, match="choose a folder you can write to"):
+        train(_tiny_config(real_ct_csv(tmp_path), blocker, tmp_path / "cache"))
+    assert not (tmp_path / "cache").exists()
+
+
+def test_case_without_foreground_is_kept_with_a_warning(tmp_path: Path, tmp_path_factory, caplog) -> None:
+    reference = sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz"))
+    empty = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(reference)
+    sitk.WriteImage(empty, str(tmp_path / "empty_seg.nii.gz"))
+    data = _write_csv(tmp_path / "cases.csv", [
+        ("patient_a", TOTALSEG / "example_ct_sm.nii.gz", TOTALSEG / "example_seg.nii.gz"),
+        ("no_organs", TOTALSEG / "example_ct_sm.nii.gz", tmp_path / "empty_seg.nii.gz"),
+    ])
+    with caplog.at_level(logging.WARNING):
+        result = train(_tiny_config(data, tmp_path / "out", shared_cache(tmp_path_factory), fold="all",
+                                    iterations_per_epoch=2, batch_size=2))
+    assert any("case no_organs has no foreground" in r.getMessage() and "kept" in r.getMessage()
+               for r in caplog.records)
+    assert result.progress.global_step == 2
+    assert read_metadata(result.files["final"]).provenance["cases"] == {"train": 2, "validation": 0}
+
+
+# splits and sample order
+
+def test_splits_are_made_once_and_reused(tmp_path: Path) -> None:
+    names = [f"case{i}" for i in range(7)]
+    path = tmp_path / "splits.json"
+    train_names, val_names = fold_cases(names, 1, 3, seed=0, path=path, write=True)
+    assert sorted(train_names + val_names) == names and not set(train_names) & set(val_names)
+    splits = json.loads(path.read_text())
+    assert sorted(n for s in splits for n in s["val"]) == names
+    assert fold_cases(names, 1, 3, seed=99, path=path, write=True) == (train_names, val_names)
+    with pytest.raises(DatasetError, match=r"cases the dataset does not have: \['case6'\]"):
+        fold_cases(names[:6], 0, 3, seed=0, path=path, write=False)
+    with pytest.raises(DatasetError, match="needs at least 5 cases"):
+        fold_cases(names[:3], 0, 5, seed=0, path=tmp_path / "other.json", write=False)
+
+
+def test_two_ranks_see_the_samples_of_one_process_and_resume_skips_exactly() -> None:
+    single = EpochSampler(8, seed=3, rank=0, world_size=1)
+    ranks = [EpochSampler(8, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    for sampler in (single, *ranks):
+        sampler.set_epoch(2)
+    one, both = list(single), [list(s) for s in ranks]
+    assert sorted(one) == sorted(both[0] + both[1])
+    for step in range(2):  # a global batch of 4 = 2 per rank
+        per_rank = both[0][2 * step:2 * step + 2] + both[1][2 * step:2 * step + 2]
+        assert sorted(one[4 * step:4 * step + 4]) == sorted(per_rank)
+    single.set_epoch(2, skip=3)
+    assert list(single) == one[3:]
+    single.set_epoch(3)
+    assert list(single) != one
