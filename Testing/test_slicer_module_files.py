@@ -117,7 +117,7 @@ def test_parameter_widgets_match_the_parameter_node() -> None:
     bound = {props["SlicerParameterName"]: (cls, props) for cls, props in ui_widgets().values()
              if "SlicerParameterName" in props}
     assert set(bound) <= set(fields), f"the .ui binds parameters the node lacks: {set(bound) - set(fields)}"
-    for name, (cls, props) in bound.items():
+    for name, (cls, _) in bound.items():
         assert cls in PARAMETER_WIDGETS[fields[name]], f"{name} ({fields[name]}) is bound to a {cls}"
     code = MODULE_FILE.read_text(encoding="utf-8")
     for name in set(fields) - set(bound):  # parameters the widget code keeps in step itself

@@ -152,7 +152,8 @@ def load_model(path: Path, device: str = "cpu") -> AttentionUNet3D:
         raise ModelFileError(f"{path}: weights do not match the architecture in its metadata: "
                              f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
                              f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
-    wrong = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if tensors[k].shape != v.shape]
+    wrong = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}"
+             for k, v in expected.items() if tensors[k].shape != v.shape]
     if wrong:
         raise ModelFileError(f"{path}: mis-shaped weights: {wrong[:5]}")
     model.load_state_dict({k: tensors[k].to(expected[k].dtype) for k in expected})

@@ -25,7 +25,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidOptionError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
     if name == "mps" and not _mps_runs_conv3d():
-        raise InvalidOptionError("--device mps was asked for but MPS is unavailable or cannot run 3D convolutions; use cpu")
+        raise InvalidOptionError("--device mps was asked for but MPS is unavailable or cannot run 3D convolutions; "
+                                 "use cpu")
     return torch.device(name)
 
 

@@ -92,7 +92,8 @@ class GridAttentionGate(nn.Module):
     theta's grid; alpha is upsampled back to x's grid.
     """
 
-    def __init__(self, in_channels: int, gating_channels: int, inter_channels: int, sub_sample: Tuple[int, ...]) -> None:
+    def __init__(self, in_channels: int, gating_channels: int, inter_channels: int,
+                 sub_sample: Tuple[int, ...]) -> None:
         super().__init__()
         self.theta = nn.Conv3d(in_channels, inter_channels, kernel_size=sub_sample, stride=sub_sample, bias=False)
         self.phi = nn.Conv3d(gating_channels, inter_channels, kernel_size=1)
@@ -191,7 +192,8 @@ class AttentionUNet3D(nn.Module):
         """Names of the attention maps, coarsest level first, as `return_attention` yields them."""
         if not self.config.has_attention:
             return []
-        return [f"att{level}_gate{k + 1}" for level in reversed(GATED_LEVELS) for k in range(self.config.gates_per_level)]
+        return [f"att{level}_gate{k + 1}"
+                for level in reversed(GATED_LEVELS) for k in range(self.config.gates_per_level)]
 
     def forward(
         self, x: torch.Tensor, return_attention: bool = False, return_scale_logits: bool = False
@@ -214,9 +216,8 @@ class AttentionUNet3D(nn.Module):
             coarse = self.decoder[level - 1](skip, coarse)
             decoded.append(coarse)
         full_size = decoded[-1].shape[2:]
-        scale_logits = [
-            self.heads[i](decoded[3 - i]) if i == 0 else F.interpolate(self.heads[i](decoded[3 - i]), size=full_size, mode="trilinear")
-            for i in range(4)
+        scale_logits = [self.heads[0](decoded[3])] + [
+            F.interpolate(self.heads[i](decoded[3 - i]), size=full_size, mode="trilinear") for i in range(1, 4)
         ]
         logits = self.final(torch.cat(scale_logits, dim=1))
         outputs: Tuple = (logits,)

@@ -39,9 +39,9 @@ def make_inputs(workdir: Path) -> tuple:
     if not model_path.exists():
         torch.manual_seed(0)
         config = ModelConfig(num_classes=len(DEFAULT_CLASS_NAMES), feature_scale=4)
-        metadata = ModelMetadata(name="paper-size-random", architecture=config, classes=make_classes(DEFAULT_CLASS_NAMES),
-                                 spacing_mm=MODEL_SPACING, patch_size=PATCH, intensity=IntensityNormalisation(),
-                                 trained=False)
+        metadata = ModelMetadata(name="paper-size-random", architecture=config,
+                                 classes=make_classes(DEFAULT_CLASS_NAMES), spacing_mm=MODEL_SPACING,
+                                 patch_size=PATCH, intensity=IntensityNormalisation(), trained=False)
         save_model(AttentionUNet3D(config), metadata, model_path)
     return ct_path, model_path
 
@@ -109,7 +109,8 @@ def main() -> None:
                     str(args.workdir / "ours"), "--model", str(model_path), "--quiet"]
     if args.no_attention:
         ours_command.append("--no-attention")
-    peer = timed_subprocess([sys.executable, __file__, "--peer-only-run", str(ct_path), str(args.workdir / "monai.nii.gz")])
+    peer = timed_subprocess([sys.executable, __file__, "--peer-only-run", str(ct_path),
+                             str(args.workdir / "monai.nii.gz")])
     ours = timed_subprocess(ours_command)
     summary = json.loads((args.workdir / "ours" / "phantom_512_summary.json").read_text())
     print(json.dumps({"input": f"{SIZE} at {SPACING} mm", "ours": ours | {"timings_s": summary["timings_s"]},

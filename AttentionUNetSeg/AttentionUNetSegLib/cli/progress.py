@@ -24,7 +24,8 @@ class ProgressPrinter:
                 print(f"{stage}...", file=sys.stderr, flush=True)
         if sys.stderr.isatty():
             if self._bar is None:
-                self._bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{desc:<12} {bar} {n:3.0f}% {elapsed}")
+                self._bar = tqdm(total=100, unit="%", file=sys.stderr,
+                                 bar_format="{desc:<12} {bar} {n:3.0f}% {elapsed}")
             self._bar.set_description_str(stage)
             self._bar.n = round(100 * fraction)
             self._bar.refresh()

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="registry name or .safetensors file (default: the registry's default model)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="compute device (default: auto)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                        help="numeric precision (default: auto = bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else fp32)")
+                        help="numeric precision (default: auto = bf16/fp16 on CUDA, bf16 on CPUs with native "
+                        "bf16, else fp32)")
     parser.add_argument("--no-attention", action="store_true", help="do not write attention maps")
     parser.add_argument("--probabilities", action="store_true", help="also write per-class probability maps")
     parser.add_argument("--overlap", type=_fraction, default=0.25,
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_result(result: SegmentationResult, outputs: StagedOutputs, stem: str, extension: str) -> None:
     """Write every output image; in threads, since ITK's resampling and compression release the GIL."""
-    jobs: List[Tuple[Path, Callable[[], sitk.Image]]] = [(outputs.path(f"{stem}_seg.{extension}"), lambda: result.labels)]
+    jobs: List[Tuple[Path, Callable[[], sitk.Image]]] = [
+        (outputs.path(f"{stem}_seg.{extension}"), lambda: result.labels)]
     for group, maps in (("attention", result.attention), ("prob", result.probabilities or {})):
         jobs += [(outputs.path(f"{stem}_{group}_{name}.{extension}"), partial(maps.__getitem__, name)) for name in maps]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
