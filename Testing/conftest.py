@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import List
 
@@ -14,6 +16,7 @@ import torch
 from AttentionUNetSegLib.bundle import IntensityNormalisation, ModelMetadata, save_model
 from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES, make_classes
 from AttentionUNetSegLib.model import AttentionUNet3D, ModelConfig
+from AttentionUNetSegLib.registry import HOME_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATTENTION_UNET_SHARED", REPO_ROOT.parent / "shared"))
@@ -28,6 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not TOTALSEG.is_dir():
         raise pytest.UsageError(f"test data not found at {TOTALSEG}: the suite expects the shared/ folder beside the "
                                 "repository (or ATTENTION_UNET_SHARED pointing at it)")
+    # the user's model registry and download cache: never the real ones (subprocesses inherit this)
+    home = tempfile.mkdtemp(prefix="attention-unet-home-")
+    os.environ[HOME_VARIABLE] = home
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
 
 
 def make_model_file(path: Path, architecture: str = "attention_unet_3d", patch_size=(32, 32, 32),

@@ -44,6 +44,9 @@ def test_half_precision_files_are_smaller_and_close(tmp_path: Path, tiny_model_p
     model = load_model(tiny_model_path)
     half = save_model(model, model.metadata, tmp_path / "half.safetensors", half_precision=True)
     assert half.stat().st_size < 0.6 * tiny_model_path.stat().st_size
+    stored = load_file(str(half))
+    assert stored["encoder.0.0.0.weight"].dtype == torch.float16
+    assert {stored[k].dtype for k in stored if k.endswith(("running_mean", "running_var"))} == {torch.float32}
     restored = load_model(half)
     assert all(t.dtype != torch.float16 for t in restored.state_dict().values())
     x = torch.randn(1, 1, 32, 32, 32)
@@ -71,14 +74,14 @@ def test_random_bytes_and_pickles_are_refused_without_unpickling(tmp_path: Path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ModelFileError, match="does not exist"):
+    with pytest.raises(ModelFileError, match="absent.safetensors does not exist"):
         load_model(tmp_path / "absent.safetensors")
 
 
 def test_unknown_format_version(tmp_path: Path, tiny_model_path: Path) -> None:
     metadata = _header(tiny_model_path) | {"format_version": 99}
     future = _rewrite(tiny_model_path, tmp_path / "future.safetensors", metadata=metadata)
-    with pytest.raises(ModelFileError, match="format version 99 is not supported"):
+    with pytest.raises(ModelFileError, match="future.safetensors.*format version 99 is not supported"):
         read_metadata(future)
 
 
@@ -93,7 +96,7 @@ def test_metadata_missing_a_required_field(tmp_path: Path, tiny_model_path: Path
 def test_safetensors_without_our_metadata(tmp_path: Path, tiny_model_path: Path) -> None:
     bare = tmp_path / "bare.safetensors"
     save_file(load_file(str(tiny_model_path)), str(bare))
-    with pytest.raises(ModelFileError, match="without AttentionUNetSeg metadata"):
+    with pytest.raises(ModelFileError, match="bare.safetensors.*without AttentionUNetSeg metadata"):
         load_model(bare)
 
 
@@ -101,10 +104,10 @@ def test_missing_and_misshaped_weights(tmp_path: Path, tiny_model_path: Path) ->
     tensors = load_file(str(tiny_model_path))
     missing = dict(tensors)
     missing.pop("final.weight")
-    with pytest.raises(ModelFileError, match="missing.*final.weight"):
+    with pytest.raises(ModelFileError, match="missing.safetensors.*missing.*final.weight"):
         load_model(_rewrite(tiny_model_path, tmp_path / "missing.safetensors", tensors=missing))
     misshaped = dict(tensors, **{"final.bias": torch.zeros(7)})
-    with pytest.raises(ModelFileError, match="mis-shaped.*final.bias"):
+    with pytest.raises(ModelFileError, match="misshaped.safetensors.*mis-shaped.*final.bias"):
         load_model(_rewrite(tiny_model_path, tmp_path / "misshaped.safetensors", tensors=misshaped))
 
 
@@ -112,7 +115,7 @@ def test_weights_of_another_architecture(tmp_path: Path, tiny_model_path: Path) 
     unet = make_model_file(tmp_path / "unet.safetensors", architecture="unet_3d")
     mixed = _rewrite(tiny_model_path, tmp_path / "mixed.safetensors", tensors=load_file(str(unet)),
                      metadata=_header(tiny_model_path))
-    with pytest.raises(ModelFileError, match="do not match the architecture"):
+    with pytest.raises(ModelFileError, match="mixed.safetensors.*do not match the architecture"):
         load_model(mixed)
 
 

@@ -21,6 +21,7 @@ from .model import AttentionUNet3D, ModelConfig
 
 FORMAT_VERSION = 1
 METADATA_KEY = "attention_unet_seg"
+FLOAT32_BUFFERS = ("running_mean", "running_var")
 REQUIRED_FIELDS = ("format_version", "name", "architecture", "classes", "spacing_mm", "patch_size", "intensity")
 
 
@@ -98,7 +99,8 @@ class ModelMetadata:
 
 
 def save_model(model: AttentionUNet3D, metadata: ModelMetadata, path: Path, half_precision: bool = False) -> Path:
-    """Write weights and metadata atomically; `half_precision` stores float weights as float16."""
+    """Write weights and metadata atomically; `half_precision` stores float weights as float16 (BatchNorm's
+    running statistics stay float32: a small variance would lose its precision in float16)."""
     from safetensors.torch import save_file
 
     if model.config != metadata.architecture:
@@ -106,7 +108,7 @@ def save_model(model: AttentionUNet3D, metadata: ModelMetadata, path: Path, half
     tensors = {}
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu()
-        if half_precision and tensor.is_floating_point():
+        if half_precision and tensor.is_floating_point() and not key.endswith(FLOAT32_BUFFERS):
             tensor = tensor.half()
         tensors[key] = tensor.contiguous()
     path = Path(path)

@@ -15,6 +15,8 @@ import slicer
 
 REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "Resources" / "requirements.txt"
 _NAME = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$")
+IMPORT_NAMES = {"pyyaml": "yaml"}
+"""Packages whose import name differs from their distribution name."""
 
 
 class DependencyError(RuntimeError):
@@ -28,9 +30,8 @@ def requirements(path: Path = REQUIREMENTS_FILE) -> List[str]:
 
 
 def missingRequirements(path: Path = REQUIREMENTS_FILE) -> List[str]:
-    """The requirements whose package cannot be imported (each package imports under its own name)."""
-    return [requirement for requirement in requirements(path)
-            if importlib.util.find_spec(_split(requirement)[0]) is None]
+    """The requirements whose package cannot be imported."""
+    return [requirement for requirement in requirements(path) if not _importable(requirement)]
 
 
 def installRequirements(missing: Sequence[str]) -> None:
@@ -46,7 +47,7 @@ def installRequirements(missing: Sequence[str]) -> None:
         raise DependencyError(
             f"Installing {', '.join(missing)} failed ({exc}). Check the internet connection, or install them from "
             f"Slicer's Python console with slicer.util.pip_install({list(missing)!r}) and restart Slicer.") from exc
-    still = [requirement for requirement in missing if importlib.util.find_spec(_split(requirement)[0]) is None]
+    still = [requirement for requirement in missing if not _importable(requirement)]
     if still:
         raise DependencyError(f"{', '.join(still)} could not be installed; restart Slicer and try again, or install "
                               f"them from the Python console with slicer.util.pip_install({still!r}).")
@@ -62,6 +63,11 @@ def _installTorchWithPyTorchExtension(versionRequirement: str) -> bool:
                                                      torchVersionRequirement=versionRequirement) is None:
         raise DependencyError("the PyTorch extension did not install PyTorch")
     return True
+
+
+def _importable(requirement: str) -> bool:
+    name = _split(requirement)[0]
+    return importlib.util.find_spec(IMPORT_NAMES.get(name.lower(), name)) is not None
 
 
 def _split(requirement: str) -> tuple:

@@ -1,17 +1,20 @@
-"""`attention-unet models list|info|import-authors`."""
+"""`attention-unet models list|info|add|download|remove|verify|export|import-authors`."""
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import List
 
 from ..authors import convert_authors_state_dict, read_authors_state_dict
-from ..bundle import IntensityNormalisation, ModelMetadata, read_metadata, save_model
+from ..bundle import IntensityNormalisation, ModelMetadata, file_sha256, load_model, read_metadata, save_model
 from ..classes import make_classes
 from ..errors import InvalidOptionError
 from ..model import AttentionUNet3D, ModelConfig, count_parameters
-from ..registry import list_models, resolve_model_path
+from ..registry import (RegistryEntry, add_file, add_url, download_model, list_models, remove_model,
+                        resolve_model_path, user_registry, verify_models)
+from .progress import DownloadBar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,13 +22,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Manage model files and the model registry.")
     commands = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
-    listing = commands.add_parser("list", help="list registered models")
+    listing = commands.add_parser("list", help="list registered models",
+                                  description="List the bundled and the user's models (* marks the default).")
+    listing.add_argument("--json", action="store_true", help="print the entries as JSON")
     listing.set_defaults(handler=_list)
+
+    add = commands.add_parser(
+        "add", help="register a model file or an https download",
+        description="Register a model under NAME in the user's registry. --file records a local model file and "
+        "its sha256; --url downloads the file over https into the per-user cache, verifies it against --sha256 "
+        "and only then records it. The model's metadata (classes, spacing...) is checked first.")
+    add.add_argument("name", help="the model's name (letters, digits, '-', '_', '.')")
+    source = add.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", type=Path, help="a local .safetensors model file")
+    source.add_argument("--url", help="an https URL of a .safetensors model file")
+    add.add_argument("--sha256", help="the file's sha256 (required with --url)")
+    add.add_argument("--description", default="", help="one line about the model (default: the file's own)")
+    add.add_argument("--quiet", action="store_true", help="no download progress bar")
+    add.set_defaults(handler=_add)
+
+    fetch = commands.add_parser("download", help="(re-)download a registered URL model into the cache",
+                                description="Download a model registered with --url again, e.g. after the cache "
+                                "was cleared; a verified file already in the cache is kept.")
+    fetch.add_argument("name", help="registered model name")
+    fetch.add_argument("--quiet", action="store_true", help="no download progress bar")
+    fetch.set_defaults(handler=_download)
+
+    remove = commands.add_parser("remove", help="remove a user-registered model",
+                                 description="Remove a model from the user's registry, and its downloaded file from "
+                                 "the cache; a --file model's own file is left where it is.")
+    remove.add_argument("name", help="registered model name")
+    remove.set_defaults(handler=_remove)
+
+    verify = commands.add_parser("verify", help="check models' files, checksums and metadata",
+                                 description="Check that each model's file is present, matches its registered "
+                                 "sha256 and has valid metadata. Exit code 0 only if all are fine.")
+    verify.add_argument("names", nargs="*", help="model names (default: every registered model)")
+    verify.set_defaults(handler=_verify)
 
     info = commands.add_parser("info", help="show a model's metadata")
     info.add_argument("model", nargs="?", default=None, help="registry name or .safetensors file (default model)")
     info.add_argument("--json", action="store_true", help="print the metadata as JSON")
     info.set_defaults(handler=_info)
+
+    export = commands.add_parser(
+        "export", help="write a copy of a model for distribution (half precision, new name or description)",
+        description="Write a copy of a model file, e.g. a training run's final.safetensors, as the file to ship: "
+        "optionally with float16 weights (half the size; loaded back as float32) and a new name, description "
+        "and licence. Everything else in the metadata (classes, spacing, normalisation, provenance, metrics) "
+        "is kept; the sha256 of the source is recorded in the provenance.")
+    export.add_argument("model", help="registry name or .safetensors file")
+    export.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.safetensors)")
+    export.add_argument("--half", action="store_true", help="store float weights as float16")
+    export.add_argument("--name", default=None, help="new model name")
+    export.add_argument("--description", default=None, help="new description")
+    export.add_argument("--license", default=None, help="licence of the weights, e.g. Apache-2.0")
+    export.set_defaults(handler=_export)
 
     convert = commands.add_parser(
         "import-authors",
@@ -49,10 +101,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    for entry in list_models():
+    entries = list_models()
+    if args.json:
+        print(json.dumps([_entry_json(e) for e in entries], indent=2))
+        return 0
+    for entry in entries:
         marker = "*" if entry.default else " "
-        print(f"{marker} {entry.name:<28} {entry.file.name:<40} {entry.sha256[:12]}  {entry.description}")
+        where = "bundled" if entry.bundled else "user" if entry.available else "user, not downloaded"
+        print(f"{marker} {entry.name:<28} {where:<22} {entry.sha256[:12]}  {entry.description}")
+    print(f"(user registry: {user_registry()})")
     return 0
+
+
+def _entry_json(entry: RegistryEntry) -> dict:
+    return {"name": entry.name, "file": str(entry.file), "url": entry.url, "sha256": entry.sha256,
+            "classes": list(entry.classes), "description": entry.description, "default": entry.default,
+            "bundled": entry.bundled, "available": entry.available}
+
+
+def _add(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        if args.sha256:
+            raise InvalidOptionError("--sha256 goes with --url; a --file's checksum is computed from the file")
+        entry = add_file(args.name, args.file, args.description)
+    else:
+        if not args.sha256:
+            raise InvalidOptionError("--url needs --sha256 (the file's published checksum), so the download "
+                                     "can be verified")
+        with DownloadBar(enabled=not args.quiet) as bar:
+            entry = add_url(args.name, args.url, args.sha256, args.description, progress=bar)
+    print(f"registered {entry.name}: {entry.file} ({', '.join(entry.classes)}) in {user_registry()}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    with DownloadBar(enabled=not args.quiet) as bar:
+        entry = download_model(args.name, progress=bar)
+    print(f"{entry.name}: {entry.file} (sha256 verified)")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    entry = remove_model(args.name)
+    print(f"removed {entry.name} from {user_registry()}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    problems = verify_models(args.names)
+    for name, problem in problems.items():
+        print(f"{'ok    ' if problem is None else 'FAILED'} {name}" + ("" if problem is None else f": {problem}"))
+    return 0 if all(p is None for p in problems.values()) else 1
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -73,6 +172,19 @@ def _info(args: argparse.Namespace) -> int:
     print(f"intensity:     clip [{intensity.clip_min:g}, {intensity.clip_max:g}] HU, "
           f"(x - {intensity.mean:g}) / {intensity.std:g}")
     print(f"license:       {metadata.license or 'not stated'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    source = resolve_model_path(args.model)
+    model = load_model(source)
+    changes = {key: value for key, value in (("name", args.name), ("description", args.description),
+                                             ("license", args.license)) if value is not None}
+    metadata = replace(model.metadata, **changes,
+                       provenance={**model.metadata.provenance, "exported_from": {"file": source.name,
+                                                                                  "sha256": model.sha256}})
+    written = save_model(model, metadata, args.output, half_precision=args.half)
+    print(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB, sha256 {file_sha256(written)})")
     return 0
 
 

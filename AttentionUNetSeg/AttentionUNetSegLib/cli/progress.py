@@ -1,4 +1,4 @@
-"""A terminal progress bar fed by `segment`'s (stage, fraction) callback."""
+"""Terminal progress bars: `segment`'s (stage, fraction) callback and a download's byte counts."""
 from __future__ import annotations
 
 import sys
@@ -31,6 +31,29 @@ class ProgressPrinter:
             self._bar.refresh()
 
     def __enter__(self) -> "ProgressPrinter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class DownloadBar:
+    """tqdm bar in bytes for `download`'s (received, total) callback; silent when disabled."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar: Optional[tqdm] = None
+
+    def __call__(self, received: int, total: Optional[int]) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                             desc="download")
+        self._bar.update(received - self._bar.n)
+
+    def __enter__(self) -> "DownloadBar":
         return self
 
     def __exit__(self, *exc) -> None:
