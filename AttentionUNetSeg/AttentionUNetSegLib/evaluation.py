@@ -169,10 +169,14 @@ class EvaluationReport:
                                  m.pred_voxels, m.ref_voxels])
         return out.getvalue()
 
+    def texts(self) -> Dict[str, str]:
+        """The contents of evaluation.md, evaluation.csv and evaluation.json."""
+        texts = (self.to_markdown(), self.to_csv(), json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
+        return dict(zip(OUTPUT_NAMES, texts))
+
     def write(self, directory: Path) -> List[Path]:
         """Write evaluation.md, evaluation.csv and evaluation.json into `directory`, all or none."""
-        texts = (self.to_markdown(), self.to_csv(), json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
-        return write_text_files(directory, dict(zip(OUTPUT_NAMES, texts)))
+        return write_text_files(directory, self.texts())
 
 
 def load_report(path: Path) -> EvaluationReport:

@@ -108,7 +108,7 @@ def _preprocess(case: Case, settings: CacheSettings, folder: Path) -> None:
     except InputImageError as exc:
         raise DatasetError(f"case {case.name}: {exc}") from exc
     reference = read_image(case.label)
-    _check_same_space(image, reference, case.name)
+    check_same_space(image, reference, case.name)
     values = settings.label_map.remap(sitk.GetArrayViewFromImage(reference), settings.class_values, case.name)
     label_image = sitk.GetImageFromArray(values)
     label_image.CopyInformation(reference)
@@ -128,7 +128,7 @@ def _preprocess(case: Case, settings: CacheSettings, folder: Path) -> None:
         tmp.write_text(json.dumps(meta, indent=1))
 
 
-def _check_same_space(image: sitk.Image, label: sitk.Image, case: str) -> None:
+def check_same_space(image: sitk.Image, label: sitk.Image, case: str) -> None:
     """The label must cover the image's voxels: same voxel centres, possibly in another axis order or direction."""
     def corners(grid: sitk.Image) -> np.ndarray:
         size = np.array(grid.GetSize()) - 1

@@ -1,0 +1,144 @@
+"""Evaluate a model on a dataset: segment each chosen case as `segment` does, map its reference labels to
+the model's classes with a training label map, and score it with the metrics of folder evaluation.
+
+Cases come from the dataset layouts that training reads (MSD folder, image/label folders, CSV); a splits
+file and a fold choose that fold's held-out cases, the fair test of the fold's model. The predictions and
+the mapped references (both on the CT's own grid) are written beside the tables, so that
+`evaluate --pred --ref` gives the same scores again.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import SimpleITK as sitk
+
+from .atomic import StagedOutputs
+from .bundle import load_model, model_metadata
+from .errors import DatasetError
+from .evaluation import CaseResult, EvaluationReport, evaluate_case, write_text_files
+from .imageio import read_image, write_image
+from .inference import segment
+from .registry import resolve_model_path
+from .training.cache import check_same_space
+from .training.datasets import Case, dataset_json, discover_cases
+from .training.label_maps import LabelMap, load_label_map
+from .training.splits import read_splits
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_DIR, REFERENCES_DIR = "predictions", "references"
+
+
+@dataclass(frozen=True)
+class CaseSelection:
+    """Which cases of a dataset to evaluate: a fold's held-out cases, named cases, or (neither) all."""
+
+    splits: Optional[Path] = None
+    fold: Optional[int] = None
+    names: Sequence[str] = ()
+
+    def apply(self, cases: List[Case]) -> List[Case]:
+        by_name = {c.name: c for c in cases}
+        if self.splits is not None:
+            splits = read_splits(self.splits, list(by_name))
+            if self.fold is None or not 0 <= self.fold < len(splits):
+                raise DatasetError(f"give --fold 0..{len(splits) - 1} with the splits file {self.splits}")
+            wanted = list(splits[self.fold]["val"])
+            if not wanted:
+                raise DatasetError(f"fold {self.fold} of {self.splits} has no held-out cases to evaluate")
+        else:
+            wanted = list(self.names) or sorted(by_name)
+        unknown = [n for n in wanted if n not in by_name]
+        if unknown:
+            raise DatasetError(f"the dataset has no case(s) {unknown}; its cases are {sorted(by_name)[:20]}")
+        return [by_name[n] for n in wanted]
+
+
+def mapped_reference(case: Case, image: sitk.Image, label_map: LabelMap, class_values: Dict[str, int]) -> sitk.Image:
+    """The case's reference labels as model class values, on the CT's grid (nearest neighbour)."""
+    reference = read_image(case.label)
+    check_same_space(image, reference, case.name)
+    values = label_map.remap(sitk.GetArrayViewFromImage(reference), class_values, case.name)
+    mapped = sitk.GetImageFromArray(values)
+    mapped.CopyInformation(reference)
+    return sitk.Resample(mapped, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
+def evaluate_model(model: str, data: Path, output: Path, label_map: Optional[str] = None,
+                   selection: CaseSelection = CaseSelection(), device: str = "auto",
+                   progress: Optional[Callable[[int, int, str, float], None]] = None) -> EvaluationReport:
+    """Segment and score the selected cases of `data` with `model` (a file or registry name); write the
+    tables, predictions/ and references/ into `output`, all or nothing. `progress(done, total, case, seconds)`
+    follows each case."""
+    network = load_model(resolve_model_path(model))
+    metadata = model_metadata(network)
+    mapping = load_label_map(label_map, dataset_json(Path(data)))
+    unknown = [name for name in mapping.class_names if name not in metadata.class_names]
+    if unknown:
+        raise DatasetError(f"label map {mapping.name!r} produces class(es) {unknown} that model {metadata.name!r} "
+                           f"does not have (its classes: {metadata.class_names[1:]}); use a label map for them")
+    class_values = {c.name: c.value for c in metadata.classes if c.name in mapping.class_names}
+    classes = {value: name for name, value in sorted(class_values.items(), key=lambda item: item[1])}
+    cases = selection.apply(discover_cases(Path(data)))
+    output = Path(output)
+    created = not output.exists()
+    try:
+        report = _segment_and_score(network, cases, mapping, class_values, classes, output, str(data), device,
+                                    progress)
+    except BaseException:
+        if created:
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+    log.info("evaluated %d case(s) of %s with model %s", len(cases), data, metadata.name)
+    return report
+
+
+def _segment_and_score(network, cases: List[Case], mapping: LabelMap, class_values: Dict[str, int],
+                       classes: Dict[int, str], output: Path, source: str, device: str,
+                       progress) -> EvaluationReport:
+    results: List[CaseResult] = []
+    with StagedOutputs(output / PREDICTIONS_DIR) as predictions, StagedOutputs(output / REFERENCES_DIR) as references:
+        for index, case in enumerate(cases, start=1):
+            image = read_image(case.image)
+            reference = mapped_reference(case, image, mapping, class_values)
+            started = time.perf_counter()
+            labels = segment(image, network, device=device, attention=False).labels
+            seconds = time.perf_counter() - started
+            prediction_path = write_image(labels, predictions.path(f"{case.name}_seg.nii.gz"))
+            write_image(reference, references.path(f"{case.name}.nii.gz"))
+            results.append(CaseResult(case.name, str(output / PREDICTIONS_DIR / prediction_path.name),
+                                      str(output / REFERENCES_DIR / f"{case.name}.nii.gz"),
+                                      evaluate_case(labels, reference, classes, case.name)))
+            if progress is not None:
+                progress(index, len(cases), case.name, seconds)
+        report = EvaluationReport(classes, results, f"model {network.metadata.name}", source)
+        texts = report.texts()
+        predictions.commit()
+        references.commit()
+    write_text_files(output, texts)
+    return report
+
+
+def merge_reports(reports: Sequence[EvaluationReport], sources: Sequence[str]) -> EvaluationReport:
+    """One report of the cases of several (e.g. the held-out folds of a cross-validation); the classes must
+    agree and every case may occur once."""
+    if len(reports) < 2:
+        raise DatasetError("give at least two evaluation.json files to merge")
+    first = reports[0]
+    for report, source in zip(reports[1:], sources[1:]):
+        if report.classes != first.classes:
+            raise DatasetError(f"{source} has the classes {report.classes}, {sources[0]} has {first.classes}; "
+                               "only evaluations of the same classes can be merged")
+    cases = [case for report in reports for case in report.cases]
+    names = [case.case for case in cases]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DatasetError(f"case(s) {repeated} occur in more than one of {list(sources)}; each case may be "
+                           "evaluated once (as in the held-out folds of a cross-validation)")
+    return EvaluationReport(dict(first.classes), cases, " + ".join(r.prediction_dir for r in reports),
+                            " + ".join(r.reference_dir for r in reports))
