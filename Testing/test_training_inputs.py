@@ -233,3 +233,64 @@ def test_two_ranks_see_the_samples_of_one_process_and_resume_skips_exactly() -> 
     assert list(single) == one[3:]
     single.set_epoch(3)
     assert list(single) != one
+
+
+# augmentation
+
+def test_intensity_augmentation_moves_hu_within_its_bounds_reproducibly(tmp_path: Path) -> None:
+    """Off by default (the paper); on, each patch's HU are scaled around water and shifted, seeded."""
+    from AttentionUNetSegLib.bundle import IntensityNormalisation
+    from AttentionUNetSegLib.training.augment import training_transform
+
+    intensity = IntensityNormalisation(-200.0, 300.0, 50.0, 100.0)
+    hu, label = np.full((1, 24, 24, 24), 40.0, np.float32), np.zeros((1, 24, 24, 24), np.uint8)
+    label[0, 8:16, 8:16, 8:16] = 1
+    geometry_off = dict(rotation_deg=0.0, scale_range=(1.0, 1.0), shift=0.0, flips=False)
+
+    def patch_hu(config: TrainConfig, seed: int) -> np.ndarray:
+        transform = training_transform(config, (16, 16, 16), 5, [0, 1], intensity)
+        transform.set_random_state(seed=seed)
+        patch = transform({"image": hu.copy(), "label": label.copy()})[0]["image"].numpy()
+        return patch * intensity.std + intensity.mean
+
+    plain = _tiny_config(tmp_path, tmp_path / "o", tmp_path / "c", **geometry_off)
+    assert plain.intensity_shift_hu == 0 and plain.intensity_scale == 0
+    assert np.allclose(patch_hu(plain, 1), 40.0, atol=1e-3)
+    augmented = _tiny_config(tmp_path, tmp_path / "o", tmp_path / "c", intensity_shift_hu=60.0,
+                             intensity_scale=0.2, **geometry_off)
+    means = [float(patch_hu(augmented, seed).mean()) for seed in range(16)]
+    assert all(40 * 0.8 - 60 - 1e-3 <= m <= 40 * 1.2 + 60 + 1e-3 for m in means)
+    assert np.ptp(means) > 40  # the offsets really spread
+    assert np.array_equal(patch_hu(augmented, 3), patch_hu(augmented, 3))
+    with pytest.raises(InvalidOptionError, match="intensity_shift_hu"):
+        _tiny_config(tmp_path, tmp_path / "o", tmp_path / "c", intensity_shift_hu=-1.0)
+
+
+def test_paper_augmentation_patch_size_organ_oversampling_and_geometry(tmp_path: Path) -> None:
+    """Patches have the patch size, centre on organs as often as asked, and vary by affine and flips."""
+    from AttentionUNetSegLib.bundle import IntensityNormalisation
+    from AttentionUNetSegLib.training.augment import context_size, crop_ratios, training_transform
+
+    assert crop_ratios(5, [0, 1, 2, 3, 4], 0.5) == [4.0, 1.0, 1.0, 1.0, 1.0]  # organs share half the crops
+    assert crop_ratios(5, [0, 1], 1.0)[0] > 0  # a case without organs still yields patches
+    context = context_size((16, 32, 32), 15.0, 1.3, 0.1)
+    assert context[0] > 16 * 1.3 and context[1] >= 32 * 1.3 * (np.cos(np.radians(15)) + np.sin(np.radians(15)))
+
+    hu = np.full((1, 40, 96, 96), -100.0, np.float32)
+    label = np.zeros((1, 40, 96, 96), np.uint8)
+    hu[0, 14:26, 60:72, 10:22], label[0, 14:26, 60:72, 10:22] = 60.0, 1  # one small organ in a corner
+    config = _tiny_config(tmp_path, tmp_path / "o", tmp_path / "c", foreground_probability=0.5)
+    transform = training_transform(config, (16, 32, 32), 5, [0, 1], IntensityNormalisation(-200, 300, 50, 100))
+    patches = []
+    for seed in range(40):
+        transform.set_random_state(seed=seed)
+        patches.append(transform({"image": hu.copy(), "label": label.copy()})[0])
+    assert all(p["image"].shape == (1, 16, 32, 32) and p["label"].shape == (1, 16, 32, 32) for p in patches)
+    assert all(set(np.unique(p["label"].numpy())) <= {0, 1} for p in patches)  # nearest-neighbour labels
+    with_organ = sum(bool((p["label"] == 1).any()) for p in patches)
+    assert 12 <= with_organ <= 36  # about half, though the organ fills 0.4 % of the volume
+    organ_voxels = {int((p["label"] == 1).sum()) for p in patches if (p["label"] == 1).any()}
+    assert len(organ_voxels) > 5  # rotation, scaling and shift change what the patch holds
+    transform.set_random_state(seed=7)
+    again = transform({"image": hu.copy(), "label": label.copy()})[0]
+    assert np.array_equal(again["image"], patches[7]["image"])  # seeded

@@ -3,15 +3,17 @@
 A crop large enough for any allowed rotation, scaling and shift (`context_size`) is taken around a
 voxel of a randomly chosen class (organs equally often, so small organs are seen), normalised, and the
 random affine then samples the patch from it: cheaper than transforming the whole volume and with no
-padding inside the patch unless the volume itself is smaller. Arrays are channel-first (1, z, y, x).
+padding inside the patch unless the volume itself is smaller. Optional intensity augmentation (not in the
+paper) scales and shifts the HU values before the window clip, as a change of contrast phase or scanner
+would. Arrays are channel-first (1, z, y, x).
 """
 from __future__ import annotations
 
 import math
 from typing import Sequence, Tuple
 
-from monai.transforms import (Compose, RandAffined, RandCropByLabelClassesd, RandFlipd, ScaleIntensityRanged,
-                              ToTensord)
+from monai.transforms import (Compose, RandAffined, RandCropByLabelClassesd, RandFlipd, RandScaleIntensityd,
+                              RandShiftIntensityd, ScaleIntensityRanged, ToTensord)
 
 from ..bundle import IntensityNormalisation
 from .config import TrainConfig
@@ -48,6 +50,12 @@ def training_transform(config: TrainConfig, patch_zyx: Sequence[int], num_classe
             ratios=crop_ratios(num_classes, trained_values, config.foreground_probability),
             spatial_size=context_size(patch_zyx, config.rotation_deg, high, config.shift),
         ),
+    ]
+    if config.intensity_scale > 0:
+        transforms.append(RandScaleIntensityd("image", factors=config.intensity_scale, prob=1.0))
+    if config.intensity_shift_hu > 0:
+        transforms.append(RandShiftIntensityd("image", offsets=config.intensity_shift_hu, prob=1.0))
+    transforms += [
         ScaleIntensityRanged(
             "image", a_min=intensity.clip_min, a_max=intensity.clip_max, clip=True,
             b_min=(intensity.clip_min - intensity.mean) / intensity.std,

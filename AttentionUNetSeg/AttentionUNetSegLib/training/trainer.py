@@ -1,7 +1,7 @@
 """`train`: one training run from a TrainConfig, in a single process or as one rank under torchrun.
 
 The paper's recipe: Adam, Sørensen-Dice loss over all classes, batch plus gradient accumulation, patches
-with affine and flip augmentation; mixed precision and channels-last on CUDA. Validation runs on whole
+with affine and flip augmentation; channels-last, and mixed precision on CUDA. Validation runs on whole
 volumes every `validate_every` epochs and after the last; the best one is kept as best.safetensors,
 the last as final.safetensors, both with full metadata. Checkpoints are written atomically and a run
 resumes exactly; a non-finite loss stops the run and leaves the last checkpoint as it was.
@@ -138,7 +138,7 @@ class Trainer:
         # "auto" is fp32 on the CPU: its bf16 kernels are not bit-reproducible, and exact resume needs that
         precision = "fp32" if config.precision == "auto" and self.device.type != "cuda" else config.precision
         self.dtype = resolve_precision(precision, self.device)
-        self.channels_last = config.channels_last and self.device.type == "cuda"
+        self.channels_last = config.channels_last
         model = self.plan.build().to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
