@@ -12,6 +12,7 @@ from slicer_scene import add_study, add_volume, ijk_to_ras, new_scene, oblique, 
 
 import slicer
 from AttentionUNetSegLib.bundle import read_metadata
+from AttentionUNetSegLib.errors import CancelledError
 from AttentionUNetSegLogic import AttentionUNetSegLogic, SegmentationOutputs
 from AttentionUNetSegLogic.display import GATES_LAYOUT_ID, GATES_VIEW_PREFIX, HEAT_COLOR_NODE_NAME, HEAT_COLOR_NODE_TAG
 from AttentionUNetSegLogic.outputs import (ATTENTION, FOLDER, GATE_ATTRIBUTE, INPUT_ROLE, OUTPUT_ATTRIBUTE,
@@ -225,6 +226,50 @@ def test_given_segmentation_keeps_its_other_segments(scene, small_ct: sitk.Image
     outputs = AttentionUNetSegLogic().process(node, tiny_model_path, outputSegmentation=target, attention=False)
     assert outputs.segmentation is target and outputs.attention == {} and outputs.probabilities == {}
     assert target.GetSegmentation().GetSegmentIDs() == ("tumour", "pancreas", "spleen", "kidney", "liver")
+
+
+def test_a_users_segmentation_is_filled_never_removed(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
+    node = add_volume(scene, small_ct, "CT")
+    mine, second = (scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name) for name in ("mine", "second"))
+    for user_node in (mine, second):
+        user_node.GetSegmentation().AddEmptySegment("tumour")
+    logic = AttentionUNetSegLogic()
+    assert logic.process(node, tiny_model_path, outputSegmentation=mine, attention=False).segmentation is mine
+    fresh = logic.process(node, tiny_model_path, attention=False).segmentation  # none chosen: a new node
+    again = logic.process(node, tiny_model_path, attention=False).segmentation  # the module's own node, reused
+    assert fresh not in (mine, second) and again is fresh
+    assert logic.process(node, tiny_model_path, outputSegmentation=second, attention=False).segmentation is second
+    assert scene.GetNodeByID(fresh.GetID()) is None  # the module's own earlier output is replaced, as always
+    for user_node in (mine, second):
+        assert scene.GetNodeByID(user_node.GetID()) is user_node
+        assert user_node.GetSegmentation().GetSegmentIDs() == ("tumour", "pancreas", "spleen", "kidney", "liver")
+    assert len(logic.outputsOf(node, VOLUMES)) == 1
+
+
+@pytest.mark.parametrize("reused", [False, True], ids=["given segmentation", "re-run"])
+def test_a_run_failing_at_the_end_puts_an_existing_segmentation_back(scene, small_ct: sitk.Image,
+                                                                     tiny_model_path: Path, reused: bool) -> None:
+    node = add_volume(scene, small_ct, "CT")
+    logic = AttentionUNetSegLogic()
+    if reused:
+        target = logic.process(node, tiny_model_path, attention=False).segmentation
+    else:
+        target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+        target.GetSegmentation().AddEmptySegment("tumour")
+    segments = target.GetSegmentation().GetSegmentIDs()
+    marks = (target.GetAttribute(OUTPUT_ATTRIBUTE), target.GetNodeReferenceID(INPUT_ROLE))
+    before = scene_state(scene)
+
+    def cancel_at_the_last_moment(stage: str, fraction: float) -> None:
+        if stage == "outputs" and fraction == 1.0:  # after the segmentation node was filled
+            raise CancelledError("cancelled")
+
+    with pytest.raises(CancelledError):
+        logic.process(node, tiny_model_path, outputSegmentation=None if reused else target, attention=True,
+                      progress=cancel_at_the_last_moment)
+    assert scene_state(scene) == before
+    assert target.GetSegmentation().GetSegmentIDs() == segments
+    assert (target.GetAttribute(OUTPUT_ATTRIBUTE), target.GetNodeReferenceID(INPUT_ROLE)) == marks
 
 
 def test_oblique_parent_transformed_copy(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:

@@ -1,14 +1,17 @@
 """Output nodes of a run: segmentation, attention and probability volumes, organ volume table.
 
 Every output node refers to its input volume (node reference role `INPUT_ROLE`) and says what it is
-(attribute `OUTPUT_ATTRIBUTE`), so a re-run for the same input finds and replaces exactly the
-outputs this module made before. Outputs are written in one scene transaction: all or nothing.
+(attribute `OUTPUT_ATTRIBUTE`); nodes this module created also carry `CREATED_ATTRIBUTE`. A re-run for
+the same input replaces exactly the nodes this module created before; a segmentation node the user
+chose as the output is filled, never removed. Outputs are written in one scene transaction: all or
+nothing, and an existing segmentation node is put back as it was if the run fails.
 """
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, Iterator, List, Mapping, Optional
 
 import SimpleITK as sitk
 import vtk
@@ -25,6 +28,7 @@ INPUT_ROLE = "attentionUNetSegInput"
 OUTPUT_ATTRIBUTE = "AttentionUNetSeg.Output"
 GATE_ATTRIBUTE = "AttentionUNetSeg.Gate"
 CLASS_ATTRIBUTE = "AttentionUNetSeg.Class"
+CREATED_ATTRIBUTE = "AttentionUNetSeg.Created"
 SEGMENTATION, ATTENTION, PROBABILITY, VOLUMES, FOLDER = "segmentation", "attention", "probability", "volumes", "folder"
 DEFAULT_THRESHOLD = 0.2
 VOLUME_COLUMN = "Volume [mL]"
@@ -97,11 +101,16 @@ def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result,
                 report("outputs", written / (total + 1))
         volumes = result.volumes_ml()
         table = _addVolumesTable(scene, inputVolume, volumes, f"{name} organ volumes", parentItem)
-        segmentationNode = outputSegmentation or _reusableSegmentation(earlier) or \
-            scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation")
-        _fillSegmentation(segmentationNode, inputVolume, result, parentItem)
-        _removeOutputs(scene, [node for node in earlier if node is not segmentationNode])
-        report("outputs", 1.0)
+        segmentationNode = outputSegmentation or _reusableSegmentation(earlier)
+        with _restoredOnFailure(segmentationNode):
+            if segmentationNode is None:
+                segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation")
+                segmentationNode.SetAttribute(CREATED_ATTRIBUTE, "1")
+            _fillSegmentation(segmentationNode, inputVolume, result, parentItem)
+            report("outputs", 1.0)
+            # the commit: earlier outputs go only once everything new is in place (a failure above keeps them)
+            _removeOutputs(scene, [node for node in earlier if node is not segmentationNode
+                                   and node.GetAttribute(CREATED_ATTRIBUTE) is not None])
     return SegmentationOutputs(segmentationNode, nodes[ATTENTION], nodes[PROBABILITY], table, volumes,
                                result.device, dict(result.timings), list(result.warnings))
 
@@ -135,6 +144,32 @@ def _markAsOutput(node: slicer.vtkMRMLNode, inputVolume: slicer.vtkMRMLNode, kin
     node.SetNodeReferenceID(INPUT_ROLE, inputVolume.GetID())
 
 
+@contextmanager
+def _restoredOnFailure(node: Optional[slicer.vtkMRMLSegmentationNode]) -> Iterator[None]:
+    """If the block raises, put an existing segmentation node's segments, output marks and hierarchy place
+    back as they were (nodes the block added are the scene transaction's to remove)."""
+    if node is None:
+        yield
+        return
+    segments = slicer.vtkSegmentation()
+    segments.DeepCopy(node.GetSegmentation())
+    attributes = {name: node.GetAttribute(name) for name in (OUTPUT_ATTRIBUTE, CREATED_ATTRIBUTE)}
+    inputId = node.GetNodeReferenceID(INPUT_ROLE)
+    shNode = node.GetScene().GetSubjectHierarchyNode()
+    item = shNode.GetItemByDataNode(node)
+    parent = shNode.GetItemParent(item) if item else None
+    try:
+        yield
+    except BaseException:
+        node.GetSegmentation().DeepCopy(segments)
+        for name, value in attributes.items():
+            node.SetAttribute(name, value) if value is not None else node.RemoveAttribute(name)
+        node.SetNodeReferenceID(INPUT_ROLE, inputId)
+        if item and shNode.GetItemByDataNode(node) == item:
+            shNode.SetItemParent(item, parent)
+        raise
+
+
 def _addMapVolume(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode, image: sitk.Image, name: str,
                   kind: str, key: str, colorNode: slicer.vtkMRMLColorNode,
                   folder: int) -> slicer.vtkMRMLScalarVolumeNode:
@@ -143,6 +178,7 @@ def _addMapVolume(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode, i
     updateVolumeFromImage(volumeNode, image)
     volumeNode.SetAttribute(GATE_ATTRIBUTE if kind == ATTENTION else CLASS_ATTRIBUTE, key)
     _markAsOutput(volumeNode, inputVolume, kind)
+    volumeNode.SetAttribute(CREATED_ATTRIBUTE, "1")
     scene.AddNode(volumeNode)
     volumeNode.CreateDefaultDisplayNodes()
     configureMapDisplay(volumeNode, colorNode, DEFAULT_THRESHOLD)
@@ -165,13 +201,16 @@ def _addVolumesTable(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode
     table.AddColumn(millilitres)
     table.SetUseColumnTitleAsColumnHeader(True)
     _markAsOutput(table, inputVolume, VOLUMES)
+    table.SetAttribute(CREATED_ATTRIBUTE, "1")
     scene.AddNode(table)
     _placeInHierarchy(table, parentItem)
     return table
 
 
 def _reusableSegmentation(earlier: List[slicer.vtkMRMLNode]) -> Optional[slicer.vtkMRMLSegmentationNode]:
-    return next((node for node in earlier if node.GetAttribute(OUTPUT_ATTRIBUTE) == SEGMENTATION), None)
+    """The segmentation node this module created for the input before (a user's node is not reused unasked)."""
+    return next((node for node in earlier if node.GetAttribute(OUTPUT_ATTRIBUTE) == SEGMENTATION
+                 and node.GetAttribute(CREATED_ATTRIBUTE) is not None), None)
 
 
 def _fillSegmentation(segmentationNode: slicer.vtkMRMLSegmentationNode, inputVolume: slicer.vtkMRMLScalarVolumeNode,
