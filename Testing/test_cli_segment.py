@@ -80,9 +80,10 @@ def _write(image: sitk.Image, path: Path) -> Path:
     return path
 
 
-def _zero_spacing_file(folder: Path) -> Path:
-    path = _write(sitk.Image([8, 8, 8], sitk.sitkInt16), folder / "zero_spacing.mha")
-    path.write_bytes(path.read_bytes().replace(b"ElementSpacing = 1 1 1", b"ElementSpacing = 0 1 1"))
+def _spacing_file(folder: Path, spacing: bytes) -> Path:
+    """An MHA file whose header says ElementSpacing = `spacing` (SimpleITK refuses to write such a file)."""
+    path = _write(sitk.Image([8, 8, 8], sitk.sitkInt16), folder / "bad_spacing.mha")
+    path.write_bytes(path.read_bytes().replace(b"ElementSpacing = 1 1 1", b"ElementSpacing = " + spacing))
     return path
 
 
@@ -99,7 +100,7 @@ BAD_INPUTS = {
     "2D": (lambda d: _write(sitk.Image([8, 8], sitk.sitkInt16), d / "slice.nrrd"), "2D"),
     "4D": (lambda d: _write(sitk.Image([8, 8, 8, 2], sitk.sitkInt16), d / "series.nii.gz"), "4D"),
     "vector": (lambda d: _write(sitk.Image([8, 8, 8], sitk.sitkVectorInt16, 3), d / "rgb.nrrd"), "components"),
-    "zero spacing": (_zero_spacing_file, "spacing"),
+    "zero spacing": (lambda d: _spacing_file(d, b"0 1 1"), "spacing"),
     "NaN": (lambda d: _write(sitk.GetImageFromArray(np.full((8, 8, 8), np.nan, np.float32)), d / "nan.nrrd"), "NaN"),
     "inf": (lambda d: _write(sitk.GetImageFromArray(np.where(np.eye(8, dtype=bool)[None], np.inf, -500.0)
                                                     .astype(np.float32)), d / "inf.mha"), "8 NaN or infinite"),
@@ -147,10 +148,38 @@ def test_broken_model_file_fails_and_keeps_existing_outputs(tmp_path: Path, tiny
 
 
 def test_unwritable_output_folder(tmp_path: Path, tiny_model_path: Path) -> None:
-    blocker = tmp_path / "a_file"
+    blocker = tmp_path / "a_file"  # a folder inside a file cannot be made, even by root
     blocker.write_text("")
     completed = run_cli(["segment", SAMPLE_CT, "-o", blocker / "out", "--model", tiny_model_path])
-    assert completed.returncode == 1 and "cannot write to output folder" in completed.stderr
+    assert completed.returncode == 1 and completed.stderr.startswith("error: ")
+    assert "cannot write to output folder" in completed.stderr and "Traceback" not in completed.stderr
+    assert blocker.read_text() == "" and _files(tmp_path) == ["a_file"]
+
+
+def test_negative_spacing_in_a_header_is_read_as_a_flipped_axis(tmp_path: Path, tiny_model_path: Path) -> None:
+    """ITK reads a negative spacing as a positive one along a reversed axis (and refuses to make negative
+    spacings), so such a file is a valid image whose outputs keep that geometry; zero spacing is an error."""
+    path = _spacing_file(tmp_path, b"1 -2 1")
+    completed = run_cli(["segment", path, "-o", tmp_path / "out", "--model", tiny_model_path, "--quiet"])
+    assert completed.returncode == 0, completed.stderr
+    labels = sitk.ReadImage(str(tmp_path / "out" / "bad_spacing_seg.nii.gz"))
+    assert labels.GetSpacing() == (1.0, 2.0, 1.0) and labels.GetDirection()[4] == -1.0
+
+
+@pytest.mark.parametrize("size, spacing", [((6, 5, 4), (1.0, 1.0, 1.0)), ((96, 80, 12), (0.7, 0.7, 5.0))],
+                         ids=["smaller than one window", "0.7x0.7x5 mm"])
+def test_small_and_anisotropic_images_segment_on_their_own_grid(tmp_path: Path, tiny_model_path: Path,
+                                                                size: tuple, spacing: tuple) -> None:
+    z, y, x = np.mgrid[: size[2], : size[1], : size[0]]
+    body = ((x - size[0] / 2) / (size[0] / 2.5)) ** 2 + ((y - size[1] / 2) / (size[1] / 2.5)) ** 2 < 1
+    image = sitk.GetImageFromArray(np.where(body, 40, -1000).astype(np.int16))
+    image.SetSpacing(spacing)
+    path = _write(image, tmp_path / "odd.nrrd")
+    completed = run_cli(["segment", path, "-o", tmp_path / "out", "--model", tiny_model_path, "--quiet"])
+    assert completed.returncode == 0, completed.stderr
+    for name in ["odd_seg.nii.gz", *(f"odd_attention_{g}.nii.gz" for g in GATES)]:
+        written = sitk.ReadImage(str(tmp_path / "out" / name))
+        assert written.GetSize() == size and np.allclose(written.GetSpacing(), spacing), name
 
 
 def test_non_ct_intensities_warn(tmp_path: Path, tiny_model_path: Path) -> None:
