@@ -12,6 +12,7 @@ from typing import List
 import pytest
 import SimpleITK as sitk
 import torch
+from torch import nn
 
 from AttentionUNetSegLib.bundle import IntensityNormalisation, ModelMetadata, save_model
 from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES, make_classes
@@ -63,3 +64,17 @@ def run_cli(args: List[str], timeout: float = 600) -> subprocess.CompletedProces
     """Run `python -m AttentionUNetSegLib ARGS` in a real subprocess and capture its output."""
     return subprocess.run([sys.executable, "-m", "AttentionUNetSegLib", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def trained_like_model() -> AttentionUNet3D:
+    """A model whose BatchNorm layers hold non-trivial statistics, as after training."""
+    torch.manual_seed(3)
+    model = AttentionUNet3D(ModelConfig(num_classes=5, feature_scale=8, passthrough_gate_init=False))
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm3d):
+            module.running_mean.normal_(0, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0, 0.1)
+    return model.eval()

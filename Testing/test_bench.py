@@ -17,6 +17,7 @@ def test_bench_reports_every_candidate_with_ratios(tmp_path: Path) -> None:
     forward = [r for r in results if r["task"] == "forward"]
     train = [r for r in results if r["task"].startswith("train step")]
     assert {r["name"].split(",")[0] for r in forward} == {"ours Attention U-Net", "ours U-Net", "MONAI AttentionUnet"}
+    assert {r["ours"] for r in forward if "OpenVINO" in r["name"]} == {True, False}  # both sides, on the CPU
     assert any(not r["ours"] for r in train) and any(r["ours"] for r in train)
     for rows in (forward, train):
         best_peer = min(r["median_ms"] for r in rows if not r["ours"])

@@ -26,7 +26,8 @@ PEER_CHANNELS = (16, 32, 64, 128, 256)
 
 @dataclass
 class Candidate:
-    """One network in one configuration; `ours` tells which side of the ratio it is on."""
+    """One network in one configuration; `ours` tells which side of the ratio it is on. `infer`, if set,
+    runs the forward instead of `model` (another backend, e.g. OpenVINO)."""
 
     name: str
     model: nn.Module
@@ -34,6 +35,7 @@ class Candidate:
     channels_last: bool
     ours: bool
     attention_output: bool = False
+    infer: Optional[Callable[[torch.Tensor], object]] = None
 
 
 @dataclass
@@ -70,18 +72,42 @@ def _peers(num_classes: int, authors_path: Optional[Path]) -> Dict[str, nn.Modul
 
 
 def forward_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path]) -> List[Candidate]:
-    """Ours as defined (fp32) and in its fastest correct configuration; each peer in fp32 and at its best."""
+    """Ours as defined (fp32) and in its fastest correct configurations (PyTorch; OpenVINO on the CPU, where
+    `segment` uses it); each peer in fp32 and at its best in PyTorch, and through OpenVINO on the CPU too."""
     fast = resolve_precision("auto", device)
     ours = AttentionUNet3D(ModelConfig(num_classes=num_classes, feature_scale=4)).eval().to(device)
     unet = AttentionUNet3D(ModelConfig(architecture="unet_3d", num_classes=num_classes, feature_scale=4)).eval()
     found = [
         Candidate("ours Attention U-Net, as defined", ours, torch.float32, False, True),
-        Candidate("ours Attention U-Net, fast path + attention maps", prepare_for_inference(ours, device), fast,
-                  True, True, attention_output=True),
-        Candidate("ours Attention U-Net, fast path", prepare_for_inference(ours, device), fast, True, True),
-        Candidate("ours U-Net, fast path", prepare_for_inference(unet, device), fast, True, True),
+        Candidate("ours Attention U-Net, PyTorch fast path + attention maps", prepare_for_inference(ours, device),
+                  fast, True, True, attention_output=True),
+        Candidate("ours Attention U-Net, PyTorch fast path", prepare_for_inference(ours, device), fast, True, True),
+        Candidate("ours U-Net, PyTorch fast path", prepare_for_inference(unet, device), fast, True, True),
     ]
+    if _openvino_runs(device):
+        from .openvino_backend import OpenVINONetwork
+
+        for name, network in (("Attention U-Net", ours), ("U-Net", unet)):
+            runner = OpenVINONetwork(network, fast)
+            found.append(Candidate(f"ours {name}, OpenVINO + attention maps", network, fast, False, True,
+                                   infer=lambda x, runner=runner: runner(x, attention=True)))
+        found.append(Candidate("ours Attention U-Net, OpenVINO, float32", ours, torch.float32, False, True,
+                               infer=lambda x, runner=OpenVINONetwork(ours, torch.float32): runner(x, True)))
     return found + _peer_candidates(device, num_classes, authors_path, train=False)
+
+
+def _openvino_runs(device: torch.device) -> bool:
+    from .backends import openvino_installed
+
+    return device.type == "cpu" and openvino_installed()
+
+
+def _openvino_module(module: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], object]:
+    """A peer's network converted to OpenVINO as it is (no folding: that is our optimisation)."""
+    from .openvino_backend import compile_request, convert
+
+    request = compile_request(convert(module.eval(), 1), dtype)
+    return lambda x: request.infer({0: x.numpy()})
 
 
 def train_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path]) -> List[Candidate]:
@@ -105,6 +131,8 @@ def _peer_candidates(device: torch.device, num_classes: int, authors_path: Optio
         if fast != torch.float32:
             found.append(Candidate(f"{name}, channels-last {_name(fast)}",
                                    copy.deepcopy(peer).to(memory_format=torch.channels_last_3d), fast, True, False))
+        if not train and _openvino_runs(device):
+            found.append(Candidate(f"{name}, OpenVINO", peer, fast, False, False, infer=_openvino_module(peer, fast)))
     return found
 
 
@@ -123,6 +151,8 @@ def _layout(candidate: Candidate, x: torch.Tensor) -> torch.Tensor:
 
 def _forward_step(candidate: Candidate, x: torch.Tensor, device: torch.device) -> Callable[[], None]:
     x = _layout(candidate, x)
+    if candidate.infer is not None:
+        return lambda: candidate.infer(x)
 
     def run() -> None:
         with torch.inference_mode(), autocast(device, candidate.dtype):

@@ -59,7 +59,8 @@ def run_job(job_dir: Path, emit: Emit) -> None:
     sitk.WriteImage(result.labels, str(job_dir / LABELS_FILE), True)
     summary = {"classes": [c.to_dict() for c in result.classes], "attention": attention_files,
                "probabilities": probability_files if result.probabilities is not None else None,
-               "device": result.device, "precision": result.precision, "timings": result.timings,
+               "device": result.device, "precision": result.precision, "backend": result.backend,
+               "timings": result.timings,
                "warnings": result.warnings}
     (job_dir / RESULT_FILE).write_text(json.dumps(summary), encoding="utf-8")
 
@@ -104,6 +105,7 @@ def read_result(job_dir: Path):
         probabilities=None if probabilities is None else _ImageFiles(job_dir, probabilities),
         device=summary["device"],
         precision=summary["precision"],
+        backend=summary["backend"],
         timings=summary["timings"],
         warnings=summary["warnings"],
     )

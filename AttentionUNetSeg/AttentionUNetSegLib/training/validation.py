@@ -15,6 +15,7 @@ import torch
 
 from ..bundle import ModelMetadata
 from ..classes import SegmentClass
+from ..backends import TorchNetwork
 from ..inference import sliding_window_outputs
 from ..metrics import label_metrics
 from ..preprocessing import normalise
@@ -83,12 +84,13 @@ def validate(model: torch.nn.Module, cases: Sequence[CachedCase], metadata: Mode
     batch = 4 if ctx.device.type == "cuda" else 1
     scores: List[CaseScores] = []
     picture = None
+    network = TorchNetwork(model, ctx.device, dtype)  # the weights of this epoch, as they are
     for index in range(ctx.rank, len(cases), ctx.world_size):
         case = cases[index]
         ct = np.asarray(case.image())
         with_attention = snapshot and index == 0 and bool(model.gate_names)
-        outputs = sliding_window_outputs(model, normalise(ct, metadata.intensity), metadata, ctx.device, dtype,
-                                         overlap, batch, with_attention, lambda stage, fraction: None, None)
+        outputs = sliding_window_outputs(network, normalise(ct, metadata.intensity), metadata, overlap, batch,
+                                         with_attention, lambda stage, fraction: None, None)
         prediction = values[np.argmax(outputs[values], axis=0)].astype(np.uint8)
         reference = np.asarray(case.label())
         metrics = label_metrics(prediction, reference, spacing_zyx, [c.value for c in trained[1:]])

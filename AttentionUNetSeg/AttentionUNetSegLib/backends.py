@@ -1,0 +1,91 @@
+"""Inference backends: what turns a batch of windows into logits and attention maps.
+
+- `torch`: the model with BatchNorm folded into its convolutions, channels-last, autocast to the chosen
+  precision; any device.
+- `openvino`: the same folded network converted once to OpenVINO and cached (openvino_backend.py); CPU
+  only, about twice as fast as PyTorch there (docs/benchmarks.md).
+`auto` picks OpenVINO on the CPU when it is installed, PyTorch otherwise. Both return the same outputs
+within the tolerances tested in Testing/test_backends.py.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import List, Protocol, Tuple
+
+import torch
+
+from .device import autocast
+from .errors import InvalidOptionError
+from .optimize import prepare_for_inference
+
+log = logging.getLogger(__name__)
+
+BACKEND_CHOICES = ("auto", "torch", "openvino")
+WindowOutputs = Tuple[torch.Tensor, List[torch.Tensor]]
+
+
+class WindowNetwork(Protocol):
+    """Windows (N, C, z, y, x) on `device` -> float32 logits and, if asked, every gate's map (gate_names order)."""
+
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+    gate_names: List[str]
+
+    def __call__(self, windows: torch.Tensor, attention: bool) -> WindowOutputs: ...
+
+
+class TorchNetwork:
+    """The folded, channels-last model under autocast."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+        self.model = prepare_for_inference(model, device)
+        self.device, self.dtype = device, dtype
+        self.gate_names = list(self.model.gate_names)
+
+    def __call__(self, windows: torch.Tensor, attention: bool) -> WindowOutputs:
+        windows = windows.contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            if not attention:
+                return self.model(windows).float(), []
+            logits, gates = self.model(windows, return_attention=True)
+        return logits.float(), [gates[name].float() for name in self.gate_names]
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """'auto' -> 'openvino' on the CPU when it is installed, else 'torch'; impossible choices are refused."""
+    if backend not in BACKEND_CHOICES:
+        raise InvalidOptionError(f"backend must be one of {BACKEND_CHOICES}, not {backend!r}")
+    if backend == "auto":
+        return "openvino" if device.type == "cpu" and openvino_installed() else "torch"
+    if backend == "openvino":
+        if device.type != "cpu":
+            raise InvalidOptionError(f"the OpenVINO backend runs on the CPU; use --device cpu or --backend torch "
+                                     f"for {device.type}")
+        if not openvino_installed():
+            raise InvalidOptionError("the OpenVINO backend needs the openvino package: pip install openvino "
+                                     "(or use --backend torch)")
+    return backend
+
+
+def make_network(model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
+                 backend: str = "auto") -> WindowNetwork:
+    """The window network for `backend`; if OpenVINO cannot take the model, PyTorch, with a warning."""
+    chosen = resolve_backend(backend, device)
+    if chosen == "openvino":
+        from .openvino_backend import OpenVINONetwork
+
+        try:
+            return OpenVINONetwork(model, dtype)
+        except Exception as exc:  # a conversion or compile failure must not stop a segmentation
+            if backend == "openvino":
+                raise
+            log.warning("OpenVINO could not run this model (%s); using PyTorch instead", exc)
+    return TorchNetwork(model, device, dtype)
