@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Callable, List, Tuple
 
-import SimpleITK as sitk
 from ..atomic import StagedOutputs
 from ..backends import BACKEND_CHOICES
 from ..bundle import load_model
@@ -20,6 +16,10 @@ from ..imageio import OUTPUT_FORMATS, image_stem, read_image, write_image
 from ..inference import SegmentationResult, segment
 from ..registry import resolve_model_path
 from .progress import ProgressPrinter
+
+
+WRITERS = 2
+"""Output images compressed and written at the same time."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,13 +90,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_result(result: SegmentationResult, outputs: StagedOutputs, stem: str, extension: str) -> None:
-    """Write every output image; in threads, since ITK's resampling and compression release the GIL."""
-    jobs: List[Tuple[Path, Callable[[], sitk.Image]]] = [
-        (outputs.path(f"{stem}_seg.{extension}"), lambda: result.labels)]
-    for group, maps in (("attention", result.attention), ("prob", result.probabilities or {})):
-        jobs += [(outputs.path(f"{stem}_{group}_{name}.{extension}"), partial(maps.__getitem__, name)) for name in maps]
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        list(pool.map(lambda job: write_image(job[1](), job[0]), jobs))
+    """Write every output image. Maps are resampled onto the input grid here, one at a time (PyTorch uses
+    every core for that), while up to WRITERS earlier ones are compressed and written in threads (ITK
+    releases the GIL), so memory holds at most WRITERS + 1 full-size maps."""
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        pending = [pool.submit(write_image, result.labels, outputs.path(f"{stem}_seg.{extension}"))]
+        for group, maps in (("attention", result.attention), ("prob", result.probabilities or {})):
+            for name in maps:
+                image = maps[name]
+                while sum(not job.done() for job in pending) >= WRITERS:
+                    wait(pending, return_when=FIRST_COMPLETED)
+                pending.append(pool.submit(write_image, image, outputs.path(f"{stem}_{group}_{name}.{extension}")))
+        for job in pending:
+            job.result()  # re-raises a failed write
 
 
 def _summary(result: SegmentationResult, input_path: Path, model_file: str, model) -> dict:

@@ -1,0 +1,219 @@
+"""Linear resampling of model-grid outputs onto the input's grid: separable and multi-threaded where it can be.
+
+The model grid has an identity direction; most CT grids differ from it only by axis flips (and perhaps a
+permutation), so each output axis reads one model axis and trilinear interpolation splits into three 1-D
+interpolations, done with PyTorch (threaded) instead of a general resampler. It gives what
+SimpleITK's linear `Resample` gives (the same clamping at the borders, values outside the grid set to `outside`);
+oblique grids go to SimpleITK itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .errors import CancelledError
+
+AXIS_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Size, origin, spacing and direction of an image, without its voxels (SimpleITK's x, y, z order)."""
+
+    size: Tuple[int, ...]
+    origin: Tuple[float, ...]
+    spacing: Tuple[float, ...]
+    direction: Tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "Grid":
+        return cls(image.GetSize(), image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+
+    def empty_image(self, pixel_type: int = sitk.sitkUInt8) -> sitk.Image:
+        image = sitk.Image(list(self.size), pixel_type)
+        self.apply(image)
+        return image
+
+    def apply(self, image: sitk.Image) -> sitk.Image:
+        image.SetOrigin(self.origin)
+        image.SetSpacing(self.spacing)
+        image.SetDirection(self.direction)
+        return image
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """Output array axis -> the source array axis it reads, and the source index of each output index."""
+
+    source_axis: int
+    coordinates: np.ndarray
+
+
+def axis_maps(source: Grid, target: Grid) -> Optional[List[AxisMap]]:
+    """Per target array axis (z, y, x), the source axis and continuous source indices; None if oblique."""
+    source_direction = np.array(source.direction).reshape(3, 3)
+    target_direction = np.array(target.direction).reshape(3, 3)
+    relative = source_direction.T @ target_direction  # columns: target axes in source axes
+    maps = []
+    for target_axis in range(3):  # in x, y, z order
+        column = relative[:, target_axis]
+        source_axis = int(np.argmax(np.abs(column)))
+        if abs(abs(column[source_axis]) - 1) > AXIS_TOLERANCE or \
+                np.abs(np.delete(column, source_axis)).max() > AXIS_TOLERANCE:
+            return None
+        offset = source_direction.T @ (np.array(target.origin) - np.array(source.origin))
+        step = column[source_axis] * target.spacing[target_axis] / source.spacing[source_axis]
+        start = offset[source_axis] / source.spacing[source_axis]
+        maps.append(AxisMap(2 - source_axis, start + step * np.arange(target.size[target_axis])))
+    return maps[::-1]  # array order: z, y, x
+
+
+def resample_linear(array: np.ndarray, source: Grid, target: Grid, outside: float = 0.0) -> np.ndarray:
+    """`array` (z, y, x) on `source` linearly resampled onto `target`, as float32 (z, y, x)."""
+    maps = axis_maps(source, target)
+    if maps is None:
+        image = source.apply(sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32)))
+        return sitk.GetArrayFromImage(sitk.Resample(image, target.empty_image(), sitk.Transform(), sitk.sitkLinear,
+                                                    outside, sitk.sitkFloat32))
+    values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    values = values.permute(*(m.source_axis for m in maps))  # source axes in target order
+    inside = torch.ones((), dtype=torch.bool)
+    for axis in (2, 1, 0):  # x first: the gathers along the last axis then touch the smallest arrays
+        axis_map = maps[axis]
+        values, valid = _interpolate_axis(values, axis, axis_map.coordinates)
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        inside = inside & valid.view(shape)
+    if not bool(inside.all()):
+        values = torch.where(inside, values, torch.tensor(outside, dtype=values.dtype))
+    return values.contiguous().numpy()
+
+
+def _interpolate_axis(values: torch.Tensor, axis: int, coordinates: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Linear interpolation along `axis` at `coordinates`, repeating the first and last voxel beyond the
+    first and last centre as ITK does; also which coordinates lie inside the source's extent (up to half a
+    voxel beyond the first and last centre)."""
+    count = values.shape[axis]
+    coordinates = torch.from_numpy(coordinates.astype(np.float64))
+    valid = (coordinates >= -0.5) & (coordinates < count - 0.5)
+    low = torch.floor(coordinates)
+    weight = (coordinates - low).to(torch.float32)
+    low = low.long()
+    lower = values.index_select(axis, low.clamp(0, count - 1))
+    upper = values.index_select(axis, (low + 1).clamp(0, count - 1))
+    shape = [1] * values.dim()
+    shape[axis] = -1
+    return torch.lerp(lower, upper, weight.view(shape)), valid
+
+
+def argmax_on_grid(logits: np.ndarray, source: Grid, target: Grid,
+                   cancel: Optional[Callable[[], bool]] = None) -> np.ndarray:
+    """The argmax class (uint8, z, y, x on `target`) of `logits` (classes, z, y, x on `source`) linearly
+    resampled onto `target`, computed exactly without resampling every class everywhere.
+
+    Where the coarse argmax is the same class c at all 8 corners of an interpolation cell, c has the largest
+    interpolated logit everywhere in that cell (a weighted mean of corner values it wins at each corner,
+    ties going to the lower class as in np.argmax), so only points in mixed cells are interpolated.
+    Oblique grids resample class by class with SimpleITK, keeping a running maximum.
+    """
+    maps = axis_maps(source, target)
+    if maps is None:
+        return _argmax_by_class(logits, source, target, cancel)
+    values = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+    values = values.permute(0, *(1 + m.source_axis for m in maps)).contiguous()  # (classes, target axis order)
+    coarse = values.argmax(dim=0).to(torch.uint8)
+    corners = [_cell_corners(m.coordinates, values.shape[1 + axis]) for axis, m in enumerate(maps)]
+    labels = _gather(coarse, [c.low for c in corners])
+    mixed = _gather(~_uniform_cells(coarse), [c.low for c in corners])
+    mixed &= _inside_mask(corners)
+    slab = max(SLAB_VOXELS // (labels.shape[1] * labels.shape[2]), 1)
+    for first in range(0, labels.shape[0], slab):  # slab by slab, so a noisy model's labels stay in bounds
+        if cancel is not None and cancel():
+            raise CancelledError("segmentation cancelled; nothing was written")
+        points = mixed[first:first + slab].nonzero()
+        points[:, 0] += first
+        labels[tuple(points.T)] = _interpolated_argmax(values, corners, points)
+    labels[~_inside_mask(corners)] = 0
+    return labels.numpy()
+
+
+SLAB_VOXELS = 1 << 22
+"""Output voxels whose mixed points are interpolated at a time (bounds the memory of that step)."""
+
+
+@dataclass(frozen=True)
+class _Corners:
+    """Per output index along one axis: the lower and upper source neighbour, the weight of the upper one,
+    and whether the point lies inside the source's extent."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+    weight: torch.Tensor
+    inside: torch.Tensor
+
+
+def _cell_corners(coordinates: np.ndarray, count: int) -> _Corners:
+    continuous = torch.from_numpy(coordinates.astype(np.float64))
+    floor = torch.floor(continuous)
+    return _Corners(floor.clamp(0, count - 1).long(), (floor + 1).clamp(0, count - 1).long(),
+                    (continuous - floor).to(torch.float32), (continuous >= -0.5) & (continuous < count - 0.5))
+
+
+def _gather(volume: torch.Tensor, indices: List[torch.Tensor]) -> torch.Tensor:
+    """volume[i0][:, i1][:, :, i2] for per-axis index lists (separable, so cheap)."""
+    for axis, index in enumerate(indices):
+        volume = volume.index_select(axis, index)
+    return volume
+
+
+def _uniform_cells(coarse: torch.Tensor) -> torch.Tensor:
+    """True where the cell from voxel (i, j, k) to (i+1, j+1, k+1) (clamped at the far borders) has one class."""
+    uniform = torch.ones_like(coarse, dtype=torch.bool)
+    padded = torch.cat([coarse, coarse[-1:]], 0)
+    padded = torch.cat([padded, padded[:, -1:]], 1)
+    padded = torch.cat([padded, padded[:, :, -1:]], 2)
+    n0, n1, n2 = coarse.shape
+    for d0 in (0, 1):
+        for d1 in (0, 1):
+            for d2 in (0, 1):
+                uniform &= padded[d0:d0 + n0, d1:d1 + n1, d2:d2 + n2] == coarse
+    return uniform
+
+
+def _inside_mask(corners: List[_Corners]) -> torch.Tensor:
+    return corners[0].inside.view(-1, 1, 1) & corners[1].inside.view(1, -1, 1) & corners[2].inside.view(1, 1, -1)
+
+
+def _interpolated_argmax(values: torch.Tensor, corners: List[_Corners], points: torch.Tensor) -> torch.Tensor:
+    """Exact trilinear argmax at `points` (N, 3 output indices) over every class of `values`."""
+    picked = [(c.low[points[:, axis]], c.high[points[:, axis]], c.weight[points[:, axis]])
+              for axis, c in enumerate(corners)]
+    flat = values.reshape(values.shape[0], -1)
+    n1, n2 = values.shape[2], values.shape[3]
+    total = torch.zeros((values.shape[0], len(points)), dtype=torch.float32)
+    for i0, w0 in ((picked[0][0], 1 - picked[0][2]), (picked[0][1], picked[0][2])):
+        for i1, w1 in ((picked[1][0], 1 - picked[1][2]), (picked[1][1], picked[1][2])):
+            for i2, w2 in ((picked[2][0], 1 - picked[2][2]), (picked[2][1], picked[2][2])):
+                total += flat[:, (i0 * n1 + i1) * n2 + i2] * (w0 * w1 * w2)
+    return total.argmax(dim=0).to(torch.uint8)
+
+
+def _argmax_by_class(logits: np.ndarray, source: Grid, target: Grid,
+                     cancel: Optional[Callable[[], bool]]) -> np.ndarray:
+    best: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
+    for value in range(logits.shape[0]):
+        if cancel is not None and cancel():
+            raise CancelledError("segmentation cancelled; nothing was written")
+        resampled = resample_linear(logits[value], source, target, outside=-1e4)
+        if best is None:
+            best, labels = resampled, np.zeros(resampled.shape, dtype=np.uint8)
+        else:
+            better = resampled > best
+            labels[better] = value
+            np.maximum(best, resampled, out=best)
+    return labels
