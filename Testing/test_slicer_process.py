@@ -117,10 +117,12 @@ def test_attention_maps_are_on_the_input_grid_in_a_study_folder(patient_b_run: R
     attention = run.outputs.attention
     assert list(attention) == GATES
     shNode = run.scene.GetSubjectHierarchyNode()
-    folders = {shNode.GetItemParent(shNode.GetItemByDataNode(node)) for node in attention.values()}
-    assert len(folders) == 1
-    folder = folders.pop()
-    assert shNode.GetItemParent(folder) == run.study and shNode.GetItemAttribute(folder, OUTPUT_ATTRIBUTE) == FOLDER
+    for kind, maps in (("attention", attention), ("probability", run.outputs.probabilities)):
+        folders = {shNode.GetItemParent(shNode.GetItemByDataNode(node)) for node in maps.values()}
+        assert len(folders) == 1, kind  # one folder per kind of map, under the input's study
+        folder = folders.pop()
+        assert shNode.GetItemParent(folder) == run.study and shNode.GetItemAttribute(folder, OUTPUT_ATTRIBUTE) == FOLDER
+        assert shNode.GetItemName(folder) == f"{run.input.GetName()} {kind} maps"
     assert shNode.GetItemParent(shNode.GetItemByDataNode(run.outputs.segmentation)) == run.study
     heat = run.scene.GetSingletonNode(HEAT_COLOR_NODE_TAG, "vtkMRMLColorTableNode")
     for gate, node in attention.items():

@@ -6,12 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..comparison import compare_reports
 from ..device import DEVICE_CHOICES
 from ..errors import InvalidOptionError
-from ..evaluation import evaluate_folders, load_report
-from ..labelmap import parse_label_map
-from ..model_evaluation import PREDICTIONS_DIR, REFERENCES_DIR, CaseSelection, evaluate_model, merge_reports
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    # the engine's modules (SciPy, MONAI) are imported when a command runs, so `--help` stays quick
+    from ..evaluation import evaluate_folders, load_report
+    from ..labelmap import parse_label_map
+    from ..model_evaluation import merge_reports
+
     modes = {"--pred/--ref": args.pred is not None or args.ref is not None,
              "--model/--data": args.model is not None or args.data is not None, "--merge": args.merge is not None}
     chosen = [name for name, given in modes.items() if given]
@@ -90,6 +91,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace) -> int:
+    from ..model_evaluation import PREDICTIONS_DIR, REFERENCES_DIR, CaseSelection, evaluate_model
+
     if args.model is None or args.data is None or args.output is None:
         raise InvalidOptionError("--model, --data and -o OUTDIR go together")
     if (args.fold is None) != (args.splits is None) or (args.splits is not None and args.cases):
@@ -104,6 +107,9 @@ def _evaluate_model(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from ..comparison import compare_reports
+    from ..evaluation import load_report
+
     comparison = compare_reports(load_report(args.a), load_report(args.b), str(args.a), str(args.b))
     print(comparison.to_markdown(), end="")
     if args.output is not None:
