@@ -133,7 +133,16 @@ def test_bundled_registry_default_model_verifies() -> None:
     assert entry in list_models()
     assert resolve_model_path(None) == entry.file
     assert resolve_model_path(entry.name) == entry.file
-    assert read_metadata(entry.file).name == entry.name
+    metadata = read_metadata(entry.file)
+    assert metadata.name == entry.name and metadata.trained and list(entry.classes) == metadata.class_names
+
+
+def test_bundled_model_is_small_half_precision_and_has_its_card() -> None:
+    entry = default_model()
+    assert entry.file.stat().st_size <= 15 * 2**20
+    assert load_file(str(entry.file))["final.weight"].dtype == torch.float16
+    card = entry.file.with_suffix(".md").read_text(encoding="utf-8")
+    assert entry.sha256 in card and "not for clinical use" in card  # the card describes this very file
 
 
 def test_registry_checksum_mismatch_and_unknown_name(tmp_path: Path) -> None:
