@@ -100,9 +100,9 @@ def segment(
 
     `backend` ("auto", "torch" or "openvino") is what runs the network (backends.py). `window_voxels` > 0
     enlarges the sliding window up to that many voxels (fewer windows, less overlap computed twice), but a
-    model trained on small patches segments differently with much more context: on patient A the
-    bundled model's liver Dice fell from 0.87 to 0.47 with whole-volume windows, so the default (0) is
-    the model's training patch.
+    model trained on small patches segments differently with much more context (the bundled model with
+    whole-volume windows: liver Dice 0.92 -> 0.88 on patient A, spleen 0.29 -> 0.13 on patient B), so the
+    default (0) is the model's training patch.
     `progress(stage, fraction)` is called as the run advances; `cancel()` is polled between windows
     and raises CancelledError when it returns True. The input image is never modified.
     """

@@ -10,6 +10,7 @@ reported. The peer's weights are random: this measures speed, not accuracy. Our 
 conversion is cached before timing.
 
 Usage: python Testing/benchmarks/whole_volume.py [--workdir DIR] [--no-attention]
+"""
 from __future__ import annotations
 
 import argparse
