@@ -219,6 +219,19 @@ def test_splits_are_made_once_and_reused(tmp_path: Path) -> None:
         fold_cases(names[:3], 0, 5, seed=0, path=tmp_path / "other.json", write=False)
 
 
+def test_one_fixed_split_comes_from_a_splits_file_only(tmp_path: Path) -> None:
+    names = [f"case{i}" for i in range(5)]
+    path = tmp_path / "holdout.json"
+    path.write_text(json.dumps([{"train": names[:3], "val": names[3:]}]))
+    assert TrainConfig(data="d", output="o", folds=1, splits=str(path)).folds == 1
+    assert fold_cases(names, 0, 1, seed=0, path=path, write=False) == (names[:3], names[3:])
+    with pytest.raises(InvalidOptionError, match="folds must be >= 2 .* or 1 with a --splits file"):
+        TrainConfig(data="d", output="o", folds=1)
+    with pytest.raises(DatasetError, match="single train/val split must be given as a --splits file"):
+        fold_cases(names, 0, 1, seed=0, path=tmp_path / "missing.json", write=True)
+    assert not (tmp_path / "missing.json").exists()
+
+
 def test_two_ranks_see_the_samples_of_one_process_and_resume_skips_exactly() -> None:
     single = EpochSampler(8, seed=3, rank=0, world_size=1)
     ranks = [EpochSampler(8, seed=3, rank=r, world_size=2) for r in (0, 1)]

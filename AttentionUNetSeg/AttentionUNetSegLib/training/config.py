@@ -119,7 +119,7 @@ class TrainConfig:
     seed: int = option(0, "random seed (data order, augmentation, initial weights, splits)", type=int)
     deterministic: bool = option(False, "use only deterministic GPU kernels (slower)",
                                  action=argparse.BooleanOptionalAction)
-    folds: int = option(5, "k of k-fold cross-validation", type=int)
+    folds: int = option(5, "k of k-fold cross-validation (1: the one train/val split of a --splits file)", type=int)
     fold: Union[int, str] = option(0, "fold to train, 0..folds-1, or 'all' for every case without validation",
                                    type=_fold)
     splits: Optional[str] = option(None, "splits file to reuse or write (nnU-Net splits_final.json format; "
@@ -170,8 +170,9 @@ class TrainConfig:
             problems.append("overlap must be in [0, 1), shift in [0, 0.5) and rotation_deg in [0, 180]")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             problems.append(f"scale_range must be two numbers 0 < low <= high, not {self.scale_range}")
-        if self.folds < 2 and self.fold != "all":
-            problems.append(f"folds must be >= 2 for cross-validation (or use fold: all), not {self.folds}")
+        if self.folds < 2 and self.fold != "all" and not (self.folds == 1 and self.splits):
+            problems.append(f"folds must be >= 2 for cross-validation, or 1 with a --splits file giving one "
+                            f"train/val split (or use fold: all), not {self.folds}")
         if self.fold != "all" and not (isinstance(self.fold, int) and 0 <= self.fold < self.folds):
             problems.append(f"fold must be 0..{self.folds - 1} or 'all', not {self.fold!r}")
         if self.workers is not None and self.workers < 0:

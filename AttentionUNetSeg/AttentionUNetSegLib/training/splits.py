@@ -22,6 +22,9 @@ Split = Tuple[List[str], List[str]]
 
 def make_splits(names: Sequence[str], folds: int, seed: int) -> List[dict]:
     """`folds` disjoint validation sets covering every case once, shuffled with `seed`."""
+    if folds < 2:
+        raise DatasetError(f"cannot make {folds} fold(s) of cross-validation; a single train/val split must be "
+                           "given as a --splits file that exists, else use --folds 2 or more")
     if len(names) < folds:
         raise DatasetError(f"{folds}-fold cross-validation needs at least {folds} cases, the dataset has "
                            f"{len(names)}; lower --folds or train on every case with --fold all")
