@@ -81,33 +81,23 @@ def resample_linear(array: np.ndarray, source: Grid, target: Grid, outside: floa
                                                     outside, sitk.sitkFloat32))
     values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     values = values.permute(*(m.source_axis for m in maps))  # source axes in target order
-    inside = torch.ones((), dtype=torch.bool)
+    corners = [_cell_corners(m.coordinates, values.shape[axis]) for axis, m in enumerate(maps)]
     for axis in (2, 1, 0):  # x first: the gathers along the last axis then touch the smallest arrays
-        axis_map = maps[axis]
-        values, valid = _interpolate_axis(values, axis, axis_map.coordinates)
-        shape = [1, 1, 1]
-        shape[axis] = -1
-        inside = inside & valid.view(shape)
+        values = _interpolate_axis(values, axis, corners[axis])
+    inside = _inside_mask(corners)
     if not bool(inside.all()):
         values = torch.where(inside, values, torch.tensor(outside, dtype=values.dtype))
     return values.contiguous().numpy()
 
 
-def _interpolate_axis(values: torch.Tensor, axis: int, coordinates: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Linear interpolation along `axis` at `coordinates`, repeating the first and last voxel beyond the
-    first and last centre as ITK does; also which coordinates lie inside the source's extent (up to half a
-    voxel beyond the first and last centre)."""
-    count = values.shape[axis]
-    coordinates = torch.from_numpy(coordinates.astype(np.float64))
-    valid = (coordinates >= -0.5) & (coordinates < count - 0.5)
-    low = torch.floor(coordinates)
-    weight = (coordinates - low).to(torch.float32)
-    low = low.long()
-    lower = values.index_select(axis, low.clamp(0, count - 1))
-    upper = values.index_select(axis, (low + 1).clamp(0, count - 1))
+def _interpolate_axis(values: torch.Tensor, axis: int, corners: _Corners) -> torch.Tensor:
+    """Linear interpolation along `axis` between each output index's neighbours (clamped at the borders, so
+    the first and last voxel repeat beyond the first and last centre, as ITK does)."""
+    lower = values.index_select(axis, corners.low)
+    upper = values.index_select(axis, corners.high)
     shape = [1] * values.dim()
     shape[axis] = -1
-    return torch.lerp(lower, upper, weight.view(shape)), valid
+    return torch.lerp(lower, upper, corners.weight.view(shape))
 
 
 def argmax_on_grid(logits: np.ndarray, source: Grid, target: Grid,
@@ -128,8 +118,8 @@ def argmax_on_grid(logits: np.ndarray, source: Grid, target: Grid,
     coarse = values.argmax(dim=0).to(torch.uint8)
     corners = [_cell_corners(m.coordinates, values.shape[1 + axis]) for axis, m in enumerate(maps)]
     labels = _gather(coarse, [c.low for c in corners])
-    mixed = _gather(~_uniform_cells(coarse), [c.low for c in corners])
-    mixed &= _inside_mask(corners)
+    inside = _inside_mask(corners)
+    mixed = _gather(~_uniform_cells(coarse), [c.low for c in corners]) & inside
     slab = max(SLAB_VOXELS // (labels.shape[1] * labels.shape[2]), 1)
     for first in range(0, labels.shape[0], slab):  # slab by slab, so a noisy model's labels stay in bounds
         if cancel is not None and cancel():
@@ -137,7 +127,7 @@ def argmax_on_grid(logits: np.ndarray, source: Grid, target: Grid,
         points = mixed[first:first + slab].nonzero()
         points[:, 0] += first
         labels[tuple(points.T)] = _interpolated_argmax(values, corners, points)
-    labels[~_inside_mask(corners)] = 0
+    labels[~inside] = 0
     return labels.numpy()
 
 
@@ -147,8 +137,9 @@ SLAB_VOXELS = 1 << 22
 
 @dataclass(frozen=True)
 class _Corners:
-    """Per output index along one axis: the lower and upper source neighbour, the weight of the upper one,
-    and whether the point lies inside the source's extent."""
+    """Per output index along one axis: the lower and upper source neighbour (clamped to the grid), the weight
+    of the upper one, and whether the point lies inside the source's extent (up to half a voxel beyond the
+    first and last centre)."""
 
     low: torch.Tensor
     high: torch.Tensor
