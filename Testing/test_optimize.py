@@ -14,7 +14,7 @@ from torch import nn
 
 from AttentionUNetSegLib.bundle import load_model
 from AttentionUNetSegLib.device import autocast
-from AttentionUNetSegLib.inference import segment
+from AttentionUNetSegLib.inference import MIN_AIR_MARGIN, segment, window_fitted_body_box
 from AttentionUNetSegLib.model import AttentionUNet3D, ModelConfig
 from AttentionUNetSegLib.optimize import fold_batchnorm, prepare_for_inference
 from AttentionUNetSegLib.preprocessing import body_box
@@ -73,3 +73,18 @@ def test_body_box_and_air_outside_it(patient_a: sitk.Image, tiny_model_path) -> 
     assert labels[:, :, :20].max() == 0 and labels[:, :, -20:].max() == 0
     assert attention[:, :, :20].max() == 0
     assert attention[:, :, 40:-40].max() > 0
+
+
+def test_body_box_margins_shrink_where_that_saves_a_row_of_windows() -> None:
+    hu = np.full((150, 205, 205), -1000.0, np.float32)
+    hu[:, 43:168, 16:190] = 40  # a body 125 voxels across (y) and 174 wide (x), on the 2 mm grid of a 512 CT
+    patch = (96, 160, 160)
+    assert body_box(hu, 24)[1] == slice(19, 192)  # a quarter patch of air each side: 173 voxels, two windows
+    box = window_fitted_body_box(hu, patch, 0.25)
+    assert box[1] == slice(26, 185)  # 17 voxels each side: 159, one window
+    assert box[2] == slice(0, 205)  # two windows whatever the margin: the quarter patch, clipped to the grid
+    assert box[0] == slice(0, 150)
+    narrow = np.full((150, 205, 205), -1000.0, np.float32)
+    narrow[:, 100:101, 100:101] = 40
+    assert window_fitted_body_box(narrow, patch, 0.25)[1] == slice(76, 125)  # nothing to save: 24 voxels
+    assert window_fitted_body_box(hu, (32, 96, 96), 0.25) == body_box(hu, MIN_AIR_MARGIN)

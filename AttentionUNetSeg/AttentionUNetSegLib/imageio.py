@@ -5,6 +5,7 @@ import gzip
 import logging
 import math
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Tuple
 
@@ -26,8 +27,18 @@ def read_image(path: Path) -> sitk.Image:
         raise InputImageError(f"input {path} does not exist; give a NIfTI, NRRD or MHA file or a DICOM folder")
     if path.is_dir():
         return _read_dicom_folder(path)
-    if path.name.lower().endswith((".nii", ".nii.gz")):
-        _check_nifti_complete(path)
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return _read_file(path)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # both decompress without holding the GIL
+        complete = pool.submit(_check_nifti_complete, path)
+        try:
+            image = _read_file(path)
+        finally:
+            complete.result()  # a truncated file is the better explanation of a failed read
+    return image
+
+
+def _read_file(path: Path) -> sitk.Image:
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -47,13 +58,26 @@ def _check_nifti_complete(path: Path) -> None:
     try:
         header = nibabel.load(str(path)).header
         expected = int(header.get_data_offset()) + math.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as handle:
-            actual = sum(len(chunk) for chunk in iter(lambda: handle.read(1 << 24), b""))
+        actual = _gzip_data_size(path) if path.name.lower().endswith(".gz") else path.stat().st_size
     except (OSError, EOFError, zlib.error, nibabel.filebasedimages.ImageFileError) as exc:
         raise InputImageError(f"{path} is corrupt or truncated ({exc}); copy or export it again") from exc
     if actual < expected:
         raise InputImageError(f"{path} is truncated: {actual} of {expected} bytes; copy or export it again")
+
+
+def _gzip_data_size(path: Path) -> int:
+    """Decompressed length of a gzip file (every member), counted in large steps: zlib inflates without the
+    GIL, so this runs beside ITK's own read and other threads (gzip.open's small steps would wait for it)."""
+    size, inflater = 0, zlib.decompressobj(wbits=31)
+    with open(path, "rb") as handle:
+        for data in iter(lambda: handle.read(1 << 20), b""):
+            while data:
+                size += len(inflater.decompress(data, 1 << 26))  # bounded output, whatever the compression ratio
+                if inflater.eof:  # the next member, if any
+                    data, inflater = inflater.unused_data, zlib.decompressobj(wbits=31)
+                else:
+                    data = inflater.unconsumed_tail
+    return size
 
 
 def _itk_reason(exc: RuntimeError) -> str:

@@ -16,7 +16,6 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from .atomic import atomic_file
 from .errors import InvalidOptionError
@@ -475,6 +474,8 @@ def _ribs(canvas: _Canvas, rng: np.random.Generator, z: float, hu: float) -> Non
 
 def _acquire(hu: np.ndarray, spacing: Tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
     """Scanner blur (Gaussian point spread) and noise, rounded to int16 HU in the CT range."""
+    from scipy import ndimage  # here, not at the top: every command line run imports this module
+
     sigma_mm = (rng.uniform(0.8, 1.6), rng.uniform(0.6, 1.2), rng.uniform(0.6, 1.2))  # z, y, x
     blurred = ndimage.gaussian_filter(hu, sigma=[s / d for s, d in zip(sigma_mm, spacing[::-1])])
     blurred += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(rng.uniform(6, 20))

@@ -13,7 +13,7 @@ from ..backends import BACKEND_CHOICES
 from ..bundle import load_model
 from ..device import DEVICE_CHOICES, PRECISION_CHOICES
 from ..imageio import OUTPUT_FORMATS, image_stem, read_image, write_image
-from ..inference import SegmentationResult, segment
+from ..inference import SegmentationResult, preload_sliding_window, segment
 from ..registry import resolve_model_path
 from .progress import ProgressPrinter
 
@@ -65,6 +65,7 @@ def _fraction(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    preload_sliding_window()
     model_path = resolve_model_path(args.model)
     image = read_image(args.input)
     with StagedOutputs(args.output) as outputs:  # fails early on an unwritable folder
