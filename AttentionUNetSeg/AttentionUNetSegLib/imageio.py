@@ -6,13 +6,18 @@ import logging
 import math
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Tuple
+from typing import TYPE_CHECKING, Iterator, Optional, Tuple
 
+import numpy as np
 import SimpleITK as sitk
 
 from .atomic import atomic_file
 from .errors import InputImageError
+
+if TYPE_CHECKING:
+    from .resampling import Grid
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +119,49 @@ def image_stem(path: Path) -> str:
 
 def write_image(image: sitk.Image, path: Path, compress: bool = True) -> Path:
     """Write atomically (temp file + rename); the format follows the suffix."""
-    path = Path(path)
+    with _atomic_image_file(Path(path)) as tmp:
+        sitk.WriteImage(image, str(tmp), compress)
+    return Path(path)
+
+
+@contextmanager
+def _atomic_image_file(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` with its image suffix (writers choose the format from it); it replaces
+    `path` only if the block succeeds."""
     suffix = next((s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)), path.suffix)
     with atomic_file(path) as tmp:
         tmp_with_suffix = tmp.with_name(tmp.name + suffix)
         try:
-            sitk.WriteImage(image, str(tmp_with_suffix), compress)
+            yield tmp_with_suffix
             tmp_with_suffix.replace(tmp)
         finally:
             tmp_with_suffix.unlink(missing_ok=True)
+
+
+def map_image(values: np.ndarray, step: Optional[float], grid: "Grid") -> sitk.Image:
+    """A float32 image on `grid` of a map's values (z, y, x), or of integer multiples of `step`."""
+    floats = values if step is None else values.astype(np.float32) * np.float32(step)
+    return grid.apply(sitk.GetImageFromArray(floats))
+
+
+def write_map(values: np.ndarray, step: Optional[float], grid: "Grid", path: Path) -> Path:
+    """Write a map as `map_image` gives it, atomically. As NIfTI, integer multiples of `step` are stored as
+    they are with `step` as the scale factor (scl_slope), which every NIfTI reader applies (ITK, Slicer,
+    nibabel read the same float32 values): half the bytes of float32, compressed 2.5x faster."""
+    path = Path(path)
+    if step is None or not path.name.lower().endswith((".nii.gz", ".nii")):
+        return write_image(map_image(values, step, grid), path)
+    import nibabel
+
+    affine = np.eye(4)
+    affine[:3, :3] = np.array(grid.direction).reshape(3, 3) * np.array(grid.spacing)
+    affine[:3, 3] = grid.origin
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # ITK's LPS to NIfTI's RAS
+    nifti = nibabel.Nifti1Image(values.transpose(2, 1, 0), affine)  # (x, y, z), no copy
+    nifti.header.set_slope_inter(step, 0.0)
+    nifti.header.set_xyzt_units("mm")
+    nifti.set_qform(affine, code=1)
+    nifti.set_sform(affine, code=1)
+    with _atomic_image_file(path) as tmp:
+        nibabel.save(nifti, str(tmp))
     return path

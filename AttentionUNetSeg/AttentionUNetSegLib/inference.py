@@ -25,6 +25,7 @@ from .bundle import ModelMetadata, load_model, model_metadata
 from .classes import SegmentClass
 from .device import resolve_device, resolve_precision
 from .errors import CancelledError, InvalidOptionError
+from .imageio import map_image
 from .backends import WindowNetwork, make_network
 from .preprocessing import AIR_HU, body_box, model_grid, normalise, resample, validate_image
 from .registry import resolve_model_path
@@ -70,19 +71,21 @@ _preload_lock = threading.Lock()
 
 class ResampledMaps(Mapping[str, sitk.Image]):
     """Maps (z, y, x arrays) kept on the model grid and resampled onto the input grid when read, one at a time,
-    clipped to [0, 1] and, with `step`, rounded to multiples of it."""
+    clipped to [0, 1] and, with `step` (at least 2^-15), rounded to multiples of it."""
 
     def __init__(self, maps: Dict[str, np.ndarray], source: Grid, target: Grid, step: Optional[float] = None) -> None:
-        self._maps, self._source, self._target, self._step = maps, source, target, step
+        self._maps, self._source, self.grid, self.step = maps, source, target, step
 
     def __getitem__(self, name: str) -> sitk.Image:
-        array = resample_linear(self._maps[name], self._source, self._target)
-        np.clip(array, 0.0, 1.0, out=array)
-        if self._step is not None:
-            array *= 1.0 / self._step
-            np.round(array, out=array)
-            array *= self._step
-        return self._target.apply(sitk.GetImageFromArray(array))
+        return map_image(self.array(name), self.step, self.grid)
+
+    def array(self, name: str) -> np.ndarray:
+        """The map on the input grid: float32 in [0, 1], or with a step its int16 multiples (what `write_map`
+        stores as they are)."""
+        values = torch.from_numpy(resample_linear(self._maps[name], self._source, self.grid)).clamp_(0.0, 1.0)
+        if self.step is None:
+            return values.numpy()
+        return values.mul_(1.0 / self.step).round_().to(torch.int16).numpy()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._maps)

@@ -84,20 +84,26 @@ def resample_linear(array: np.ndarray, source: Grid, target: Grid, outside: floa
     corners = [_cell_corners(m.coordinates, values.shape[axis]) for axis, m in enumerate(maps)]
     for axis in (2, 1, 0):  # x first: the gathers along the last axis then touch the smallest arrays
         values = _interpolate_axis(values, axis, corners[axis])
-    inside = _inside_mask(corners)
-    if not bool(inside.all()):
-        values = torch.where(inside, values, torch.tensor(outside, dtype=values.dtype))
+    if not _all_inside(corners):
+        values = torch.where(_inside_mask(corners), values, torch.tensor(outside, dtype=values.dtype))
     return values.contiguous().numpy()
 
 
 def _interpolate_axis(values: torch.Tensor, axis: int, corners: _Corners) -> torch.Tensor:
     """Linear interpolation along `axis` between each output index's neighbours (clamped at the borders, so
-    the first and last voxel repeat beyond the first and last centre, as ITK does)."""
+    the first and last voxel repeat beyond the first and last centre, as ITK does). Along the first axis each
+    output plane is made from its two source planes, without full-size temporaries (twice as fast)."""
+    if axis == 0:
+        planes = torch.empty((len(corners.low),) + tuple(values.shape[1:]), dtype=values.dtype)
+        for plane, low, high, weight in zip(planes, corners.low.tolist(), corners.high.tolist(),
+                                            corners.weight.tolist()):
+            torch.lerp(values[low], values[high], weight, out=plane)
+        return planes
     lower = values.index_select(axis, corners.low)
     upper = values.index_select(axis, corners.high)
     shape = [1] * values.dim()
     shape[axis] = -1
-    return torch.lerp(lower, upper, corners.weight.view(shape))
+    return lower.lerp_(upper, corners.weight.view(shape))
 
 
 def argmax_on_grid(logits: np.ndarray, source: Grid, target: Grid,
@@ -118,8 +124,10 @@ def argmax_on_grid(logits: np.ndarray, source: Grid, target: Grid,
     coarse = _class_argmax(values)
     corners = [_cell_corners(m.coordinates, values.shape[1 + axis]) for axis, m in enumerate(maps)]
     labels = _gather(coarse, [c.low for c in corners])
-    inside = _inside_mask(corners)
-    mixed = _gather(~_uniform_cells(coarse), [c.low for c in corners]) & inside
+    mixed = _gather(~_uniform_cells(coarse), [c.low for c in corners])
+    inside = None if _all_inside(corners) else _inside_mask(corners)
+    if inside is not None:
+        mixed &= inside
     slab = max(SLAB_VOXELS // (labels.shape[1] * labels.shape[2]), 1)
     for first in range(0, labels.shape[0], slab):  # slab by slab, so a noisy model's labels stay in bounds
         if cancel is not None and cancel():
@@ -127,7 +135,8 @@ def argmax_on_grid(logits: np.ndarray, source: Grid, target: Grid,
         points = mixed[first:first + slab].nonzero()
         points[:, 0] += first
         labels[tuple(points.T)] = _interpolated_argmax(values, corners, points)
-    labels[~inside] = 0
+    if inside is not None:
+        labels[~inside] = 0
     return labels.numpy()
 
 
@@ -174,6 +183,10 @@ def _uniform_cells(coarse: torch.Tensor) -> torch.Tensor:
             for d2 in (0, 1):
                 uniform &= padded[d0:d0 + n0, d1:d1 + n1, d2:d2 + n2] == coarse
     return uniform
+
+
+def _all_inside(corners: List[_Corners]) -> bool:
+    return all(bool(c.inside.all()) for c in corners)
 
 
 def _inside_mask(corners: List[_Corners]) -> torch.Tensor:

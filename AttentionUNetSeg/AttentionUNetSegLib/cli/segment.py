@@ -12,7 +12,7 @@ from ..atomic import StagedOutputs
 from ..backends import BACKEND_CHOICES
 from ..bundle import load_model
 from ..device import DEVICE_CHOICES, PRECISION_CHOICES
-from ..imageio import OUTPUT_FORMATS, image_stem, read_image, write_image
+from ..imageio import OUTPUT_FORMATS, image_stem, read_image, write_image, write_map
 from ..inference import SegmentationResult, preload_sliding_window, segment
 from ..registry import resolve_model_path
 from .progress import ProgressPrinter
@@ -92,16 +92,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_result(result: SegmentationResult, outputs: StagedOutputs, stem: str, extension: str) -> None:
     """Write every output image. Maps are resampled onto the input grid here, one at a time (PyTorch uses
-    every core for that), while up to WRITERS earlier ones are compressed and written in threads (ITK
-    releases the GIL), so memory holds at most WRITERS + 1 full-size maps."""
+    every core for that), while up to WRITERS earlier ones are compressed and written in threads (ITK and
+    zlib release the GIL), so memory holds at most WRITERS + 1 full-size maps."""
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
         pending = [pool.submit(write_image, result.labels, outputs.path(f"{stem}_seg.{extension}"))]
         for group, maps in (("attention", result.attention), ("prob", result.probabilities or {})):
             for name in maps:
-                image = maps[name]
+                values = maps.array(name)
                 while sum(not job.done() for job in pending) >= WRITERS:
                     wait(pending, return_when=FIRST_COMPLETED)
-                pending.append(pool.submit(write_image, image, outputs.path(f"{stem}_{group}_{name}.{extension}")))
+                pending.append(pool.submit(write_map, values, maps.step, maps.grid,
+                                           outputs.path(f"{stem}_{group}_{name}.{extension}")))
         for job in pending:
             job.result()  # re-raises a failed write
 

@@ -1,0 +1,50 @@
+"""Map files: NIfTI maps stored as scaled integers read back as the float image ITK would have written."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from AttentionUNetSegLib.imageio import map_image, write_image, write_map
+from AttentionUNetSegLib.inference import ATTENTION_STEP
+from AttentionUNetSegLib.resampling import Grid
+
+OBLIQUE, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))
+DIRECTIONS = {"identity": np.eye(3), "LPS flip": np.diag([-1.0, -1.0, 1.0]),
+              "permuted": np.array([[0, 1, 0], [0, 0, -1], [1, 0, 0.0]]), "oblique": OBLIQUE}
+
+
+@pytest.mark.parametrize("kind", list(DIRECTIONS))
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_scaled_nifti_map_reads_back_as_the_float_image(tmp_path: Path, kind: str, suffix: str) -> None:
+    grid = Grid((13, 11, 9), (10.5, -20.25, 33.0), (0.8, 1.1, 2.5), tuple(DIRECTIONS[kind].ravel()))
+    multiples = np.random.default_rng(0).integers(0, round(1 / ATTENTION_STEP) + 1, size=(9, 11, 13))
+    multiples = multiples.astype(np.int16)
+    ours = write_map(multiples, ATTENTION_STEP, grid, tmp_path / f"map{suffix}")
+    reference = write_image(map_image(multiples, ATTENTION_STEP, grid), tmp_path / f"itk{suffix}")
+    read, expected = sitk.ReadImage(str(ours)), sitk.ReadImage(str(reference))
+    assert read.GetPixelID() == sitk.sitkFloat32
+    assert np.array_equal(sitk.GetArrayViewFromImage(read), sitk.GetArrayViewFromImage(expected))
+    assert read.GetSize() == expected.GetSize()
+    np.testing.assert_allclose(read.GetOrigin(), expected.GetOrigin(), atol=1e-5)
+    np.testing.assert_allclose(read.GetSpacing(), expected.GetSpacing(), atol=1e-6)
+    np.testing.assert_allclose(read.GetDirection(), expected.GetDirection(), atol=1e-6)
+    stored = nibabel.load(str(ours))
+    assert stored.get_data_dtype() == np.int16 and (stored.dataobj.slope, stored.dataobj.inter) == (ATTENTION_STEP, 0)
+    assert np.array_equal(stored.get_fdata(dtype=np.float32), sitk.GetArrayViewFromImage(expected).T)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ours.name, reference.name])  # no temporaries
+
+
+def test_maps_without_a_step_or_in_other_formats_are_float_images(tmp_path: Path) -> None:
+    grid = Grid((5, 4, 3), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tuple(np.eye(3).ravel()))
+    floats = np.random.default_rng(1).random((3, 4, 5), dtype=np.float32)
+    multiples = np.rint(floats / ATTENTION_STEP).astype(np.int16)
+    for values, step, name in ((floats, None, "p.nii.gz"), (multiples, ATTENTION_STEP, "a.nrrd")):
+        path = write_map(values, step, grid, tmp_path / name)
+        read = sitk.ReadImage(str(path))
+        assert read.GetPixelID() == sitk.sitkFloat32
+        assert np.array_equal(sitk.GetArrayViewFromImage(read), sitk.GetArrayViewFromImage(map_image(values, step, grid)))
+    assert nibabel.load(str(tmp_path / "p.nii.gz")).get_data_dtype() == np.float32
