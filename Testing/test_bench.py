@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from conftest import run_cli
+
+from AttentionUNetSegLib.device import resolve_precision
 
 
 def test_bench_reports_every_candidate_with_ratios(tmp_path: Path) -> None:
@@ -25,3 +28,20 @@ def test_bench_reports_every_candidate_with_ratios(tmp_path: Path) -> None:
             assert row["median_ms"] > 0
             assert abs(row["speedup_vs_best_peer"] - best_peer / row["median_ms"]) < 1e-9
     assert "| MONAI AttentionUnet, fp32 |" in completed.stdout and "speed-up vs best peer" in completed.stdout
+
+
+def test_bench_adds_compiled_configurations(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    completed = run_cli(["bench", "--device", "cpu", "--shape", "32", "32", "16", "--repeats", "1", "--warmup", "1",
+                         "--compile", "--json", out])
+    assert completed.returncode == 0, completed.stderr
+    rows = json.loads(out.read_text())["results"]
+    compiled = {r["name"]: r for r in rows if "torch.compile" in r["name"]}
+    fast = resolve_precision("auto", torch.device("cpu"))
+    peer_best = f"channels-last {str(fast).removeprefix('torch.')}" if fast != torch.float32 else "fp32"
+    assert set(compiled) == {"ours Attention U-Net, PyTorch fast path, torch.compile default",
+                             f"MONAI AttentionUnet, {peer_best}, torch.compile default"}
+    assert compiled["ours Attention U-Net, PyTorch fast path, torch.compile default"]["ours"]
+    assert all(r["median_ms"] > 0 for r in compiled.values())
+    refused = run_cli(["bench", "--device", "cpu", "--warmup", "0", "--compile"])
+    assert refused.returncode == 1 and "warm-up" in refused.stderr

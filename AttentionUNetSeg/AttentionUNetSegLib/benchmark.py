@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .device import autocast, resolve_precision
+from .errors import InvalidOptionError
 from .model import AttentionUNet3D, ModelConfig
 from .optimize import prepare_for_inference
 
@@ -94,6 +95,24 @@ def forward_candidates(device: torch.device, num_classes: int, authors_path: Opt
         found.append(Candidate("ours Attention U-Net, OpenVINO, float32", ours, torch.float32, False, True,
                                infer=lambda x, runner=OpenVINONetwork(ours, torch.float32): runner(x, True)))
     return found + _peer_candidates(device, num_classes, authors_path, train=False)
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILED_NETWORKS = ("ours Attention U-Net", "MONAI AttentionUnet", "authors' Attention U-Net")
+
+
+def with_compiled(found: List[Candidate], mode: str) -> List[Candidate]:
+    """`found` plus torch.compile(mode) of each network's fastest PyTorch configuration (ours: the fast path
+    without attention outputs; peers: channels-last at reduced precision, or fp32 where that is all there is).
+    Compilation happens in the warm-up rounds ("reduce-overhead" also captures CUDA graphs)."""
+    compiled = []
+    for network in COMPILED_NETWORKS:
+        eager = [c for c in found if c.name.startswith(network) and c.infer is None and not c.attention_output]
+        if eager:
+            best = max(eager, key=lambda c: (c.dtype != torch.float32, c.channels_last))
+            compiled.append(Candidate(f"{best.name}, torch.compile {mode}", torch.compile(best.model, mode=mode),
+                                      best.dtype, best.channels_last, best.ours))
+    return found + compiled
 
 
 def _openvino_runs(device: torch.device) -> bool:
@@ -216,17 +235,22 @@ def _measure(task: str, steps: Dict[str, Callable[[], None]], found: List[Candid
 
 def run_benchmark(device: torch.device, shape: Sequence[int] = (1, 1, 160, 160, 96), num_classes: int = 4,
                   repeats: int = 5, warmup: int = 1, train_batch: int = 0, authors_path: Optional[Path] = None,
+                  compile_mode: Optional[str] = None,
                   progress: Callable[[str], None] = lambda message: None) -> List[Measurement]:
-    """Forward latency (and, with train_batch > 0, training-step time) of every candidate."""
+    """Forward latency (and, with train_batch > 0, training-step time) of every candidate; with `compile_mode`
+    (one of COMPILE_MODES) also of each network's best configuration under torch.compile (`with_compiled`)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if compile_mode is not None and warmup < 1:
+        raise InvalidOptionError("--compile needs at least one warm-up round (--warmup 1), or compiling is timed")
+    extend = (lambda found: with_compiled(found, compile_mode)) if compile_mode else (lambda found: found)
     x = torch.randn(*shape, device=device)
-    found = forward_candidates(device, num_classes, authors_path)
+    found = extend(forward_candidates(device, num_classes, authors_path))
     results = _measure("forward", {c.name: _forward_step(c, x, device) for c in found}, found, device, repeats,
                        warmup, progress)
     if train_batch:
         batch = torch.randn(train_batch, *shape[1:], device=device)
-        found = train_candidates(device, num_classes, authors_path)
+        found = extend(train_candidates(device, num_classes, authors_path))
         results += _measure(f"train step (batch {train_batch})",
                             {c.name: _train_step(c, batch, num_classes, device) for c in found}, found, device,
                             repeats, warmup, progress)

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..benchmark import COMPILE_MODES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also time a training step at this batch size (default: 0 = off)")
     parser.add_argument("--authors-path", type=Path, default=None,
                         help="a local clone of ozan-oktay/Attention-Gated-Networks to include their network")
+    parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                        choices=COMPILE_MODES,
+                        help="also time each network's best configuration under torch.compile in MODE (default: "
+                        "default; reduce-overhead adds CUDA graphs); compiling takes 1-2 minutes a network")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     parser.set_defaults(handler=run)
@@ -42,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     description = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
     results = run_benchmark(device, shape, args.classes, args.repeats, args.warmup, args.train_batch,
-                            args.authors_path, progress=lambda message: print(message, file=sys.stderr))
+                            args.authors_path, args.compile,
+                            progress=lambda message: print(message, file=sys.stderr))
     print(to_markdown(results, description, shape))
     if args.json:
         with atomic_file(args.json) as tmp:
