@@ -28,6 +28,12 @@ def test_bench_reports_every_candidate_with_ratios(tmp_path: Path) -> None:
             assert row["median_ms"] > 0
             assert abs(row["speedup_vs_best_peer"] - best_peer / row["median_ms"]) < 1e-9
     assert "| MONAI AttentionUnet, fp32 |" in completed.stdout and "speed-up vs best peer" in completed.stdout
+    # every fast configuration of ours is checked against the reference forward, within the tolerances of
+    # test_optimize.py (bf16: 5 % of the logit range; float32: 1e-4); peers and the reference itself are not
+    checked = {r["name"]: r["max_deviation"] for r in forward if r["max_deviation"] is not None}
+    assert set(checked) == {r["name"] for r in forward if r["ours"] and r["name"] != "ours Attention U-Net, as defined"}
+    for name, deviation in checked.items():
+        assert 0 < deviation <= (1e-4 if "float32" in name else 0.05), (name, deviation)
 
 
 def test_bench_adds_compiled_configurations(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ PEER_CHANNELS = (16, 32, 64, 128, 256)
 @dataclass
 class Candidate:
     """One network in one configuration; `ours` tells which side of the ratio it is on. `infer`, if set,
-    runs the forward instead of `model` (another backend, e.g. OpenVINO)."""
+    runs the forward instead of `model` (another backend, e.g. OpenVINO). `reference`: the network as defined,
+    whose fp32 forward a fast configuration of ours must reproduce (None for the reference itself and peers)."""
 
     name: str
     model: nn.Module
@@ -37,6 +38,7 @@ class Candidate:
     ours: bool
     attention_output: bool = False
     infer: Optional[Callable[[torch.Tensor], object]] = None
+    reference: Optional[nn.Module] = None
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Measurement:
     median_ms: float
     peak_memory_mib: Optional[float] = None
     speedup_vs_best_peer: Optional[float] = None
+    max_deviation: Optional[float] = None
+    """Largest |logit - reference logit| over the input, as a fraction of the reference's logit range."""
 
 
 def monai_attention_unet(num_classes: int) -> nn.Module:
@@ -81,9 +85,11 @@ def forward_candidates(device: torch.device, num_classes: int, authors_path: Opt
     found = [
         Candidate("ours Attention U-Net, as defined", ours, torch.float32, False, True),
         Candidate("ours Attention U-Net, PyTorch fast path + attention maps", prepare_for_inference(ours, device),
-                  fast, True, True, attention_output=True),
-        Candidate("ours Attention U-Net, PyTorch fast path", prepare_for_inference(ours, device), fast, True, True),
-        Candidate("ours U-Net, PyTorch fast path", prepare_for_inference(unet, device), fast, True, True),
+                  fast, True, True, attention_output=True, reference=ours),
+        Candidate("ours Attention U-Net, PyTorch fast path", prepare_for_inference(ours, device), fast, True, True,
+                  reference=ours),
+        Candidate("ours U-Net, PyTorch fast path", prepare_for_inference(unet, device), fast, True, True,
+                  reference=unet),
     ]
     if _openvino_runs(device):
         from .openvino_backend import OpenVINONetwork
@@ -91,9 +97,10 @@ def forward_candidates(device: torch.device, num_classes: int, authors_path: Opt
         for name, network in (("Attention U-Net", ours), ("U-Net", unet)):
             runner = OpenVINONetwork(network, fast)
             found.append(Candidate(f"ours {name}, OpenVINO + attention maps", network, fast, False, True,
-                                   infer=lambda x, runner=runner: runner(x, attention=True)))
+                                   infer=lambda x, runner=runner: runner(x, attention=True), reference=network))
         found.append(Candidate("ours Attention U-Net, OpenVINO, float32", ours, torch.float32, False, True,
-                               infer=lambda x, runner=OpenVINONetwork(ours, torch.float32): runner(x, True)))
+                               infer=lambda x, runner=OpenVINONetwork(ours, torch.float32): runner(x, True),
+                               reference=ours))
     return found + _peer_candidates(device, num_classes, authors_path, train=False)
 
 
@@ -111,7 +118,7 @@ def with_compiled(found: List[Candidate], mode: str) -> List[Candidate]:
         if eager:
             best = max(eager, key=lambda c: (c.dtype != torch.float32, c.channels_last))
             compiled.append(Candidate(f"{best.name}, torch.compile {mode}", torch.compile(best.model, mode=mode),
-                                      best.dtype, best.channels_last, best.ours))
+                                      best.dtype, best.channels_last, best.ours, reference=best.reference))
     return found + compiled
 
 
@@ -168,15 +175,33 @@ def _layout(candidate: Candidate, x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last_3d) if candidate.channels_last else x.contiguous()
 
 
-def _forward_step(candidate: Candidate, x: torch.Tensor, device: torch.device) -> Callable[[], None]:
+def _forward_step(candidate: Candidate, x: torch.Tensor, device: torch.device) -> Callable[[], object]:
+    """The candidate's forward on `x`, returning its output (a tensor, or logits first in a tuple)."""
     x = _layout(candidate, x)
     if candidate.infer is not None:
         return lambda: candidate.infer(x)
 
-    def run() -> None:
+    def run() -> object:
         with torch.inference_mode(), autocast(device, candidate.dtype):
-            candidate.model(x, return_attention=True) if candidate.attention_output else candidate.model(x)
+            return candidate.model(x, return_attention=True) if candidate.attention_output else candidate.model(x)
     return run
+
+
+def deviations(found: List[Candidate], x: torch.Tensor, device: torch.device) -> Dict[str, float]:
+    """For each candidate with a reference: its largest logit difference from the reference's fp32 forward on
+    `x`, as a fraction of the reference's logit range (what the tolerance tests bound on the CPU)."""
+    references: Dict[int, torch.Tensor] = {}
+    found_deviations = {}
+    for candidate in (c for c in found if c.reference is not None):
+        if id(candidate.reference) not in references:
+            with torch.inference_mode():
+                references[id(candidate.reference)] = candidate.reference(x).float()
+        reference = references[id(candidate.reference)]
+        output = _forward_step(candidate, x, device)()
+        logits = output[0] if isinstance(output, (tuple, list)) else output
+        difference = (logits.to(device).float() - reference).abs().max()
+        found_deviations[candidate.name] = float(difference / (reference.max() - reference.min()))
+    return found_deviations
 
 
 def _train_step(candidate: Candidate, x: torch.Tensor, num_classes: int, device: torch.device) -> Callable[[], None]:
@@ -197,7 +222,7 @@ def _train_step(candidate: Candidate, x: torch.Tensor, num_classes: int, device:
     return run
 
 
-def _elapsed_ms(run: Callable[[], None], device: torch.device) -> float:
+def _elapsed_ms(run: Callable[[], object], device: torch.device) -> float:
     _synchronise(device)
     start = time.perf_counter()
     run()
@@ -205,7 +230,7 @@ def _elapsed_ms(run: Callable[[], None], device: torch.device) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def _peak_memory_mib(run: Callable[[], None], device: torch.device) -> Optional[float]:
+def _peak_memory_mib(run: Callable[[], object], device: torch.device) -> Optional[float]:
     if device.type != "cuda":
         return None
     torch.cuda.empty_cache()
@@ -215,7 +240,7 @@ def _peak_memory_mib(run: Callable[[], None], device: torch.device) -> Optional[
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
-def _measure(task: str, steps: Dict[str, Callable[[], None]], found: List[Candidate], device: torch.device,
+def _measure(task: str, steps: Dict[str, Callable[[], object]], found: List[Candidate], device: torch.device,
              repeats: int, warmup: int, progress: Callable[[str], None]) -> List[Measurement]:
     """Interleave the steps repeat by repeat; medians after warm-up and speed-ups against the best peer."""
     times: Dict[str, List[float]] = {name: [] for name in steps}
@@ -248,6 +273,9 @@ def run_benchmark(device: torch.device, shape: Sequence[int] = (1, 1, 160, 160, 
     found = extend(forward_candidates(device, num_classes, authors_path))
     results = _measure("forward", {c.name: _forward_step(c, x, device) for c in found}, found, device, repeats,
                        warmup, progress)
+    found_deviations = deviations(found, x, device)
+    for m in results:
+        m.max_deviation = found_deviations.get(m.name)
     if train_batch:
         batch = torch.randn(train_batch, *shape[1:], device=device)
         found = extend(train_candidates(device, num_classes, authors_path))
@@ -258,14 +286,18 @@ def run_benchmark(device: torch.device, shape: Sequence[int] = (1, 1, 160, 160, 
 
 
 def to_markdown(results: List[Measurement], device: str, shape: Sequence[int]) -> str:
-    """One table per task: median time, speed-up over the fastest peer, peak GPU memory."""
-    lines = [f"device: {device}; input {'x'.join(map(str, shape))}; medians after warm-up"]
+    """One table per task: median time, speed-up over the fastest peer, peak GPU memory, and for our fast
+    configurations the largest deviation from the reference forward."""
+    lines = [f"device: {device}; input {'x'.join(map(str, shape))}; medians after warm-up; deviation: largest "
+             "|logit - reference logit| as a fraction of the reference's logit range"]
     for task in dict.fromkeys(m.task for m in results):
         lines += ["", f"**{task}**", "", "| network, configuration | precision | median ms | speed-up vs best peer "
-                  "| peak MiB |", "|---|---|---|---|---|"]
+                  "| peak MiB | deviation |", "|---|---|---|---|---|---|"]
         for m in (m for m in results if m.task == task):
             memory = f"{m.peak_memory_mib:.0f}" if m.peak_memory_mib is not None else "-"
-            lines.append(f"| {m.name} | {m.precision} | {m.median_ms:.1f} | {m.speedup_vs_best_peer:.2f}x | {memory} |")
+            deviation = f"{m.max_deviation:.1e}" if m.max_deviation is not None else "-"
+            lines.append(f"| {m.name} | {m.precision} | {m.median_ms:.1f} | {m.speedup_vs_best_peer:.2f}x | {memory} "
+                         f"| {deviation} |")
     return "\n".join(lines)
 
 
