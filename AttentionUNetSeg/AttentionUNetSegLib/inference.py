@@ -267,11 +267,13 @@ def sliding_window_outputs(network: WindowNetwork, network_input: np.ndarray, me
 
     with torch.inference_mode():
         tensor = torch.from_numpy(padded)[None, None].contiguous(memory_format=torch.channels_last_3d)
+        # blending where the network runs: on a GPU, accumulating every window's outputs on the CPU would
+        # take longer than the network itself (an out-of-memory there takes the fallback path like any other)
         blended = sliding_window_inference(
             tensor, roi, batch_size, predictor, overlap=overlap, mode="gaussian",
-            sw_device=network.device, device=torch.device("cpu"),
+            sw_device=network.device, device=network.device,
         )
-    return blended[0][(slice(None),) + crop].numpy()
+    return blended[0][(slice(None),) + crop].cpu().numpy()
 
 
 def _outside_body_fill(num_classes: int, channels: int, grid: sitk.Image) -> np.ndarray:
