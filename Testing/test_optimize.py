@@ -7,7 +7,6 @@ Tolerances (random weights, whose near-tied logits are the hardest case for redu
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 import torch
 from torch import nn
@@ -15,7 +14,7 @@ from torch import nn
 from AttentionUNetSegLib.bundle import load_model
 from AttentionUNetSegLib.device import autocast
 from AttentionUNetSegLib.inference import MIN_AIR_MARGIN, segment, window_fitted_body_box
-from AttentionUNetSegLib.model import AttentionUNet3D, ModelConfig
+from AttentionUNetSegLib.model import AttentionUNet3D
 from AttentionUNetSegLib.optimize import fold_batchnorm, prepare_for_inference
 from AttentionUNetSegLib.preprocessing import body_box
 

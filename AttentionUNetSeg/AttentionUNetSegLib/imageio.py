@@ -1,7 +1,6 @@
 """Reading CT volumes (NIfTI, NRRD, MHA files or a DICOM series folder) and writing results."""
 from __future__ import annotations
 
-import gzip
 import logging
 import math
 import zlib
