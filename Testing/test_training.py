@@ -144,7 +144,7 @@ def test_unet_baseline_with_per_scale_dice_ce_and_bf16(tmp_path: Path, tmp_path_
     result = train(TrainConfig(
         data=str(real_ct_csv(tmp_path)), output=str(tmp_path / "unet"), label_map="totalsegmentator",
         architecture="unet_3d", feature_scale=16, deep_supervision="per_scale", loss="dice_ce", precision="bf16",
-        patch_size=(48, 48, 32), spacing_mm=(4.0, 4.0, 4.0), folds=2, epochs=1, iterations_per_epoch=2,
+        patch_size=(48, 48, 48), spacing_mm=(4.0, 4.0, 4.0), folds=2, epochs=1, iterations_per_epoch=2,
         batch_size=1, accumulate=2, cache_dir=str(shared_cache(tmp_path_factory)), tensorboard=False,
     ))
     model = load_model(result.files["final"])

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from .config import CONFIG_FILE, TrainConfig
 from .data import EpochSampler, PatchDataset, default_workers, make_loader, steps_per_epoch
 from .datasets import dataset_json, discover_cases
 from .distributed import DistributedContext, init_distributed
-from ..errors import TrainingError
+from ..errors import InvalidOptionError, TrainingError
 from .label_maps import load_label_map
 from .logs import LOG_FILE, TrainingLog
 from .losses import SegmentationLoss
@@ -59,6 +59,25 @@ class TrainResult:
     stopped: bool
     validation: Optional[ValidationResult] = None
     files: Dict[str, Path] = field(default_factory=dict)
+
+
+ENCODER_LEVELS = 5
+
+
+def refuse_broken_cpu_bfloat16(patch_size_xyz: Sequence[int]) -> None:
+    """Refuse bf16 training on the CPU where a level's feature maps are exactly 2 voxels deep.
+
+    PyTorch 2.13's CPU bf16 weight gradient of a 3x3x3 convolution is wrong there (off by up to 1e36, or NaN;
+    forwards and other depths are right, within 0.4 %), so such a run would learn from garbage. The depth of
+    level l is the patch depth halved (rounded down) l times."""
+    depth = patch_size_xyz[2]
+    for level in range(ENCODER_LEVELS):
+        if depth == 2:
+            raise InvalidOptionError(
+                f"bf16 training on the CPU with a patch depth of {patch_size_xyz[2]} gives feature maps 2 voxels deep "
+                f"at level {level}, where PyTorch's CPU bf16 convolution gradients are wrong; choose a patch depth "
+                "that avoids it (e.g. 48 or 96) or --precision fp32")
+        depth //= 2
 
 
 def train(config: TrainConfig, resume: bool = False, should_stop: Optional[Callable[[], bool]] = None) -> TrainResult:
@@ -138,6 +157,8 @@ class Trainer:
         # "auto" is fp32 on the CPU: its bf16 kernels are not bit-reproducible, and exact resume needs that
         precision = "fp32" if config.precision == "auto" and self.device.type != "cuda" else config.precision
         self.dtype = resolve_precision(precision, self.device)
+        if self.device.type == "cpu" and self.dtype == torch.bfloat16:
+            refuse_broken_cpu_bfloat16(self.plan.patch_size)
         self.channels_last = config.channels_last
         model = self.plan.build().to(self.device)
         if self.channels_last:
