@@ -299,13 +299,13 @@ def window_fitted_body_box(hu: np.ndarray, patch_zyx: Sequence[int], overlap: fl
     with 24 voxels of air either side needs two 160-voxel windows on that axis, with 17 it needs one."""
     widest = min(patch_zyx) // 4
     candidates = range(min(MIN_AIR_MARGIN, widest), widest + 1)
-    margins = []
+    box = []
     for extent, size, window in zip(body_box(hu), hu.shape, patch_zyx):
-        def windows(margin: int) -> int:
-            return windows_along(min(extent.stop + margin, size) - max(extent.start - margin, 0), window, overlap)
-        fewest = min(windows(margin) for margin in candidates)
-        margins.append(max(margin for margin in candidates if windows(margin) == fewest))
-    return body_box(hu, margins)
+        widened = [slice(max(extent.start - margin, 0), min(extent.stop + margin, size)) for margin in candidates]
+        counts = [windows_along(axis.stop - axis.start, window, overlap) for axis in widened]
+        box.append(max((axis for axis, count in zip(widened, counts) if count == min(counts)),
+                       key=lambda axis: axis.stop - axis.start))
+    return tuple(box)
 
 
 def windows_along(length: int, window: int, overlap: float) -> int:

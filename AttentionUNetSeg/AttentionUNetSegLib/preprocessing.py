@@ -7,7 +7,7 @@ reaches it the same way; results are resampled back onto the input's own grid.
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -73,20 +73,18 @@ def model_grid(image: sitk.Image, spacing_mm: Sequence[float]) -> sitk.Image:
     return grid
 
 
-def body_box(hu: np.ndarray, margin: Union[int, Sequence[int]] = 0, threshold: float = -500.0) -> Tuple[slice, ...]:
-    """Bounding box (with `margin` voxels, one number or one per axis) of everything denser than `threshold`
-    HU: the body and table.
+def body_box(hu: np.ndarray, margin: int = 0, threshold: float = -500.0) -> Tuple[slice, ...]:
+    """Bounding box (with `margin` voxels) of everything denser than `threshold` HU: the body and table.
 
     Windows outside it would see nothing but air; an image without such voxels keeps its whole extent.
     """
-    margins = [margin] * hu.ndim if isinstance(margin, int) else list(margin)
     inside = hu > threshold
     if not inside.any():
         return tuple(slice(0, n) for n in hu.shape)
     boxes = []
-    for axis, (n, pad) in enumerate(zip(hu.shape, margins)):
+    for axis, n in enumerate(hu.shape):
         present = np.flatnonzero(inside.any(axis=tuple(a for a in range(hu.ndim) if a != axis)))
-        boxes.append(slice(max(int(present[0]) - pad, 0), min(int(present[-1]) + 1 + pad, n)))
+        boxes.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + 1 + margin, n)))
     return tuple(boxes)
 
 
