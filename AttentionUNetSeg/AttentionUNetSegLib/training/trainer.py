@@ -61,17 +61,15 @@ class TrainResult:
     files: Dict[str, Path] = field(default_factory=dict)
 
 
-ENCODER_LEVELS = 5
-
-
-def refuse_broken_cpu_bfloat16(patch_size_xyz: Sequence[int]) -> None:
-    """Refuse bf16 training on the CPU where a level's feature maps are exactly 2 voxels deep.
+def refuse_broken_cpu_bfloat16(patch_size_xyz: Sequence[int], levels: int) -> None:
+    """Refuse bf16 training on the CPU where one of the `levels` encoder levels has feature maps exactly 2
+    voxels deep.
 
     PyTorch 2.13's CPU bf16 weight gradient of a 3x3x3 convolution is wrong there (off by up to 1e36, or NaN;
     forwards and other depths are right, within 0.4 %), so such a run would learn from garbage. The depth of
     level l is the patch depth halved (rounded down) l times."""
     depth = patch_size_xyz[2]
-    for level in range(ENCODER_LEVELS):
+    for level in range(levels):
         if depth == 2:
             raise InvalidOptionError(
                 f"bf16 training on the CPU with a patch depth of {patch_size_xyz[2]} gives feature maps 2 voxels deep "
@@ -157,10 +155,10 @@ class Trainer:
         # "auto" is fp32 on the CPU: its bf16 kernels are not bit-reproducible, and exact resume needs that
         precision = "fp32" if config.precision == "auto" and self.device.type != "cuda" else config.precision
         self.dtype = resolve_precision(precision, self.device)
-        if self.device.type == "cpu" and self.dtype == torch.bfloat16:
-            refuse_broken_cpu_bfloat16(self.plan.patch_size)
         self.channels_last = config.channels_last
         model = self.plan.build().to(self.device)
+        if self.device.type == "cpu" and self.dtype == torch.bfloat16:
+            refuse_broken_cpu_bfloat16(self.plan.patch_size, len(model.encoder))
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
         self.network = self.ctx.wrap(model, config.sync_batchnorm)
