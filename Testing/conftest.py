@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import List
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
@@ -24,6 +25,10 @@ SHARED = Path(os.environ.get("ATTENTION_UNET_SHARED", REPO_ROOT.parent / "shared
 TOTALSEG = SHARED / "data" / "totalseg_example"
 AUTHORS_REFERENCE = SHARED / "fixtures" / "authors_reference"
 SAMPLE_CT = REPO_ROOT / "AttentionUNetSeg" / "Resources" / "SampleData" / "example_ct.nii.gz"
+GRID_DIRECTIONS = {"identity": np.eye(3), "LPS flip": np.diag([-1.0, -1.0, 1.0]),
+                   "permuted": np.array([[0, 1, 0], [0, 0, -1], [1, 0, 0.0]]),
+                   "oblique": np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))[0]}
+"""Image directions the geometry tests cover: axis-aligned, flipped, permuted and oblique."""
 
 pytest_plugins = ["slicer_scene"]  # the headless Slicer scene and CT-node fixtures (slicer_scene.py)
 

@@ -7,20 +7,18 @@ import nibabel
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import GRID_DIRECTIONS
 
 from AttentionUNetSegLib.imageio import map_image, write_image, write_map
 from AttentionUNetSegLib.inference import ATTENTION_STEP
 from AttentionUNetSegLib.resampling import Grid
 
-OBLIQUE, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))
-DIRECTIONS = {"identity": np.eye(3), "LPS flip": np.diag([-1.0, -1.0, 1.0]),
-              "permuted": np.array([[0, 1, 0], [0, 0, -1], [1, 0, 0.0]]), "oblique": OBLIQUE}
 
 
-@pytest.mark.parametrize("kind", list(DIRECTIONS))
+@pytest.mark.parametrize("kind", list(GRID_DIRECTIONS))
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
 def test_scaled_nifti_map_reads_back_as_the_float_image(tmp_path: Path, kind: str, suffix: str) -> None:
-    grid = Grid((13, 11, 9), (10.5, -20.25, 33.0), (0.8, 1.1, 2.5), tuple(DIRECTIONS[kind].ravel()))
+    grid = Grid((13, 11, 9), (10.5, -20.25, 33.0), (0.8, 1.1, 2.5), tuple(GRID_DIRECTIONS[kind].ravel()))
     multiples = np.random.default_rng(0).integers(0, round(1 / ATTENTION_STEP) + 1, size=(9, 11, 13))
     multiples = multiples.astype(np.int16)
     ours = write_map(multiples, ATTENTION_STEP, grid, tmp_path / f"map{suffix}")

@@ -4,14 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import GRID_DIRECTIONS
 from scipy.ndimage import gaussian_filter
 
 from AttentionUNetSegLib.resampling import Grid, argmax_on_grid, axis_maps, resample_linear
 
 RNG = np.random.default_rng(1)
-OBLIQUE, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))
-DIRECTIONS = {"identity": np.eye(3), "LPS flip": np.diag([-1.0, -1.0, 1.0]),
-              "permuted": np.array([[0, 1, 0], [0, 0, -1], [1, 0, 0.0]]), "oblique": OBLIQUE}
 
 
 def _centred(size, spacing, direction, centre) -> Grid:
@@ -34,9 +32,9 @@ def _sitk_resample(array: np.ndarray, source: Grid, target: Grid, outside: float
                                                 outside, sitk.sitkFloat32))
 
 
-@pytest.mark.parametrize("kind", list(DIRECTIONS))
+@pytest.mark.parametrize("kind", list(GRID_DIRECTIONS))
 def test_linear_resampling_matches_simpleitk(kind: str) -> None:
-    source, target = _grids(DIRECTIONS[kind])
+    source, target = _grids(GRID_DIRECTIONS[kind])
     assert (axis_maps(source, target) is None) == (kind == "oblique")
     array = RNG.normal(size=tuple(reversed(source.size))).astype(np.float32)
     expected = _sitk_resample(array, source, target, -7.0)
@@ -46,11 +44,11 @@ def test_linear_resampling_matches_simpleitk(kind: str) -> None:
     assert 0 < (expected == -7.0).mean() < 0.5  # the borders and the outside were really exercised
 
 
-@pytest.mark.parametrize("kind", list(DIRECTIONS))
+@pytest.mark.parametrize("kind", list(GRID_DIRECTIONS))
 @pytest.mark.parametrize("smoothing", [0.0, 2.0], ids=["noise", "organ-like"])
 def test_argmax_shortcut_is_exact(kind: str, smoothing: float) -> None:
     """The argmax of every class resampled (ties to the lower class), computed only in mixed cells."""
-    source, target = _grids(DIRECTIONS[kind])
+    source, target = _grids(GRID_DIRECTIONS[kind])
     logits = RNG.normal(size=(5, *reversed(source.size))).astype(np.float32)
     if smoothing:
         logits = np.stack([gaussian_filter(channel, smoothing) * 10 for channel in logits]).astype(np.float32)
@@ -67,7 +65,7 @@ def test_argmax_shortcut_is_exact(kind: str, smoothing: float) -> None:
 
 def test_ties_go_to_the_lower_class() -> None:
     source = _centred((8, 8, 8), (2.0, 2.0, 2.0), np.eye(3), np.zeros(3))
-    target = _centred((13, 11, 9), (1.1, 1.3, 1.7), DIRECTIONS["LPS flip"], np.zeros(3))
+    target = _centred((13, 11, 9), (1.1, 1.3, 1.7), GRID_DIRECTIONS["LPS flip"], np.zeros(3))
     logits = np.zeros((3, 8, 8, 8), np.float32)
     logits[2, :, :, 4:] = 1.0  # classes 0 and 1 tie everywhere, class 2 wins on one side
     labels = argmax_on_grid(logits, source, target)
