@@ -50,12 +50,11 @@ def preload_sliding_window() -> None:
     the CT, loading and compiling the network and resampling, which mostly run without the GIL.
     `sliding_window_outputs`' own import then finds MONAI loaded, or waits for it (and reports the error if
     it fails)."""
-    global _preloading
+    global _preload_started
     with _preload_lock:
-        if _preloading is None and "monai.inferers" not in sys.modules:
-            _preloading = threading.Thread(target=_import_if_possible, args=("monai.inferers",),
-                                           name="preload-monai")
-            _preloading.start()
+        if not _preload_started and "monai.inferers" not in sys.modules:
+            threading.Thread(target=_import_if_possible, args=("monai.inferers",), name="preload-monai").start()
+            _preload_started = True
 
 
 def _import_if_possible(module: str) -> None:
@@ -65,7 +64,7 @@ def _import_if_possible(module: str) -> None:
         pass
 
 
-_preloading: Optional[threading.Thread] = None
+_preload_started = False
 _preload_lock = threading.Lock()
 
 
