@@ -17,7 +17,7 @@ import torch
 from conftest import run_cli
 
 from AttentionUNetSegLib.backends import TorchNetwork, make_network, resolve_backend
-from AttentionUNetSegLib.bundle import load_model
+from AttentionUNetSegLib.model_file import load_model
 from AttentionUNetSegLib.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import InvalidOptionError
 from AttentionUNetSegLib.inference import segment, window_size, windows_along

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 import torch
 from conftest import TOTALSEG
 
-from AttentionUNetSegLib.bundle import load_model
+from AttentionUNetSegLib.model_file import load_model
 from AttentionUNetSegLib.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import CancelledError, InputImageError
 from AttentionUNetSegLib.imageio import read_image

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import AUTHORS_REFERENCE, run_cli
 
-from AttentionUNetSegLib.bundle import load_model, read_metadata
+from AttentionUNetSegLib.model_file import load_model, read_metadata
 from AttentionUNetSegLib.model import AttentionUNet3D, ModelConfig, count_parameters
 
 

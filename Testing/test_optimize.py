@@ -11,7 +11,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from AttentionUNetSegLib.bundle import load_model
+from AttentionUNetSegLib.model_file import load_model
 from AttentionUNetSegLib.device import autocast
 from AttentionUNetSegLib.inference import MIN_AIR_MARGIN, segment, window_fitted_body_box
 from AttentionUNetSegLib.model import AttentionUNet3D

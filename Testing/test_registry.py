@@ -15,7 +15,7 @@ import pytest
 from conftest import make_model_file, run_cli
 from safetensors.torch import load_file, save_file
 
-from AttentionUNetSegLib.bundle import METADATA_KEY, read_metadata
+from AttentionUNetSegLib.model_file import METADATA_KEY, read_metadata
 from AttentionUNetSegLib.errors import InvalidOptionError, ModelFileError
 from AttentionUNetSegLib.registry import (HOME_VARIABLE, add_url, default_model, list_models, resolve_model_path,
                                           user_cache_dir, user_registry)

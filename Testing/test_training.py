@@ -14,7 +14,7 @@ import torch
 from conftest import TOTALSEG, run_cli
 from training_support import TINY_RUN, log_rows, real_ct_csv, shared_cache
 
-from AttentionUNetSegLib.bundle import file_sha256, load_model
+from AttentionUNetSegLib.model_file import file_sha256, load_model
 from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES
 from AttentionUNetSegLib.imageio import read_image
 from AttentionUNetSegLib.inference import segment

@@ -11,12 +11,12 @@ __all__ = ["AttentionUNet3D", "ModelConfig", "ModelMetadata", "SegmentationResul
            "save_model", "segment"]
 
 _LOCATIONS = {
-    "AttentionUNet3D": "model", "ModelConfig": "model", "ModelMetadata": "bundle", "load_model": "bundle",
-    "save_model": "bundle", "segment": "inference", "SegmentationResult": "inference", "read_image": "imageio",
+    "AttentionUNet3D": "model", "ModelConfig": "model", "ModelMetadata": "model_file", "load_model": "model_file",
+    "save_model": "model_file", "segment": "inference", "SegmentationResult": "inference", "read_image": "imageio",
 }
 
 if TYPE_CHECKING:
-    from .bundle import ModelMetadata, load_model, save_model
+    from .model_file import ModelMetadata, load_model, save_model
     from .imageio import read_image
     from .inference import SegmentationResult, segment
     from .model import AttentionUNet3D, ModelConfig

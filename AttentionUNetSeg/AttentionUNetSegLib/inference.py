@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .bundle import ModelMetadata, load_model, model_metadata
+from .model_file import ModelMetadata, load_model, model_metadata
 from .classes import SegmentClass
 from .device import resolve_device, resolve_precision
 from .errors import CancelledError, InvalidOptionError

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import SimpleITK as sitk
 
 from .atomic import StagedOutputs
-from .bundle import load_model, model_metadata
+from .model_file import load_model, model_metadata
 from .errors import DatasetError
 from .evaluation import CaseResult, EvaluationReport, evaluate_case, write_text_files
 from .imageio import read_image, write_image

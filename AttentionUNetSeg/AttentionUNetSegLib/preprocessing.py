@@ -12,7 +12,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .bundle import IntensityNormalisation
+from .model_file import IntensityNormalisation
 from .errors import InputImageError
 
 AIR_HU = -1024.0

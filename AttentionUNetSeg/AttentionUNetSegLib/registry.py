@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from .atomic import atomic_file
-from .bundle import file_sha256, read_metadata
+from .model_file import file_sha256, read_metadata
 from .download import DownloadProgress, check_https_url, check_sha256, download
 from .errors import InvalidOptionError, ModelFileError
 

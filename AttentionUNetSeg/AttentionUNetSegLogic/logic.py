@@ -116,7 +116,7 @@ class AttentionUNetSegLogic:
 
         Raises ModelFileError for a missing, corrupt or unregistered model.
         """
-        from AttentionUNetSegLib.bundle import read_metadata
+        from AttentionUNetSegLib.model_file import read_metadata
         from AttentionUNetSegLib.registry import resolve_model_path
 
         return read_metadata(resolve_model_path(model))

@@ -31,7 +31,7 @@ def make_inputs(workdir: Path) -> tuple:
 
     import SimpleITK as sitk
 
-    from AttentionUNetSegLib.bundle import load_model, save_model
+    from AttentionUNetSegLib.model_file import load_model, save_model
     from AttentionUNetSegLib.phantom import generate_phantom
     from AttentionUNetSegLib.registry import resolve_model_path
 
@@ -51,7 +51,7 @@ def _convert_once(model_path: Path) -> None:
     import torch
 
     from AttentionUNetSegLib.backends import openvino_installed
-    from AttentionUNetSegLib.bundle import load_model
+    from AttentionUNetSegLib.model_file import load_model
 
     if openvino_installed():
         from AttentionUNetSegLib.openvino_backend import OpenVINONetwork

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..atomic import StagedOutputs
 from ..backends import BACKEND_CHOICES
-from ..bundle import load_model
+from ..model_file import load_model
 from ..device import DEVICE_CHOICES, PRECISION_CHOICES
 from ..imageio import OUTPUT_FORMATS, image_stem, read_image, write_image, write_map
 from ..inference import SegmentationResult, preload_sliding_window, segment

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..bundle import ModelMetadata
+from ..model_file import ModelMetadata
 from ..classes import SegmentClass
 from ..backends import TorchNetwork
 from ..inference import sliding_window_outputs

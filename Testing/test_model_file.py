@@ -10,7 +10,7 @@ import torch
 from conftest import make_model_file
 from safetensors.torch import load_file, save_file
 
-from AttentionUNetSegLib.bundle import (METADATA_KEY, ModelMetadata, file_sha256, load_model, read_metadata,
+from AttentionUNetSegLib.model_file import (METADATA_KEY, ModelMetadata, file_sha256, load_model, read_metadata,
                                         save_model)
 from AttentionUNetSegLib.errors import ModelFileError
 from AttentionUNetSegLib.registry import BUNDLED_REGISTRY, default_model, list_models, resolve_model_path
