@@ -15,7 +15,8 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from AttentionUNetSegLib.model_file import IntensityNormalisation, ModelMetadata, save_model
+from AttentionUNetSegLib.model_file import ModelMetadata, save_model
+from AttentionUNetSegLib.preprocessing import IntensityNormalisation
 from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES, make_classes
 from AttentionUNetSegLib.model import AttentionUNet3D, ModelConfig
 from AttentionUNetSegLib.registry import HOME_VARIABLE

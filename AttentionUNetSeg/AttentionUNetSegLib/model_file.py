@@ -18,25 +18,12 @@ from .atomic import atomic_file
 from .classes import SegmentClass
 from .errors import ModelFileError
 from .model import AttentionUNet3D, ModelConfig
+from .preprocessing import IntensityNormalisation
 
 FORMAT_VERSION = 1
 METADATA_KEY = "attention_unet_seg"
 FLOAT32_BUFFERS = ("running_mean", "running_var")
 REQUIRED_FIELDS = ("format_version", "name", "architecture", "classes", "spacing_mm", "patch_size", "intensity")
-
-
-@dataclass
-class IntensityNormalisation:
-    """CT intensities are clipped to [clip_min, clip_max] HU, then mapped to (x - mean) / std."""
-
-    clip_min: float = -1000.0
-    clip_max: float = 1000.0
-    mean: float = 0.0
-    std: float = 1000.0
-
-    def __post_init__(self) -> None:
-        if not self.clip_min < self.clip_max or not self.std > 0:
-            raise ValueError(f"invalid intensity normalisation {asdict(self)}: need clip_min < clip_max and std > 0")
 
 
 @dataclass

@@ -7,17 +7,31 @@ reaches it the same way; results are resampled back onto the input's own grid.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from typing import List, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
-from .model_file import IntensityNormalisation
 from .errors import InputImageError
 
 AIR_HU = -1024.0
 MAX_VOXELS = 2_000_000_000
 MAX_ANISOTROPY = 20.0
+
+
+@dataclass
+class IntensityNormalisation:
+    """CT intensities are clipped to [clip_min, clip_max] HU, then mapped to (x - mean) / std."""
+
+    clip_min: float = -1000.0
+    clip_max: float = 1000.0
+    mean: float = 0.0
+    std: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not self.clip_min < self.clip_max or not self.std > 0:
+            raise ValueError(f"invalid intensity normalisation {asdict(self)}: need clip_min < clip_max and std > 0")
 
 
 def validate_image(image: sitk.Image) -> List[str]:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import List
 
 from ..authors import convert_authors_state_dict, read_authors_state_dict
-from ..model_file import IntensityNormalisation, ModelMetadata, file_sha256, load_model, read_metadata, save_model
+from ..model_file import ModelMetadata, file_sha256, load_model, read_metadata, save_model
+from ..preprocessing import IntensityNormalisation
 from ..classes import make_classes
 from ..errors import InvalidOptionError
 from ..model import AttentionUNet3D, ModelConfig, count_parameters

@@ -15,7 +15,7 @@ from typing import Sequence, Tuple
 from monai.transforms import (Compose, RandAffined, RandCropByLabelClassesd, RandFlipd, RandScaleIntensityd,
                               RandShiftIntensityd, ScaleIntensityRanged, ToTensord)
 
-from ..model_file import IntensityNormalisation
+from ..preprocessing import IntensityNormalisation
 from .config import TrainConfig
 
 KEYS = ("image", "label")

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..atomic import atomic_file
-from ..model_file import IntensityNormalisation
+from ..preprocessing import IntensityNormalisation
 from ..errors import DatasetError, InputImageError
 from ..imageio import read_image
 from ..preprocessing import AIR_HU, model_grid, resample, validate_image

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..model_file import IntensityNormalisation, load_model
+from ..model_file import load_model
+from ..preprocessing import IntensityNormalisation
 from ..classes import SegmentClass, make_classes
 from ..errors import InvalidOptionError, OutputError
 from ..model import AttentionUNet3D, ModelConfig

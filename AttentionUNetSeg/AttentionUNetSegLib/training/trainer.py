@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..model_file import IntensityNormalisation, ModelMetadata, save_model
+from ..model_file import ModelMetadata, save_model
+from ..preprocessing import IntensityNormalisation
 from ..device import autocast, resolve_precision
 from ..model import AttentionUNet3D
 from .augment import training_transform
