@@ -16,7 +16,8 @@
 # This choice applies when PyTorch is installed, i.e. into a new .venv (rm -rf .venv first to switch).
 #
 # Variables: EXTRAS=test[,train] adds the optional dependencies; PYTHON picks the interpreter for a new
-# .venv (default python3, 3.9 or later); TORCH_VERSION (default below); TORCH_INDEX_URL or CPU_ONLY=1 (above);
+# .venv (default python3; 3.10 or later for the default PyTorch); TORCH_VERSION (default below, what CI
+# tests); TORCH_INDEX_URL or CPU_ONLY=1 (above);
 # SETUP_FORCE=1 runs pip even when the stamp says everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,6 +113,11 @@ fi
 if [ ! -x "$VENV_PY" ]; then
   if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
     echo "setup: error: $PYTHON is missing or older than Python 3.9; give one with PYTHON=/path/to/python3" >&2
+    exit 1
+  fi
+  if [ "$TORCH_VERSION" = 2.13.0 ] && ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    echo "setup: error: PyTorch 2.13.0 (what CI tests) and MONAI 1.6 need Python 3.10 or later; give one with" \
+         "PYTHON=/path/to/python3.11, or choose an older, untested PyTorch with TORCH_VERSION (e.g. 2.6.0)" >&2
     exit 1
   fi
   say "creating .venv with $("$PYTHON" -c 'import sys; print("Python %d.%d.%d" % sys.version_info[:3])') ($PYTHON) ..."
