@@ -13,9 +13,9 @@ import SimpleITK as sitk
 from conftest import TOTALSEG, run_cli
 
 from AttentionUNetSegLib.comparison import compare_reports, wilcoxon_p
+from AttentionUNetSegLib.datasets.label_maps import parse_label_map
 from AttentionUNetSegLib.errors import DatasetError, InvalidOptionError
 from AttentionUNetSegLib.evaluation import evaluate_folders, load_report, match_cases
-from AttentionUNetSegLib.labelmap import parse_label_map
 
 SPACING_XYZ = (0.8, 0.8, 2.0)
 

@@ -18,14 +18,14 @@ from training_support import TINY_RUN, real_ct_csv, shared_cache, train_command
 
 from AttentionUNetSegLib.model_file import read_metadata
 from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES
+from AttentionUNetSegLib.datasets.cases import discover_cases
+from AttentionUNetSegLib.datasets.label_maps import LabelMap, bundled_label_maps, load_label_map
+from AttentionUNetSegLib.datasets.splits import fold_cases
 from AttentionUNetSegLib.errors import DatasetError, InvalidOptionError, OutputError
 from AttentionUNetSegLib.training import TrainConfig, train
 from AttentionUNetSegLib.training.config import config_from_sources
 from AttentionUNetSegLib.training.data import EpochSampler
-from AttentionUNetSegLib.training.datasets import discover_cases
-from AttentionUNetSegLib.training.label_maps import LabelMap, bundled_label_maps, load_label_map
 from AttentionUNetSegLib.training.setup import plan_model
-from AttentionUNetSegLib.training.splits import fold_cases
 
 
 def _tiny_config(data: Path, output: Path, cache: Path, **options) -> TrainConfig:

@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .atomic import StagedOutputs
+from .datasets.grids import check_same_grid
 from .errors import DatasetError
 from .imageio import IMAGE_SUFFIXES, image_stem, read_image
 from .metrics import METRIC_DECIMALS, METRIC_NAMES, METRIC_TITLES, ClassMetrics, label_metrics
@@ -274,28 +275,10 @@ def evaluate_folders(pred_dir: Path, ref_dir: Path, classes: Mapping[int, str], 
 
 def evaluate_case(pred: sitk.Image, ref: sitk.Image, classes: Mapping[int, str], case: str) -> Dict[int, ClassMetrics]:
     """Metrics of one prediction against its reference on the same grid; errors name `case`."""
-    check_same_grid(pred, ref, case)
+    check_same_grid(ref, pred, f"case '{case}'", ("reference", "prediction"),
+                    "resample the prediction onto the reference grid (nearest neighbour) and evaluate again")
     pred_labels, ref_labels = _label_array(pred, case, "prediction"), _label_array(ref, case, "reference")
     return label_metrics(pred_labels, ref_labels, ref.GetSpacing()[::-1], sorted(classes))
-
-
-def check_same_grid(pred: sitk.Image, ref: sitk.Image, case: str) -> None:
-    """Raise DatasetError naming `case` and every geometry item in which the two images differ."""
-    fix = "resample the prediction onto the reference grid (nearest neighbour) and evaluate again"
-    if pred.GetDimension() != ref.GetDimension():
-        raise DatasetError(f"case '{case}': the prediction is {pred.GetDimension()}-D, the reference "
-                           f"{ref.GetDimension()}-D; {fix}")
-    min_spacing = min(ref.GetSpacing())
-    checks = [
-        ("size (voxels)", pred.GetSize(), ref.GetSize(), 0.0, 0.0),
-        ("spacing (mm)", pred.GetSpacing(), ref.GetSpacing(), 1e-4, 1e-6),
-        ("origin (mm)", pred.GetOrigin(), ref.GetOrigin(), 0.0, 1e-3 * min_spacing),
-        ("direction", pred.GetDirection(), ref.GetDirection(), 0.0, 1e-4),
-    ]
-    differences = [f"{what}: prediction {_fmt(a)}, reference {_fmt(b)}" for what, a, b, rtol, atol in checks
-                   if not np.allclose(a, b, rtol=rtol, atol=atol)]
-    if differences:
-        raise DatasetError(f"case '{case}': prediction and reference grids differ in {'; '.join(differences)}; {fix}")
 
 
 def _label_array(image: sitk.Image, case: str, role: str) -> np.ndarray:
@@ -309,10 +292,6 @@ def _label_array(image: sitk.Image, case: str, role: str) -> np.ndarray:
         raise DatasetError(f"case '{case}': the {role} holds non-integer values ({image.GetPixelIDTypeAsString()}); "
                            "give a label volume of integer class values")
     return array.astype(np.int64)
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 def _shortlist(names: Sequence[str], limit: int = 5) -> str:

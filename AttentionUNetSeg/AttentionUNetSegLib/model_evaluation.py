@@ -24,10 +24,11 @@ from .evaluation import CaseResult, EvaluationReport, evaluate_case, write_text_
 from .imageio import read_image, write_image
 from .inference import segment
 from .registry import resolve_model_path
-from .training.cache import check_same_space
-from .training.datasets import Case, dataset_json, discover_cases
-from .training.label_maps import LabelMap, load_label_map
-from .training.splits import read_splits
+from .repeats import repeated
+from .datasets.cases import Case, dataset_json, discover_cases
+from .datasets.grids import check_label_grid
+from .datasets.label_maps import LabelMap, load_label_map
+from .datasets.splits import read_splits
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class CaseSelection:
 def mapped_reference(case: Case, image: sitk.Image, label_map: LabelMap, class_values: Dict[str, int]) -> sitk.Image:
     """The case's reference labels as model class values, on the CT's grid (nearest neighbour)."""
     reference = read_image(case.label)
-    check_same_space(image, reference, case.name)
+    check_label_grid(image, reference, case.name)
     values = label_map.remap(sitk.GetArrayViewFromImage(reference), class_values, case.name)
     mapped = sitk.GetImageFromArray(values)
     mapped.CopyInformation(reference)
@@ -135,10 +136,9 @@ def merge_reports(reports: Sequence[EvaluationReport], sources: Sequence[str]) -
             raise DatasetError(f"{source} has the classes {report.classes}, {sources[0]} has {first.classes}; "
                                "only evaluations of the same classes can be merged")
     cases = [case for report in reports for case in report.cases]
-    names = [case.case for case in cases]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise DatasetError(f"case(s) {repeated} occur in more than one of {list(sources)}; each case may be "
+    twice = repeated(case.case for case in cases)
+    if twice:
+        raise DatasetError(f"case(s) {twice} occur in more than one of {list(sources)}; each case may be "
                            "evaluated once (as in the held-out folds of a cross-validation)")
     return EvaluationReport(dict(first.classes), cases, " + ".join(r.prediction_dir for r in reports),
                             " + ".join(r.reference_dir for r in reports))

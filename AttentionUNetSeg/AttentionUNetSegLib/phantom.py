@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from .atomic import atomic_file
 from .errors import InvalidOptionError
 from .imageio import OUTPUT_FORMATS, write_image
+from .repeats import repeated
 
 Box = Tuple[slice, slice, slice]  # array order (z, y, x)
 Vec = Sequence[float]  # (x, y, z) in anatomical millimetres
@@ -123,9 +124,9 @@ def _label_lut(label_ids: Mapping[str, int]) -> np.ndarray:
     values = list(label_ids.values())
     if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 < v < 65536 for v in values):
         raise InvalidOptionError(f"phantom label values must be integers from 1 to 65535, got {sorted(values)}")
-    if len(set(values)) != len(values):
-        raise InvalidOptionError("phantom label values must differ between structures; "
-                                 f"{sorted(v for v in set(values) if values.count(v) > 1)} are repeated")
+    shared = repeated(values)
+    if shared:
+        raise InvalidOptionError(f"phantom label values must differ between structures; {shared} are repeated")
     dtype = np.uint8 if max(values, default=0) < 256 else np.uint16
     return np.array([0] + [label_ids.get(name, 0) for name in STRUCTURES], dtype=dtype)
 

@@ -21,6 +21,7 @@ from .atomic import atomic_file
 from .model_file import file_sha256, read_metadata
 from .download import DownloadProgress, check_https_url, check_sha256, download
 from .errors import InvalidOptionError, ModelFileError
+from .repeats import repeated
 
 BUNDLED_DATA = Path(__file__).resolve().parent / "data"
 BUNDLED_REGISTRY = BUNDLED_DATA / "models.json"
@@ -119,8 +120,7 @@ def read_registry(registry: Path, bundled: bool = False) -> List[RegistryEntry]:
 
 
 def _refuse_duplicates(entries: List[RegistryEntry], where: str) -> None:
-    names = [e.name for e in entries]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = repeated(e.name for e in entries)
     if duplicates:
         raise ModelFileError(f"model names {duplicates} occur more than once in {where}; every model needs its own "
                              "name (`attention-unet models remove NAME` one of them)")

@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     # the engine's modules (SciPy, MONAI) are imported when a command runs, so `--help` stays quick
     from ..evaluation import evaluate_folders, load_report
-    from ..labelmap import parse_label_map
+    from ..datasets.label_maps import parse_label_map
     from ..model_evaluation import merge_reports
 
     modes = {"--pred/--ref": args.pred is not None or args.ref is not None,

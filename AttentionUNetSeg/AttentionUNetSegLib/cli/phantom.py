@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from ..imageio import OUTPUT_FORMATS
-from ..labelmap import parse_label_map
+from ..datasets.label_maps import parse_label_map
 from ..phantom import DEFAULT_SIZE, DEFAULT_SPACING, write_phantom_dataset
 
 log = logging.getLogger(__name__)

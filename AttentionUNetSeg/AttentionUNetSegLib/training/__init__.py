@@ -1,8 +1,8 @@
 """Headless training of the (Attention) U-Net: `train(TrainConfig(...))`, or `attention-unet train` on a terminal.
 
-Modules, one job each: config (options), datasets (finding cases), label_maps, cache (preprocessing on
-disk), splits (k-fold), augment, data (batches and their order), losses, distributed (torchrun/DDP),
-checkpoint, validation, snapshots, logs, setup (what is settled before the first step), trainer (the loop).
+Modules, one job each: config (options), cache (preprocessing on disk), augment, data (batches and their
+order), losses, distributed (torchrun/DDP), checkpoint, validation, snapshots, logs, setup (what is settled
+before the first step), trainer (the loop). Cases, label maps and splits come from `..datasets`.
 """
 from __future__ import annotations
 

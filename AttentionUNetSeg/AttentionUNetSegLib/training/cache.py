@@ -21,12 +21,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..atomic import atomic_file
-from ..preprocessing import IntensityNormalisation
+from ..datasets.cases import Case
+from ..datasets.grids import check_label_grid
+from ..datasets.label_maps import LabelMap
 from ..errors import DatasetError, InputImageError
 from ..imageio import read_image
-from ..preprocessing import AIR_HU, model_grid, resample, validate_image
-from .datasets import Case
-from .label_maps import LabelMap
+from ..preprocessing import AIR_HU, IntensityNormalisation, model_grid, resample, validate_image
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _preprocess(case: Case, settings: CacheSettings, folder: Path) -> None:
     except InputImageError as exc:
         raise DatasetError(f"case {case.name}: {exc}") from exc
     reference = read_image(case.label)
-    check_same_space(image, reference, case.name)
+    check_label_grid(image, reference, case.name)
     values = settings.label_map.remap(sitk.GetArrayViewFromImage(reference), settings.class_values, case.name)
     label_image = sitk.GetImageFromArray(values)
     label_image.CopyInformation(reference)
@@ -126,28 +126,6 @@ def _preprocess(case: Case, settings: CacheSettings, folder: Path) -> None:
             "spacing_mm": list(settings.spacing_mm)}
     with atomic_file(folder / META_FILE) as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
-
-
-def check_same_space(image: sitk.Image, label: sitk.Image, case: str) -> None:
-    """The label must cover the image's voxels: same voxel centres, possibly in another axis order or direction."""
-    def corners(grid: sitk.Image) -> np.ndarray:
-        size = np.array(grid.GetSize()) - 1
-        return np.array([grid.TransformContinuousIndexToPhysicalPoint((size * [i, j, k]).astype(float).tolist())
-                         for i in (0, 1) for j in (0, 1) for k in (0, 1)])
-
-    def describe(grid: sitk.Image) -> str:
-        return (f"size {grid.GetSize()}, spacing {tuple(round(s, 4) for s in grid.GetSpacing())}, "
-                f"origin {tuple(round(o, 2) for o in grid.GetOrigin())}")
-
-    same = label.GetDimension() == 3 and sorted(image.GetSize()) == sorted(label.GetSize())
-    if same:
-        tolerance = 0.1 * min(image.GetSpacing())
-        a, b = corners(image), corners(label)
-        same = bool(np.all(np.linalg.norm(a[:, None] - b[None], axis=2).min(axis=1) < tolerance))
-    if not same:
-        raise DatasetError(f"case {case}: the label grid ({describe(label)}) does not match the image grid "
-                           f"({describe(image)}); the label must cover the same voxels as its image "
-                           "(resample it onto the image, or pair the right files)")
 
 
 def auto_intensity(cases: Sequence[CachedCase]) -> IntensityNormalisation:

@@ -10,15 +10,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..model_file import load_model
 from ..preprocessing import IntensityNormalisation
 from ..classes import SegmentClass, make_classes
+from ..datasets.cases import Case
+from ..datasets.label_maps import LabelMap
 from ..errors import InvalidOptionError, OutputError
 from ..model import AttentionUNet3D, ModelConfig
 from .cache import CachedCase, CacheSettings, cached_case
 from .checkpoint import CHECKPOINT_FILE
 from .config import MODEL_DEFAULTS, TrainConfig
-from .datasets import Case
 from .distributed import DistributedContext
 from ..errors import TrainingError
-from .label_maps import LabelMap
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..datasets.cases import dataset_json, discover_cases
+from ..datasets.label_maps import load_label_map
+from ..datasets.splits import fold_cases
 from ..model_file import ModelMetadata, save_model
 from ..preprocessing import IntensityNormalisation
 from ..device import autocast, resolve_precision
@@ -32,15 +35,12 @@ from .cache import CacheSettings, auto_intensity
 from .checkpoint import CHECKPOINT_FILE, Progress, check_identity, load_checkpoint, restore, save_checkpoint
 from .config import CONFIG_FILE, TrainConfig
 from .data import EpochSampler, PatchDataset, default_workers, make_loader, steps_per_epoch
-from .datasets import dataset_json, discover_cases
 from .distributed import DistributedContext, init_distributed
 from ..errors import InvalidOptionError, TrainingError
-from .label_maps import load_label_map
 from .logs import LOG_FILE, TrainingLog
 from .losses import SegmentationLoss
 from .setup import plan_model, prepare_cases, prepare_output
 from .snapshots import matplotlib_available, write_snapshot
-from .splits import fold_cases
 from .validation import ValidationResult, validate
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import DatasetError
 from ..imageio import IMAGE_SUFFIXES, image_stem
+from ..repeats import repeated
 
 FOLDER_PAIRS: Tuple[Tuple[str, str], ...] = (("imagesTr", "labelsTr"), ("images", "labels"))
 CHANNEL_SUFFIX = "_0000"
@@ -49,8 +50,7 @@ def discover_cases(data: Path) -> List[Case]:
                            "or a CSV file of image,label pairs")
     if not cases:
         raise DatasetError(f"dataset {data} holds no cases")
-    names = [c.name for c in cases]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = repeated(c.name for c in cases)
     if duplicates:
         raise DatasetError(f"dataset {data}: case names {duplicates} occur more than once; give every case its "
                            "own name (CSV: a case column)")

@@ -1,14 +1,17 @@
-"""Training label maps: which source label values (one or several) become which model class.
+"""Label maps: which label values mean which class.
 
-A label-map file is JSON or YAML:
+Two forms of one concept:
+- value -> name (`parse_label_map`): inline `VALUE=NAME,...` specs, value->name JSON files and a
+  dataset.json's "labels"; used where label values are named as they are (evaluation, phantoms);
+- class name -> the source values that form it (`LabelMap`, `load_label_map`): how training and model
+  evaluation turn a dataset's labels into model classes. A label-map file is JSON or YAML:
     {"name": "...", "description": "...",
      "classes": {"pancreas": [7], "spleen": [1], "kidney": [2, 3], "liver": [5]},
      "unlisted": "background"}
-Class order is the model's output order after background (value 0, always background). A "background"
-entry lists further values that become background. "unlisted" says what happens to any other value
-found in a label volume: "error" (default: such a case stops the run, naming it) or "background".
-Ready maps ship in data/label_maps (see its README); inline `VALUE=NAME,...` specs and value->name
-JSON files (e.g. a dataset.json) are read by the core `parse_label_map` and allow no other values.
+  Class order is the model's output order after background (value 0, always background). A "background"
+  entry lists further values that become background. "unlisted" says what happens to any other value
+  found in a label volume: "error" (default: such a case stops the run, naming it) or "background".
+  Ready maps ship in data/label_maps (see its README); the value->name forms allow no other values.
 """
 from __future__ import annotations
 
@@ -21,10 +24,12 @@ import numpy as np
 import yaml
 
 from ..errors import DatasetError, InvalidOptionError
-from ..labelmap import parse_label_map
+from ..repeats import repeated
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "data" / "label_maps"
 UNLISTED_CHOICES = ("error", "background")
+_HELP = ("give `VALUE=NAME` pairs separated by commas (e.g. `1=pancreas,2=spleen`) or a JSON file mapping "
+         "values to names ({\"1\": \"pancreas\"}) or a dataset.json with a \"labels\" entry")
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,9 @@ class LabelMap:
         if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in sources):
             raise InvalidOptionError(f"{where}: source values must be integers >= 1 (0 is always background), "
                                      f"not {sources}")
-        repeated = sorted({v for v in sources if sources.count(v) > 1})
-        if repeated:
-            raise InvalidOptionError(f"{where}: source value(s) {repeated} are given to more than one class")
+        shared = repeated(sources)
+        if shared:
+            raise InvalidOptionError(f"{where}: source value(s) {shared} are given to more than one class")
 
     @property
     def class_names(self) -> List[str]:
@@ -136,3 +141,62 @@ def _as_list(value: object) -> list:
 
 def _from_value_names(mapping: Dict[int, str], source: str) -> LabelMap:
     return LabelMap(classes={name: (value,) for value, name in mapping.items()}, name=source)
+
+
+def parse_label_map(spec: str) -> Dict[int, str]:
+    """Label value -> class name from an inline spec or a JSON file; background (value 0) is left out.
+
+    JSON files may map values to names (`{"1": "spleen"}`, TotalSegmentator style), or be a dataset.json
+    whose "labels" maps values to names (Medical Segmentation Decathlon) or names to values (nnU-Net v2).
+    """
+    path = Path(spec)
+    if path.suffix.lower() == ".json" or path.is_file():
+        return _from_json_file(path)
+    pairs = [item.strip() for item in spec.split(",") if item.strip()]
+    mapping: Dict[object, object] = {}
+    for pair in pairs:
+        value, sep, name = pair.partition("=")
+        if not sep:
+            raise InvalidOptionError(f"label map entry {pair!r} has no '='; {_HELP}")
+        if value.strip() in mapping:
+            raise InvalidOptionError(f"label value {value.strip()} appears twice in {spec!r}; give each value once")
+        mapping[value.strip()] = name.strip()
+    return _validated(mapping, f"label map {spec!r}")
+
+
+def _from_json_file(path: Path) -> Dict[int, str]:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidOptionError(f"label map file {path} does not exist; {_HELP}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidOptionError(f"cannot read label map file {path} ({exc}); {_HELP}") from exc
+    if isinstance(content, dict) and isinstance(content.get("labels"), dict):
+        content = content["labels"]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in content.values()):  # nnU-Net v2: name -> value
+            content = {value: name for name, value in content.items()}
+    if not isinstance(content, dict):
+        raise InvalidOptionError(f"label map file {path} holds a {type(content).__name__}, not an object; {_HELP}")
+    return _validated(content, f"label map file {path}")
+
+
+def _validated(mapping: Mapping[object, object], source: str) -> Dict[int, str]:
+    result: Dict[int, str] = {}
+    for raw_value, raw_name in mapping.items():
+        try:
+            value = int(str(raw_value))
+        except ValueError:
+            raise InvalidOptionError(f"{source}: label value {raw_value!r} is not an integer; {_HELP}") from None
+        name = str(raw_name).strip() if isinstance(raw_name, (str, int)) else ""
+        if value < 0 or not name:
+            raise InvalidOptionError(f"{source}: entry {raw_value!r}: {raw_name!r} needs a value >= 0 and a name; "
+                                     f"{_HELP}")
+        if value != 0:
+            result[value] = name
+    duplicates = repeated(result.values())
+    if duplicates:
+        raise InvalidOptionError(f"{source}: class names {duplicates} are used for more than one value; "
+                                 "give every class its own name")
+    if not result:
+        raise InvalidOptionError(f"{source} names no foreground class (value > 0); {_HELP}")
+    return dict(sorted(result.items()))
