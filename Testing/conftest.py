@@ -19,7 +19,7 @@ from AttentionUNetSegLib.model_file import ModelMetadata, save_model
 from AttentionUNetSegLib.preprocessing import IntensityNormalisation
 from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES, make_classes
 from AttentionUNetSegLib.model import AttentionUNet3D, ModelConfig
-from AttentionUNetSegLib.registry import HOME_VARIABLE
+from AttentionUNetSegLib.user_folders import HOME_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATTENTION_UNET_SHARED", REPO_ROOT.parent / "shared"))

@@ -22,7 +22,7 @@ from AttentionUNetSegLib.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import InvalidOptionError
 from AttentionUNetSegLib.inference import segment, window_size, windows_along
 from AttentionUNetSegLib.openvino_backend import IR_FILE, OpenVINONetwork
-from AttentionUNetSegLib.registry import user_cache_dir
+from AttentionUNetSegLib.user_folders import user_cache_dir
 
 CPU = torch.device("cpu")
 

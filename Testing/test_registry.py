@@ -17,8 +17,9 @@ from safetensors.torch import load_file, save_file
 
 from AttentionUNetSegLib.model_file import METADATA_KEY, read_metadata
 from AttentionUNetSegLib.errors import InvalidOptionError, ModelFileError
-from AttentionUNetSegLib.registry import (HOME_VARIABLE, add_url, default_model, list_models, resolve_model_path,
-                                          user_cache_dir, user_registry)
+from AttentionUNetSegLib.registry import default_model, list_models, resolve_model_path
+from AttentionUNetSegLib.registry_changes import add_url
+from AttentionUNetSegLib.user_folders import HOME_VARIABLE, user_cache_dir, user_registry
 
 
 class ModelServer:

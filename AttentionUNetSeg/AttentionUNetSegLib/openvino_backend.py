@@ -23,7 +23,7 @@ from torch import nn
 
 from .backends import WindowOutputs
 from .optimize import fold_batchnorm
-from .registry import user_cache_dir
+from .user_folders import user_cache_dir
 
 log = logging.getLogger(__name__)
 

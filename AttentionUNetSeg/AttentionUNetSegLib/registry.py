@@ -3,53 +3,25 @@
 Two registry files are read, in this order:
 - the bundled one (`data/models.json`, shipped with the package, read-only): the bundled models; its
   entry marked `"default": true` is what `segment` and the Slicer module use when no model is given;
-- the user's (`models.json` in the per-user config folder): models added with `attention-unet models add`.
-Downloads go to the per-user cache folder, named by their sha256. `ATTENTION_UNET_SEG_HOME` moves
-both folders under one root (tests, shared installations). Every use of a model checks its sha256
-against the registry; a mismatch is an error. Nothing is downloaded unless the user asks.
+- the user's (`models.json` in the per-user config folder, see `user_folders`): models added with
+  `attention-unet models add` (`registry_changes`). Downloads go to the per-user cache folder, named by
+  their sha256. Every use of a model checks its sha256 against the registry; a mismatch is an error.
 """
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from .atomic import atomic_file
+from .download import check_https_url, check_sha256
+from .errors import ModelFileError
 from .model_file import file_sha256, read_metadata
-from .download import DownloadProgress, check_https_url, check_sha256, download
-from .errors import InvalidOptionError, ModelFileError
 from .repeats import repeated
+from .user_folders import model_cache_dir, user_registry
 
 BUNDLED_DATA = Path(__file__).resolve().parent / "data"
 BUNDLED_REGISTRY = BUNDLED_DATA / "models.json"
-HOME_VARIABLE = "ATTENTION_UNET_SEG_HOME"
-APP_NAME = "AttentionUNetSeg"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def user_config_dir() -> Path:
-    """Where the user's registry lives."""
-    if os.environ.get(HOME_VARIABLE):
-        return Path(os.environ[HOME_VARIABLE])
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
-
-
-def user_cache_dir() -> Path:
-    """Where downloaded model files are kept."""
-    if os.environ.get(HOME_VARIABLE):
-        return Path(os.environ[HOME_VARIABLE]) / "cache"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
-
-
-def user_registry() -> Path:
-    return user_config_dir() / "models.json"
 
 
 @dataclass(frozen=True)
@@ -90,8 +62,9 @@ def _relative_if_below(path: Path, folder: Path) -> str:
         return str(path.resolve())
 
 
-def _cached_file(sha256: str) -> Path:
-    return user_cache_dir() / "models" / f"{sha256}.safetensors"
+def cached_file(sha256: str) -> Path:
+    """Where the download of the model file with this sha256 is kept."""
+    return model_cache_dir() / f"{sha256}.safetensors"
 
 
 def read_registry(registry: Path, bundled: bool = False) -> List[RegistryEntry]:
@@ -106,7 +79,7 @@ def read_registry(registry: Path, bundled: bool = False) -> List[RegistryEntry]:
             sha256 = check_sha256(item["sha256"])
             if item.get("url"):
                 check_https_url(item["url"])
-                file = _cached_file(sha256)
+                file = cached_file(sha256)
             else:
                 file = (registry.parent / item["file"]).resolve()
             entries.append(RegistryEntry(item["name"], file, sha256, item.get("description", ""),
@@ -191,64 +164,6 @@ def check_model_file(entry: RegistryEntry) -> RegistryEntry:
                    description=entry.description or metadata.description)
 
 
-# --- changing the user's registry ------------------------------------------------------------------------------
-
-def add_file(name: str, file: Path, description: str = "") -> RegistryEntry:
-    """Register a local model file under `name` (its sha256 is recorded, its metadata checked)."""
-    file = Path(file).resolve()
-    _check_new_name(name)
-    if not file.is_file():
-        raise ModelFileError(f"model file {file} does not exist")
-    entry = check_model_file(RegistryEntry(name, file, file_sha256(file), description))
-    _write_user_entries(read_registry(user_registry()) + [entry])
-    return entry
-
-
-def add_url(name: str, url: str, sha256: str, description: str = "",
-            progress: Optional[DownloadProgress] = None) -> RegistryEntry:
-    """Register an https model under `name`: download it (verified), check its metadata, then record it.
-
-    On any failure the registry and the cache are as they were.
-    """
-    _check_new_name(name)
-    url, sha256 = check_https_url(url), check_sha256(sha256)
-    entry = RegistryEntry(name, _cached_file(sha256), sha256, description, url=url)
-    downloaded_here = not entry.available
-    if downloaded_here:
-        download(url, entry.file, entry.sha256, progress)
-    try:
-        entry = check_model_file(entry)
-    except ModelFileError:
-        if downloaded_here:
-            entry.file.unlink(missing_ok=True)
-        raise
-    _write_user_entries(read_registry(user_registry()) + [entry])
-    return entry
-
-
-def download_model(name: str, progress: Optional[DownloadProgress] = None) -> RegistryEntry:
-    """(Re-)download a registered URL model into the cache; a verified file already there is kept."""
-    entry = find_model(name)
-    if not entry.url:
-        raise InvalidOptionError(f"model {name!r} is a local file ({entry.file}), not a download")
-    if entry.available and file_sha256(entry.file) == entry.sha256:
-        return entry
-    download(entry.url, entry.file, entry.sha256, progress)
-    return entry
-
-
-def remove_model(name: str) -> RegistryEntry:
-    """Remove a user-registered model (and its downloaded file); bundled models cannot be removed."""
-    entry = find_model(name)
-    if entry.bundled:
-        raise InvalidOptionError(f"model {name!r} is bundled with AttentionUNetSeg and cannot be removed")
-    remaining = [e for e in read_registry(user_registry()) if e.name != name]
-    _write_user_entries(remaining)
-    if entry.url and not any(e.sha256 == entry.sha256 for e in remaining):
-        entry.file.unlink(missing_ok=True)
-    return entry
-
-
 def verify_models(names: Optional[List[str]] = None) -> Dict[str, Optional[str]]:
     """name -> None if the model's file is present, matches its sha256 and has valid metadata, else why not."""
     entries = [find_model(n) for n in names] if names else list_models()
@@ -260,20 +175,3 @@ def verify_models(names: Optional[List[str]] = None) -> Dict[str, Optional[str]]
         except ModelFileError as exc:
             problems[entry.name] = str(exc)
     return problems
-
-
-def _check_new_name(name: str) -> None:
-    if not NAME_PATTERN.match(name) or name.endswith(".safetensors"):
-        raise InvalidOptionError(f"{name!r} cannot be a model name: use letters, digits, '-', '_' and '.', "
-                                 "starting with a letter or digit and not ending in .safetensors")
-    if name in {e.name for e in list_models()}:
-        raise InvalidOptionError(f"a model named {name!r} is already registered; choose another name or "
-                                 f"`attention-unet models remove {name}` first")
-
-
-def _write_user_entries(entries: List[RegistryEntry]) -> None:
-    path = user_registry()
-    values = {"models": [e.to_dict(path.parent) for e in entries]}
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
-

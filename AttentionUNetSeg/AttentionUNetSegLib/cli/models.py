@@ -13,8 +13,9 @@ from ..preprocessing import IntensityNormalisation
 from ..classes import make_classes
 from ..errors import InvalidOptionError
 from ..model import AttentionUNet3D, ModelConfig, count_parameters
-from ..registry import (RegistryEntry, add_file, add_url, download_model, list_models, remove_model,
-                        resolve_model_path, user_registry, verify_models)
+from ..registry import RegistryEntry, list_models, resolve_model_path, verify_models
+from ..registry_changes import add_file, add_url, download_model, remove_model
+from ..user_folders import user_registry
 from .progress import DownloadBar
 
 
