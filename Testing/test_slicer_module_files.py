@@ -1,8 +1,10 @@
-"""The module's files against each other: widget code vs .ui, parameter node, sample data, requirements, CMake."""
+"""The module's files against each other: widget code vs .ui, parameter node, sample data, requirements, CMake,
+extension metadata, and the Slicer API the module may use (5.6 and later)."""
 from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from slicer_scene import MODULE_DIR, add_volume, new_scene
 
 import slicer
 from AttentionUNetSegLogic import AttentionUNetSegLogic
-from AttentionUNetSegLogic.dependencies import missingRequirements, requirements
+from AttentionUNetSegLogic.dependencies import UnmetRequirement, requirements, unmetRequirements
 
 if sys.version_info >= (3, 11):
     import tomllib as toml
@@ -26,6 +28,9 @@ else:  # the test extras install tomli there
 
 
 MODULE_FILE = MODULE_DIR / "AttentionUNetSeg.py"
+APP_DIR = MODULE_DIR / "AttentionUNetSegApp"
+WIDGET_FILE = APP_DIR / "widget.py"
+PARAMETER_FILE = APP_DIR / "parameters.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "AttentionUNetSeg.ui"
 PARAMETER_CLASS = "AttentionUNetSegParameterNode"
 
@@ -63,12 +68,12 @@ def ui_widgets() -> Dict[str, Tuple[str, Dict[str, str]]]:
 
 
 def widget_code_uses() -> Set[Tuple[str, str, str]]:
-    """(widget, member, signal) for every `self.ui.<widget>.<member>` in the module file (signal for .connect).
+    """(widget, member, signal) for every `self.ui.<widget>.<member>` in the widget file (signal for .connect).
 
     Local aliases (`combo = self.ui.modelComboBox`, then `combo.addItem`) count as uses of the widget.
     """
     uses = set()
-    for function in ast.walk(ast.parse(MODULE_FILE.read_text(encoding="utf-8"))):
+    for function in ast.walk(ast.parse(WIDGET_FILE.read_text(encoding="utf-8"))):
         if not isinstance(function, ast.FunctionDef):
             continue
         aliases = {target.id: statement.value.attr for statement in ast.walk(function)
@@ -93,7 +98,7 @@ def _is_ui_widget(node: ast.AST) -> bool:
 
 def parameter_fields() -> Dict[str, str]:
     """Field name -> kind ('bool', 'float', 'str', 'choice', 'node') of the module's parameter node wrapper."""
-    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    tree = ast.parse(PARAMETER_FILE.read_text(encoding="utf-8"))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == PARAMETER_CLASS)
     fields = {}
     for statement in cls.body:
@@ -123,7 +128,7 @@ def test_parameter_widgets_match_the_parameter_node() -> None:
     assert set(bound) <= set(fields), f"the .ui binds parameters the node lacks: {set(bound) - set(fields)}"
     for name, (cls, _) in bound.items():
         assert cls in PARAMETER_WIDGETS[fields[name]], f"{name} ({fields[name]}) is bound to a {cls}"
-    code = MODULE_FILE.read_text(encoding="utf-8")
+    code = WIDGET_FILE.read_text(encoding="utf-8")
     for name in set(fields) - set(bound):  # parameters the widget code keeps in step itself
         assert re.search(rf"_parameterNode\.{name} = ", code), f"parameter {name} has no widget and is never set"
 
@@ -166,23 +171,44 @@ def test_parameter_node_round_trips_through_an_mrb(tmp_path: Path, small_ct: sit
 
 
 def test_sample_data_checksum_matches_the_bundled_ct() -> None:
-    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    tree = ast.parse((APP_DIR / "sampledata.py").read_text(encoding="utf-8"))
     constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                  for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
     sample = MODULE_DIR / "Resources" / "SampleData" / "example_ct.nii.gz"
     assert constants["SAMPLE_SHA256"] == hashlib.sha256(sample.read_bytes()).hexdigest()
 
 
-def test_requirements_agree_with_the_package_and_are_checked(tmp_path: Path) -> None:
+def test_requirements_agree_with_the_package_and_are_met_here() -> None:
     declared = {re.split(r"[<>=!~ ]", d, maxsplit=1)[0]: d for d in
                 toml.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
     listed = requirements()
     assert {"torch", "monai", "SimpleITK", "safetensors", "numpy"} <= {re.split(r"[<>=!~ ]", r)[0] for r in listed}
     assert sorted(listed) == sorted(declared.values()), "requirements.txt must list pyproject.toml's dependencies"
-    assert missingRequirements() == []
-    fake = tmp_path / "requirements.txt"
-    fake.write_text("# comment\nnumpy>=1.24\nattention_unet_seg_no_such_package>=1.0  # not installed\n")
-    assert missingRequirements(fake) == ["attention_unet_seg_no_such_package>=1.0"]
+    assert unmetRequirements() == []
+
+
+def fake_distribution(folder: Path, name: str, version: str) -> None:
+    """An installed-package record (a .dist-info folder) as pip writes it, with no code."""
+    info = folder / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8")
+
+
+def test_too_old_and_missing_packages_are_named(tmp_path: Path, monkeypatch) -> None:
+    """Versions are compared with the specifiers: an old package counts as unmet and says which version it is."""
+    site = tmp_path / "site"
+    fake_distribution(site, "attention_unet_seg_probe", "1.2.0")
+    fake_distribution(site, "Attention.Unet-Seg_Other", "3.0")
+    monkeypatch.syspath_prepend(str(site))
+    file = tmp_path / "requirements.txt"
+    file.write_text("# comment\nnumpy>=1.24\nattention-unet-seg-probe>=1.10  # 1.2 is older than 1.10\n"
+                    "attention_unet_seg_other>=2,<4\nattention_unet_seg_absent>=1.0\nSimpleITK>=999\n")
+    unmet = unmetRequirements(file)
+    assert unmet == [UnmetRequirement("attention-unet-seg-probe>=1.10", "1.2.0"),
+                     UnmetRequirement("attention_unet_seg_absent>=1.0", None),
+                     UnmetRequirement("SimpleITK>=999", importlib.metadata.version("SimpleITK"))]
+    assert str(unmet[0]) == "attention-unet-seg-probe>=1.10 (attention-unet-seg-probe 1.2.0 is too old)"
+    assert str(unmet[1]) == "attention_unet_seg_absent>=1.0 (not installed)"
 
 
 def test_cmake_installs_every_module_file() -> None:
@@ -196,7 +222,7 @@ def test_cmake_installs_every_module_file() -> None:
         for pattern in block.split():
             folder, name = pattern.rsplit("/", 1)
             covered |= {p for p in (MODULE_DIR / folder).rglob(name) if p.is_file()}
-    wanted = {p for package in ("AttentionUNetSegLogic", "AttentionUNetSegLib")
+    wanted = {p for package in ("AttentionUNetSegApp", "AttentionUNetSegLogic", "AttentionUNetSegLib")
               for p in (MODULE_DIR / package).rglob("*.py")}
     wanted |= {p for p in (MODULE_DIR / "AttentionUNetSegLib" / "data").rglob("*") if p.is_file()}
     assert MODULE_DIR / "AttentionUNetSegLib" / "data" / "models.json" in covered
@@ -211,3 +237,48 @@ def test_logic_imports_neither_qt_nor_the_engine() -> None:
              "print(sorted({'qt', 'ctk', 'torch', 'monai'} & set(sys.modules)))")
     output = subprocess.run([sys.executable, "-c", check, str(MODULE_DIR)], capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "[]"
+
+
+def test_module_folder_holds_one_module_file_that_wires_the_classes_slicer_looks_up() -> None:
+    """Slicer takes every .py beside the module file for a module, and finds <Module>Widget and <Module>Test in
+    the module file's namespace (the widget factory, ScriptedLoadableModule.runTest, ctest's runUnitTest)."""
+    assert [p.name for p in MODULE_DIR.glob("*.py")] == ["AttentionUNetSeg.py"]
+    text = MODULE_FILE.read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 200
+    tree = ast.parse(text)
+    imported = {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    defined = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert {"AttentionUNetSegWidget", "AttentionUNetSegTest", "AttentionUNetSegLogic"} <= imported
+    assert defined == {"AttentionUNetSeg"}
+    test_names = [node.name for node in ast.walk(ast.parse((APP_DIR / "selftest.py").read_text(encoding="utf-8")))
+                  if isinstance(node, ast.FunctionDef) and node.name.startswith("test")]
+    assert test_names == ["test_SegmentSampleCTOnCPU"], "ctest runs every test_ method: keep the default to one run"
+
+
+NEWER_THAN_SLICER_5_6 = {"SetTerminology": "5.10", "GetTerminology": "5.10"}
+"""Slicer/MRML methods the module must not call: they do not exist in Slicer 5.6 (since which release they do)."""
+
+
+def test_module_calls_no_api_newer_than_slicer_5_6() -> None:
+    for path in [MODULE_FILE, *APP_DIR.glob("*.py"), *(MODULE_DIR / "AttentionUNetSegLogic").glob("*.py")]:
+        calls = {node.func.attr for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+        newer = calls & set(NEWER_THAN_SLICER_5_6)
+        assert not newer, f"{path.name} calls {newer}, which Slicer 5.6 lacks"
+
+
+def test_extension_urls_point_at_files_in_the_repository() -> None:
+    cmake = (REPO_ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    urls = dict(re.findall(r'set\(EXTENSION_(HOMEPAGE|ICONURL|SCREENSHOTURLS) "([^"]+)"\)', cmake))
+    assert set(urls) == {"HOMEPAGE", "ICONURL", "SCREENSHOTURLS"}
+    repository = re.match(r"https://github\.com/([\w.-]+/[\w.-]+)", urls["HOMEPAGE"]).group(1)
+    for key in ("ICONURL", "SCREENSHOTURLS"):
+        for url in urls[key].split():
+            prefix = f"https://raw.githubusercontent.com/{repository}/main/"
+            assert url.startswith(prefix), url
+            path = REPO_ROOT / url[len(prefix):]
+            assert path.is_file(), f"{key} points at {path.relative_to(REPO_ROOT)}, which is not in the repository"
+            subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], cwd=REPO_ROOT, check=True,
+                           capture_output=True)
+            assert sitk.ReadImage(str(path)).GetSize()[0] >= 128

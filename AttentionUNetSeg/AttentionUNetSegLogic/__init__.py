@@ -1,8 +1,9 @@
 """The AttentionUNetSeg module's logic: Slicer nodes in, segmentation and attention-map nodes out; no Qt."""
 from .background import BackgroundSegmentation
 from .conversion import updateVolumeFromImage, volumeNodeToImage
-from .logic import AttentionUNetSegLogic, overallProgress
+from .follower import MapLook, RunFollower, RunUpdate, overallProgress
+from .logic import AttentionUNetSegLogic
 from .outputs import SegmentationOutputs
 
-__all__ = ["AttentionUNetSegLogic", "BackgroundSegmentation", "SegmentationOutputs", "overallProgress",
-           "updateVolumeFromImage", "volumeNodeToImage"]
+__all__ = ["AttentionUNetSegLogic", "BackgroundSegmentation", "MapLook", "RunFollower", "RunUpdate",
+           "SegmentationOutputs", "overallProgress", "updateVolumeFromImage", "volumeNodeToImage"]

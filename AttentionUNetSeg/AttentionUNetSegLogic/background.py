@@ -3,7 +3,8 @@
 The input image and options go into a temporary job folder (AttentionUNetSegLib.worker), the
 worker prints one JSON event per line on stdout, a reader thread queues those lines, and `poll()`
 (called from the main thread, e.g. by a qt.QTimer) hands them out. When the worker has finished,
-`poll()` reads its outputs and adds the nodes to the scene; `cancel()` ends the worker process.
+`poll()` reads its outputs and adds the nodes to the scene. `cancel()` kills the worker's whole
+process group (see processes.py) and returns at once: it never waits for the process or the reader.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -21,11 +23,14 @@ import SimpleITK as sitk
 
 import slicer
 from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
+from AttentionUNetSegLib.inference_settings import InferenceSettings
 
 from .outputs import SegmentationOutputs
+from .processes import killProcessGroup, startProcessGroup
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
-Commit = Callable[[object], SegmentationOutputs]
+Commit = Callable[[object, float], SegmentationOutputs]
+"""Adds the nodes for a finished run: (engine result, seconds since the run started) -> outputs."""
 
 
 def pythonExecutable() -> str:
@@ -41,22 +46,27 @@ class BackgroundSegmentation:
     """One segmentation running in a worker process; a future whose `poll()` drives it to completion."""
 
     def __init__(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, image: sitk.Image, model: Optional[str],
-                 device: str, attention: bool, probabilities: bool, commit: Commit) -> None:
+                 device: str, attention: bool, probabilities: bool, commit: Commit,
+                 python: Optional[str] = None) -> None:
+        """`python`: the interpreter (or a launcher of it) that runs the worker; default `pythonExecutable()`."""
         from AttentionUNetSegLib import worker
 
         self.inputVolume = inputVolume
         self.state = RUNNING
+        self.started = time.monotonic()
         self._commit = commit
         self._outputs: Optional[SegmentationOutputs] = None
         self._error: Optional[BaseException] = None
         self._failure: Optional[dict] = None
+        self._lock = threading.Lock()  # the reader's end and a stop agree on who removes the job folder
+        self._ended = False
         self._jobDir = Path(tempfile.mkdtemp(prefix="AttentionUNetSeg-"))
         try:
-            worker.write_job(self._jobDir, image, model=model, device=device, attention=attention,
-                             probabilities=probabilities)
-            self._process = slicer.util.launchConsoleProcess(
-                [pythonExecutable(), "-m", "AttentionUNetSegLib.worker", str(self._jobDir)],
-                useStartupEnvironment=False, updateEnvironment={"PYTHONPATH": _pythonPath()})
+            settings = InferenceSettings(device=device, attention=attention, probabilities=probabilities)
+            worker.write_job(self._jobDir, image, model=model, settings=settings)
+            self._process = startProcessGroup(
+                [python or pythonExecutable(), "-m", "AttentionUNetSegLib.worker", str(self._jobDir)],
+                env={**os.environ, "PYTHONPATH": _pythonPath()})
         except BaseException:
             shutil.rmtree(self._jobDir, ignore_errors=True)
             raise
@@ -94,7 +104,7 @@ class BackgroundSegmentation:
         return events
 
     def cancel(self) -> None:
-        """End the worker process; nothing is added to the scene."""
+        """Kill the worker and its process group and return at once; nothing is added to the scene."""
         if not self.done:
             self._stop(CancelledError("Segmentation cancelled; nothing was added."), CANCELLED)
 
@@ -107,10 +117,18 @@ class BackgroundSegmentation:
         return self._outputs
 
     def _readLines(self) -> None:
-        for line in self._process.stdout:
-            self._lines.put(line.rstrip("\r\n"))
-        self._process.wait()
-        self._lines.put(None)
+        """Reader thread: queue the output lines (any bytes decode), then, whatever happened, the end (None)."""
+        try:
+            for line in self._process.stdout:
+                self._lines.put(line.decode("utf-8", errors="replace").rstrip("\r\n"))
+        finally:
+            self._process.wait()
+            with self._lock:
+                self._ended = True
+                stopped = self.state != RUNNING
+            if stopped:  # cancelled or abandoned while the worker ran: the folder is no one else's to remove
+                shutil.rmtree(self._jobDir, ignore_errors=True)
+            self._lines.put(None)
 
     def _finish(self) -> None:
         from AttentionUNetSegLib import worker
@@ -119,7 +137,7 @@ class BackgroundSegmentation:
             if self._process.returncode != 0:
                 raise worker.error_from_event(self._failure) if self._failure else AttentionUNetSegError(
                     f"the segmentation process ended with exit status {self._process.returncode}; see the log")
-            self._outputs = self._commit(worker.read_result(self._jobDir))
+            self._outputs = self._commit(worker.read_result(self._jobDir), time.monotonic() - self.started)
             self.state = SUCCEEDED
         except Exception as exc:
             self._error = exc
@@ -128,12 +146,15 @@ class BackgroundSegmentation:
             shutil.rmtree(self._jobDir, ignore_errors=True)
 
     def _stop(self, error: BaseException, state: str) -> None:
-        self._process.kill()
-        self._process.wait()
-        self._reader.join()
-        self._error = error
-        self.state = state
-        shutil.rmtree(self._jobDir, ignore_errors=True)
+        """End the run as `state` without waiting: the reader thread sees the pipe close and tidies up."""
+        with self._lock:
+            self._error = error
+            self.state = state
+            ended = self._ended
+        if ended:
+            shutil.rmtree(self._jobDir, ignore_errors=True)
+        else:
+            killProcessGroup(self._process)
 
 
 def _parse(line: str) -> dict:

@@ -6,12 +6,14 @@ imported only when a run starts, so the module loads even before its dependencie
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import SimpleITK as sitk
 
 import slicer
+from AttentionUNetSegLib.callbacks import CancelCheck, ProgressCallback
 
 from . import dependencies, display
 from .background import BackgroundSegmentation
@@ -20,23 +22,7 @@ from .inputs import validateInputVolume
 from .outputs import (ATTENTION, GATE_ATTRIBUTE, INPUT_ROLE, OUTPUT_ATTRIBUTE, PROBABILITY, SegmentationOutputs,
                       previousOutputs, writeOutputs)
 
-Progress = Callable[[str, float], None]
-Cancel = Callable[[], bool]
 ModelChoice = Union[str, Path, None]
-
-# Share of the progress bar for each stage reported by the engine, the worker and the output writer.
-_STAGE_SPANS: Dict[str, Tuple[float, float]] = {
-    "preparing": (0.0, 0.05), "inference": (0.05, 0.85), "resampling": (0.85, 0.9), "done": (0.9, 0.9),
-    "saving": (0.9, 0.93), "outputs": (0.93, 1.0),
-}
-
-
-def overallProgress(stage: str, fraction: float) -> Optional[float]:
-    """Progress of the whole run in [0, 1] for a stage's own fraction; None for an unknown stage."""
-    if stage not in _STAGE_SPANS:
-        return None
-    start, end = _STAGE_SPANS[stage]
-    return start + (end - start) * min(max(fraction, 0.0), 1.0)
 
 
 class AttentionUNetSegLogic:
@@ -64,8 +50,8 @@ class AttentionUNetSegLogic:
 
     def process(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, model=None,
                 outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None, attention: bool = True,
-                probabilities: bool = False, device: str = "auto", progress: Optional[Progress] = None,
-                cancel: Optional[Cancel] = None) -> SegmentationOutputs:
+                probabilities: bool = False, device: str = "auto", progress: Optional[ProgressCallback] = None,
+                cancel: Optional[CancelCheck] = None) -> SegmentationOutputs:
         """Segment `inputVolume` in this process and add the output nodes (synchronous).
 
         `model`: a registry name, a .safetensors path, a loaded model, or None for the registry's
@@ -73,18 +59,22 @@ class AttentionUNetSegLogic:
         stops it (CancelledError). On any error nothing is added to the scene.
         """
         from AttentionUNetSegLib.inference import segment
+        from AttentionUNetSegLib.inference_settings import InferenceSettings
 
+        started = time.monotonic()
         image = self.inputImage(inputVolume)
-        result = segment(image, model, device=device, attention=attention, probabilities=probabilities,
-                         progress=progress, cancel=cancel)
-        return writeOutputs(inputVolume, result, outputSegmentation, progress)
+        settings = InferenceSettings(device=device, attention=attention, probabilities=probabilities)
+        result = segment(image, model, settings, progress=progress, cancel=cancel)
+        return writeOutputs(inputVolume, result, time.monotonic() - started, outputSegmentation, progress)
 
     def startBackground(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, model: ModelChoice = None,
                         outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None, attention: bool = True,
-                        probabilities: bool = False, device: str = "auto") -> BackgroundSegmentation:
+                        probabilities: bool = False, device: str = "auto",
+                        python: Optional[str] = None) -> BackgroundSegmentation:
         """Start segmenting `inputVolume` in a separate process; drive it with `poll()`, end it with `cancel()`.
 
         The input and the model file are checked before the process starts, so those errors are raised here.
+        `python` runs the worker (default: PythonSlicer inside Slicer, else this interpreter).
         """
         from AttentionUNetSegLib.registry import resolve_model_path
 
@@ -93,7 +83,8 @@ class AttentionUNetSegLogic:
         self.modelMetadata(modelPath)  # a corrupt file fails here, before the process starts
         return BackgroundSegmentation(
             inputVolume, image, str(modelPath), device, attention, probabilities,
-            commit=lambda result: writeOutputs(inputVolume, result, outputSegmentation))
+            commit=lambda result, seconds: writeOutputs(inputVolume, result, seconds, outputSegmentation),
+            python=python)
 
     @staticmethod
     def inputImage(inputVolume: Optional[slicer.vtkMRMLScalarVolumeNode]) -> sitk.Image:
@@ -134,14 +125,17 @@ class AttentionUNetSegLogic:
         return "Apple GPU (MPS)" if device.type == "mps" else "CPU (PyTorch sees no GPU)"
 
     @staticmethod
-    def missingDependencies() -> List[str]:
-        """Requirements of the engine that are not installed (empty when all are)."""
-        return dependencies.missingRequirements()
+    def unmetDependencies() -> List[dependencies.UnmetRequirement]:
+        """Requirements of the engine that are not installed or too old (empty when all are met)."""
+        return dependencies.unmetRequirements()
 
     @staticmethod
-    def installDependencies(missing: Sequence[str]) -> None:
-        """Install `missing` requirements (PyTorch through the PyTorch extension where present)."""
-        dependencies.installRequirements(missing)
+    def installDependencies(unmet: Sequence[dependencies.UnmetRequirement]) -> List[str]:
+        """Install or upgrade `unmet` requirements (PyTorch through the PyTorch extension where present).
+
+        Returns the upgraded packages that this process had imported already: Slicer must restart to use them.
+        """
+        return dependencies.installRequirements(unmet)
 
     # --- outputs and their display ----------------------------------------------------------------------------
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Mapping, Optional
+from typing import Dict, Iterator, List, Mapping, Optional
 
 import SimpleITK as sitk
 import vtk
 
 import slicer
+from AttentionUNetSegLib.callbacks import ProgressCallback
 from AttentionUNetSegLib.errors import InputImageError
 
 from .conversion import updateVolumeFromImage
@@ -31,10 +32,12 @@ CLASS_ATTRIBUTE = "AttentionUNetSeg.Class"
 CREATED_ATTRIBUTE = "AttentionUNetSeg.Created"
 SEGMENTATION, ATTENTION, PROBABILITY, VOLUMES, FOLDER = "segmentation", "attention", "probability", "volumes", "folder"
 DEFAULT_THRESHOLD = 0.2
+SEGMENT_COLUMN = "Segment"
 VOLUME_COLUMN = "Volume [mL]"
+RUN_TIME_COLUMN = "Run time [s]"
+COMPUTED_ON_COLUMN = "Computed on"
 _GATE_NAME = re.compile(r"att(\d+)_gate(\d+)$")
 
-Progress = Callable[[str, float], None]
 
 
 @dataclass
@@ -46,9 +49,22 @@ class SegmentationOutputs:
     probabilities: Dict[str, slicer.vtkMRMLScalarVolumeNode]
     volumesTable: slicer.vtkMRMLTableNode
     volumesMl: Dict[str, float]
-    device: str = ""
+    seconds: float
+    """Wall time from the start of the run to its outputs."""
+    device: str
+    backend: str
+    precision: str
     timings: Dict[str, float] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
+
+    @property
+    def computedOn(self) -> str:
+        """Device, backend and precision in words, e.g. 'cpu (torch, float32)'."""
+        return computedOn(self.device, self.backend, self.precision)
+
+
+def computedOn(device: str, backend: str, precision: str) -> str:
+    return f"{device} ({backend}, {precision})"
 
 
 def gateLabel(gateName: str) -> str:
@@ -69,10 +85,12 @@ def previousOutputs(inputVolume: slicer.vtkMRMLNode, kind: Optional[str] = None)
             and (kind is None or node.GetAttribute(OUTPUT_ATTRIBUTE) == kind)]
 
 
-def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result,
+def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result, seconds: float,
                  outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None,
-                 progress: Optional[Progress] = None) -> SegmentationOutputs:
+                 progress: Optional[ProgressCallback] = None) -> SegmentationOutputs:
     """Add the nodes for an engine `result` (a SegmentationResult) and remove this input's earlier outputs.
+
+    `seconds`: how long the run has taken so far, recorded in the volumes table with the device it ran on.
 
     Raises InputImageError (and changes nothing) if `inputVolume` left the scene while the engine ran.
     """
@@ -100,7 +118,8 @@ def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result,
                 written += 1
                 report("outputs", written / (total + 1))
         volumes = result.volumes_ml()
-        table = _addVolumesTable(scene, inputVolume, volumes, f"{name} organ volumes", parentItem)
+        table = _addVolumesTable(scene, inputVolume, volumes, f"{name} organ volumes", parentItem, seconds,
+                                 computedOn(result.device, result.backend, result.precision))
         segmentationNode = outputSegmentation or _reusableSegmentation(earlier)
         with _restoredOnFailure(segmentationNode):
             if segmentationNode is None:
@@ -111,8 +130,9 @@ def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result,
             # the commit: earlier outputs go only once everything new is in place (a failure above keeps them)
             _removeOutputs(scene, [node for node in earlier if node is not segmentationNode
                                    and node.GetAttribute(CREATED_ATTRIBUTE) is not None])
-    return SegmentationOutputs(segmentationNode, nodes[ATTENTION], nodes[PROBABILITY], table, volumes,
-                               result.device, dict(result.timings), list(result.warnings))
+    return SegmentationOutputs(segmentationNode, nodes[ATTENTION], nodes[PROBABILITY], table, volumes, seconds,
+                               result.device, result.backend, result.precision, dict(result.timings),
+                               list(result.warnings))
 
 
 def _hierarchyParent(inputVolume: slicer.vtkMRMLNode) -> int:
@@ -187,18 +207,21 @@ def _addMapVolume(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode, i
 
 
 def _addVolumesTable(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode, volumes: Mapping[str, float],
-                     name: str, parentItem: int) -> slicer.vtkMRMLTableNode:
+                     name: str, parentItem: int, seconds: float, device: str) -> slicer.vtkMRMLTableNode:
+    """One row per segment: its volume, and how long the run took on which device (the same in every row,
+    so that each row read or exported alone still says where it came from)."""
     table = slicer.vtkMRMLTableNode()
     table.SetName(name)
-    segments = vtk.vtkStringArray()
-    segments.SetName("Segment")
-    millilitres = vtk.vtkDoubleArray()
-    millilitres.SetName(VOLUME_COLUMN)
+    columns = {SEGMENT_COLUMN: vtk.vtkStringArray(), VOLUME_COLUMN: vtk.vtkDoubleArray(),
+               RUN_TIME_COLUMN: vtk.vtkDoubleArray(), COMPUTED_ON_COLUMN: vtk.vtkStringArray()}
     for segmentName, volume in volumes.items():
-        segments.InsertNextValue(segmentName)
-        millilitres.InsertNextValue(round(volume, 2))
-    table.AddColumn(segments)
-    table.AddColumn(millilitres)
+        columns[SEGMENT_COLUMN].InsertNextValue(segmentName)
+        columns[VOLUME_COLUMN].InsertNextValue(round(volume, 2))
+        columns[RUN_TIME_COLUMN].InsertNextValue(round(seconds, 1))
+        columns[COMPUTED_ON_COLUMN].InsertNextValue(device)
+    for columnName, column in columns.items():
+        column.SetName(columnName)
+        table.AddColumn(column)
     table.SetUseColumnTitleAsColumnHeader(True)
     _markAsOutput(table, inputVolume, VOLUMES)
     table.SetAttribute(CREATED_ATTRIBUTE, "1")

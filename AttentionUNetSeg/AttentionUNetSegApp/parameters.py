@@ -1,0 +1,23 @@
+"""The panel's choices, saved with the scene (a parameter node wrapper around the logic's parameter node)."""
+from typing import Annotated
+
+from slicer import vtkMRMLColorNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+
+
+@parameterNodeWrapper
+class AttentionUNetSegParameterNode:
+    """model: registry name or .safetensors path ("" = the registry's default model).
+    attentionVolume: the attention gate shown in the slice views.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    model: str = ""
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    outputSegmentation: vtkMRMLSegmentationNode
+    computeAttention: bool = True
+    computeProbabilities: bool = False
+    attentionVolume: vtkMRMLScalarVolumeNode
+    attentionOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    attentionThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.2
+    attentionColorMap: vtkMRMLColorNode
