@@ -16,13 +16,14 @@ import SimpleITK as sitk
 import torch
 from conftest import run_cli
 
-from AttentionUNetSegLib.backends import TorchNetwork, make_network, resolve_backend
+from AttentionUNetSegLib.backends import TorchBackend, make_backend, resolve_backend
 from AttentionUNetSegLib.model_file import load_model
 from AttentionUNetSegLib.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import InvalidOptionError
-from AttentionUNetSegLib.inference import segment, window_size, windows_along
-from AttentionUNetSegLib.openvino_backend import IR_FILE, OpenVINONetwork
+from AttentionUNetSegLib.inference import segment
+from AttentionUNetSegLib.openvino_backend import IR_FILE, OpenVINOBackend
 from AttentionUNetSegLib.user_folders import user_cache_dir
+from AttentionUNetSegLib.sliding_windows import window_size, windows_along
 
 CPU = torch.device("cpu")
 
@@ -36,22 +37,22 @@ def _reference(model, x: torch.Tensor):
 @pytest.mark.parametrize("shape", [(1, 1, 48, 48, 32), (2, 1, 32, 64, 48)])
 def test_openvino_float32_matches_the_reference(trained_like_model, shape: tuple) -> None:
     """One converted network serves every window size and batch (dynamic shapes)."""
-    network = OpenVINONetwork(trained_like_model, torch.float32)
+    backend = OpenVINOBackend(trained_like_model, torch.float32)
     x = torch.randn(*shape)
     reference, reference_gates = _reference(trained_like_model, x)
-    logits, gates = network(x, attention=True)
+    logits, gates = backend(x, attention=True)
     assert logits.shape == reference.shape and len(gates) == len(reference_gates) == 6
     assert (logits - reference).abs().max() <= 1e-4 * reference.abs().max()
     for alpha, expected in zip(gates, reference_gates):
         assert alpha.shape == expected.shape and (alpha - expected).abs().max() <= 1e-4
-    assert network(x, attention=False)[1] == []
+    assert backend(x, attention=False)[1] == []
 
 
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="bf16 inference is used only on CPUs with native bf16")
 def test_openvino_bfloat16_within_tolerance(trained_like_model) -> None:
     x = torch.randn(1, 1, 48, 48, 32)
     reference, reference_gates = _reference(trained_like_model, x)
-    logits, gates = OpenVINONetwork(trained_like_model, torch.bfloat16)(x, attention=True)
+    logits, gates = OpenVINOBackend(trained_like_model, torch.bfloat16)(x, attention=True)
     assert (logits - reference).abs().max() <= 0.05 * (reference.max() - reference.min())
     assert (logits.argmax(1) == reference.argmax(1)).float().mean() >= 0.97
     for alpha, expected in zip(gates, reference_gates):
@@ -59,11 +60,11 @@ def test_openvino_bfloat16_within_tolerance(trained_like_model) -> None:
 
 
 def test_outputs_are_not_overwritten_by_the_next_call(trained_like_model) -> None:
-    network = OpenVINONetwork(trained_like_model, torch.float32)
+    backend = OpenVINOBackend(trained_like_model, torch.float32)
     first_input, second_input = torch.randn(1, 1, 32, 32, 32), torch.randn(1, 1, 32, 32, 32)
-    first, _ = network(first_input, attention=False)
+    first, _ = backend(first_input, attention=False)
     kept = first.clone()
-    network(second_input, attention=False)
+    backend(second_input, attention=False)
     assert torch.equal(first, kept)
 
 
@@ -85,20 +86,20 @@ def test_converted_network_is_cached_per_model_file(tiny_model_path: Path, caplo
         shutil.rmtree(earlier)
     x = torch.randn(1, 1, 32, 32, 32)
     with caplog.at_level(logging.INFO):
-        expected, _ = OpenVINONetwork(model, torch.float32)(x, attention=False)
+        expected, _ = OpenVINOBackend(model, torch.float32)(x, attention=False)
     assert "converting the model for OpenVINO" in caplog.text
     (folder,) = (user_cache_dir() / "openvino").glob(f"{model.sha256}-*")
     assert (folder / IR_FILE).is_file() and not list(folder.parent.glob(".converting-*"))
 
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        again, _ = OpenVINONetwork(model, torch.float32)(x, attention=False)
+        again, _ = OpenVINOBackend(model, torch.float32)(x, attention=False)
     assert "converting" not in caplog.text and torch.equal(again, expected)
 
     (folder / IR_FILE).write_text("<not a network")  # a damaged cache entry is converted again
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        repaired, _ = OpenVINONetwork(model, torch.float32)(x, attention=False)
+        repaired, _ = OpenVINOBackend(model, torch.float32)(x, attention=False)
     assert "unreadable" in caplog.text and "converting" in caplog.text and torch.equal(repaired, expected)
 
 
@@ -109,7 +110,7 @@ def test_backend_choice(trained_like_model) -> None:
         resolve_backend("openvino", torch.device("cuda"))
     with pytest.raises(InvalidOptionError, match="backend must be one of"):
         resolve_backend("tensorrt", CPU)
-    assert isinstance(make_network(trained_like_model, CPU, torch.float32, "torch"), TorchNetwork)
+    assert isinstance(make_backend(trained_like_model, CPU, torch.float32, "torch"), TorchBackend)
 
 
 def test_window_size() -> None:

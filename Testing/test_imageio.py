@@ -9,10 +9,9 @@ import pytest
 import SimpleITK as sitk
 from conftest import GRID_DIRECTIONS
 
-from AttentionUNetSegLib.imageio import map_image, write_image, write_map
+from AttentionUNetSegLib.grid import Grid
+from AttentionUNetSegLib.imageio import write_image, write_map
 from AttentionUNetSegLib.inference import ATTENTION_STEP
-from AttentionUNetSegLib.resampling import Grid
-
 
 
 @pytest.mark.parametrize("kind", list(GRID_DIRECTIONS))
@@ -20,9 +19,9 @@ from AttentionUNetSegLib.resampling import Grid
 def test_scaled_nifti_map_reads_back_as_the_float_image(tmp_path: Path, kind: str, suffix: str) -> None:
     grid = Grid((13, 11, 9), (10.5, -20.25, 33.0), (0.8, 1.1, 2.5), tuple(GRID_DIRECTIONS[kind].ravel()))
     multiples = np.random.default_rng(0).integers(0, round(1 / ATTENTION_STEP) + 1, size=(9, 11, 13))
-    multiples = multiples.astype(np.int16)
-    ours = write_map(multiples, ATTENTION_STEP, grid, tmp_path / f"map{suffix}")
-    reference = write_image(map_image(multiples, ATTENTION_STEP, grid), tmp_path / f"itk{suffix}")
+    values = multiples.astype(np.float32) * np.float32(ATTENTION_STEP)
+    ours = write_map(values, grid, tmp_path / f"map{suffix}", ATTENTION_STEP)
+    reference = write_image(grid.image(values), tmp_path / f"itk{suffix}")
     read, expected = sitk.ReadImage(str(ours)), sitk.ReadImage(str(reference))
     assert read.GetPixelID() == sitk.sitkFloat32
     assert np.array_equal(sitk.GetArrayViewFromImage(read), sitk.GetArrayViewFromImage(expected))
@@ -39,10 +38,10 @@ def test_scaled_nifti_map_reads_back_as_the_float_image(tmp_path: Path, kind: st
 def test_maps_without_a_step_or_in_other_formats_are_float_images(tmp_path: Path) -> None:
     grid = Grid((5, 4, 3), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), tuple(np.eye(3).ravel()))
     floats = np.random.default_rng(1).random((3, 4, 5), dtype=np.float32)
-    multiples = np.rint(floats / ATTENTION_STEP).astype(np.int16)
-    for values, step, name in ((floats, None, "p.nii.gz"), (multiples, ATTENTION_STEP, "a.nrrd")):
-        path = write_map(values, step, grid, tmp_path / name)
+    rounded = np.rint(floats / ATTENTION_STEP).astype(np.float32) * np.float32(ATTENTION_STEP)
+    for values, step, name in ((floats, None, "p.nii.gz"), (rounded, ATTENTION_STEP, "a.nrrd")):
+        path = write_map(values, grid, tmp_path / name, step)
         read = sitk.ReadImage(str(path))
         assert read.GetPixelID() == sitk.sitkFloat32
-        assert np.array_equal(sitk.GetArrayViewFromImage(read), sitk.GetArrayViewFromImage(map_image(values, step, grid)))
+        assert np.array_equal(sitk.GetArrayViewFromImage(read), values)
     assert nibabel.load(str(tmp_path / "p.nii.gz")).get_data_dtype() == np.float32

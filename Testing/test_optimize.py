@@ -13,10 +13,11 @@ from torch import nn
 
 from AttentionUNetSegLib.model_file import load_model
 from AttentionUNetSegLib.device import autocast
-from AttentionUNetSegLib.inference import MIN_AIR_MARGIN, segment, window_fitted_body_box
+from AttentionUNetSegLib.inference import segment
 from AttentionUNetSegLib.model import AttentionUNet3D
 from AttentionUNetSegLib.optimize import fold_batchnorm, prepare_for_inference
 from AttentionUNetSegLib.preprocessing import body_box
+from AttentionUNetSegLib.sliding_windows import MIN_AIR_MARGIN, window_fitted_body_box
 
 
 def _forward(model: nn.Module, x: torch.Tensor, dtype: torch.dtype = torch.float32):

@@ -7,7 +7,9 @@ import SimpleITK as sitk
 from conftest import GRID_DIRECTIONS
 from scipy.ndimage import gaussian_filter
 
-from AttentionUNetSegLib.resampling import Grid, argmax_on_grid, axis_maps, resample_linear
+from AttentionUNetSegLib.grid import Grid
+from AttentionUNetSegLib.preprocessing import resample
+from AttentionUNetSegLib.resampling import argmax_on_grid, axis_maps, resample_linear
 
 RNG = np.random.default_rng(1)
 
@@ -27,9 +29,7 @@ def _grids(direction: np.ndarray):
 
 
 def _sitk_resample(array: np.ndarray, source: Grid, target: Grid, outside: float) -> np.ndarray:
-    image = source.apply(sitk.GetImageFromArray(array))
-    return sitk.GetArrayFromImage(sitk.Resample(image, target.empty_image(), sitk.Transform(), sitk.sitkLinear,
-                                                outside, sitk.sitkFloat32))
+    return sitk.GetArrayFromImage(resample(source.image(array), target, sitk.sitkLinear, outside))
 
 
 @pytest.mark.parametrize("kind", list(GRID_DIRECTIONS))

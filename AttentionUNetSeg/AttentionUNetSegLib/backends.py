@@ -1,9 +1,9 @@
-"""Inference backends: what turns a batch of windows into logits and attention maps.
+"""Inference backends (window_backend.WindowBackend) and the choice between them.
 
 - `torch`: the model with BatchNorm folded into its convolutions, channels-last, autocast to the chosen
   precision; any device.
-- `openvino`: the same folded network converted once to OpenVINO and cached (openvino_backend.py); CPU
-  only, about twice as fast as PyTorch there (docs/benchmarks.md).
+- `openvino`: the same folded model converted once to OpenVINO and cached (openvino_backend.py); CPU
+  only, faster than PyTorch there (docs/benchmarks.md).
 `auto` picks OpenVINO on the CPU when it is installed, PyTorch otherwise. Both return the same outputs
 within the tolerances tested in Testing/test_backends.py.
 """
@@ -11,32 +11,20 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from typing import List, Protocol, Tuple
 
 import torch
 
 from .device import autocast
 from .errors import InvalidOptionError
 from .optimize import prepare_for_inference
+from .window_backend import WindowBackend, WindowOutputs
 
 log = logging.getLogger(__name__)
 
 BACKEND_CHOICES = ("auto", "torch", "openvino")
-WindowOutputs = Tuple[torch.Tensor, List[torch.Tensor]]
 
 
-class WindowNetwork(Protocol):
-    """Windows (N, C, z, y, x) on `device` -> float32 logits and, if asked, every gate's map (gate_names order)."""
-
-    name: str
-    device: torch.device
-    dtype: torch.dtype
-    gate_names: List[str]
-
-    def __call__(self, windows: torch.Tensor, attention: bool) -> WindowOutputs: ...
-
-
-class TorchNetwork:
+class TorchBackend:
     """The folded, channels-last model under autocast."""
 
     name = "torch"
@@ -75,17 +63,17 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def make_network(model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
-                 backend: str = "auto") -> WindowNetwork:
-    """The window network for `backend`; if OpenVINO cannot take the model, PyTorch, with a warning."""
+def make_backend(model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
+                 backend: str = "auto") -> WindowBackend:
+    """The backend named `backend` running `model`; if OpenVINO cannot take the model, PyTorch, with a warning."""
     chosen = resolve_backend(backend, device)
     if chosen == "openvino":
-        from .openvino_backend import OpenVINONetwork
+        from .openvino_backend import OpenVINOBackend
 
         try:
-            return OpenVINONetwork(model, dtype)
+            return OpenVINOBackend(model, dtype)
         except Exception as exc:  # a conversion or compile failure must not stop a segmentation
             if backend == "openvino":
                 raise
             log.warning("OpenVINO could not run this model (%s); using PyTorch instead", exc)
-    return TorchNetwork(model, device, dtype)
+    return TorchBackend(model, device, dtype)

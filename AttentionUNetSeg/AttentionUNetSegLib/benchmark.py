@@ -92,14 +92,14 @@ def forward_candidates(device: torch.device, num_classes: int, authors_path: Opt
                   reference=unet),
     ]
     if _openvino_runs(device):
-        from .openvino_backend import OpenVINONetwork
+        from .openvino_backend import OpenVINOBackend
 
-        for name, network in (("Attention U-Net", ours), ("U-Net", unet)):
-            runner = OpenVINONetwork(network, fast)
-            found.append(Candidate(f"ours {name}, OpenVINO + attention maps", network, fast, False, True,
-                                   infer=lambda x, runner=runner: runner(x, attention=True), reference=network))
+        for name, model in (("Attention U-Net", ours), ("U-Net", unet)):
+            backend = OpenVINOBackend(model, fast)
+            found.append(Candidate(f"ours {name}, OpenVINO + attention maps", model, fast, False, True,
+                                   infer=lambda x, backend=backend: backend(x, attention=True), reference=model))
         found.append(Candidate("ours Attention U-Net, OpenVINO, float32", ours, torch.float32, False, True,
-                               infer=lambda x, runner=OpenVINONetwork(ours, torch.float32): runner(x, True),
+                               infer=lambda x, backend=OpenVINOBackend(ours, torch.float32): backend(x, True),
                                reference=ours))
     return found + _peer_candidates(device, num_classes, authors_path, train=False)
 
@@ -113,8 +113,8 @@ def with_compiled(found: List[Candidate], mode: str) -> List[Candidate]:
     without attention outputs; peers: channels-last at reduced precision, or fp32 where that is all there is).
     Compilation happens in the warm-up rounds ("reduce-overhead" also captures CUDA graphs)."""
     compiled = []
-    for network in COMPILED_NETWORKS:
-        eager = [c for c in found if c.name.startswith(network) and c.infer is None and not c.attention_output]
+    for network_name in COMPILED_NETWORKS:
+        eager = [c for c in found if c.name.startswith(network_name) and c.infer is None and not c.attention_output]
         if eager:
             best = max(eager, key=lambda c: (c.dtype != torch.float32, c.channels_last))
             compiled.append(Candidate(f"{best.name}, torch.compile {mode}", torch.compile(best.model, mode=mode),

@@ -7,16 +7,14 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
 from .atomic import atomic_file
 from .errors import InputImageError
-
-if TYPE_CHECKING:
-    from .resampling import Grid
+from .grid import Grid
 
 log = logging.getLogger(__name__)
 
@@ -137,26 +135,22 @@ def _atomic_image_file(path: Path) -> Iterator[Path]:
             tmp_with_suffix.unlink(missing_ok=True)
 
 
-def map_image(values: np.ndarray, step: Optional[float], grid: "Grid") -> sitk.Image:
-    """A float32 image on `grid` of a map's values (z, y, x), or of integer multiples of `step`."""
-    floats = values if step is None else values.astype(np.float32) * np.float32(step)
-    return grid.apply(sitk.GetImageFromArray(floats))
-
-
-def write_map(values: np.ndarray, step: Optional[float], grid: "Grid", path: Path) -> Path:
-    """Write a map as `map_image` gives it, atomically. As NIfTI, integer multiples of `step` are stored as
-    they are with `step` as the scale factor (scl_slope), which every NIfTI reader applies (ITK, Slicer,
-    nibabel read the same float32 values): half the bytes of float32, compressed 2.5x faster."""
+def write_map(values: np.ndarray, grid: Grid, path: Path, step: Optional[float] = None) -> Path:
+    """Write a map's float32 values (z, y, x) on `grid` atomically, as a float32 image. Values that are multiples
+    of `step` go into a NIfTI file as int16 multiples with `step` as the scale factor (scl_slope), which every
+    NIfTI reader applies (ITK, Slicer and nibabel read the same float32 values): half the bytes to compress."""
     path = Path(path)
     if step is None or not path.name.lower().endswith((".nii.gz", ".nii")):
-        return write_image(map_image(values, step, grid), path)
+        return write_image(grid.image(values), path)
     import nibabel
 
+    multiples = np.empty(values.shape, dtype=np.int16)
+    np.multiply(values, 1.0 / step, out=multiples, casting="unsafe")  # exact: the values are multiples of step
     affine = np.eye(4)
     affine[:3, :3] = np.array(grid.direction).reshape(3, 3) * np.array(grid.spacing)
     affine[:3, 3] = grid.origin
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # ITK's LPS to NIfTI's RAS
-    nifti = nibabel.Nifti1Image(values.transpose(2, 1, 0), affine)  # (x, y, z), no copy
+    nifti = nibabel.Nifti1Image(multiples.transpose(2, 1, 0), affine)  # (x, y, z), no copy
     nifti.header.set_slope_inter(step, 0.0)
     nifti.header.set_xyzt_units("mm")
     nifti.set_qform(affine, code=1)

@@ -1,7 +1,7 @@
-"""CPU inference through OpenVINO: the folded network, converted once per model file and cached.
+"""CPU inference through OpenVINO: the folded model, converted once per model file and cached.
 
-Conversion traces the folded PyTorch network (BatchNorm inside the convolutions) on a small window with
-dynamic batch and spatial sizes, so one converted network serves every window size. It is kept in the
+Conversion traces the folded PyTorch model (BatchNorm inside the convolutions) on a small window with
+dynamic batch and spatial sizes, so one converted model serves every window size. It is kept in the
 per-user cache under the model file's sha256 and the OpenVINO version; it is written to a temporary
 folder that is then renamed, so a half-written entry is never read, and an unreadable entry is converted
 again. The precision is OpenVINO's inference hint: bf16 where PyTorch would use bf16 (CPUs with native
@@ -21,21 +21,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backends import WindowOutputs
 from .optimize import fold_batchnorm
 from .user_folders import user_cache_dir
+from .window_backend import WindowOutputs
 
 log = logging.getLogger(__name__)
 
 CONVERSION_VERSION = 1
-"""Bump when the conversion below changes, so cached networks of the old kind are not used."""
+"""Bump when the conversion below changes, so models converted the old way are not used."""
 EXAMPLE_SIZE = 32
 PRECISION_HINTS = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
 IR_FILE = "network.xml"
 
 
 class _AllOutputs(nn.Module):
-    """The network with logits and every gate's map as a flat tuple of outputs (what OpenVINO converts)."""
+    """The model with logits and every gate's map as a flat tuple of outputs (what OpenVINO converts)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -48,8 +48,8 @@ class _AllOutputs(nn.Module):
         return (logits, *(gates[name] for name in self.model.gate_names))
 
 
-class OpenVINONetwork:
-    """A compiled OpenVINO network with the WindowNetwork interface (see backends.py)."""
+class OpenVINOBackend:
+    """A compiled OpenVINO model as a WindowBackend (window_backend.py)."""
 
     name = "openvino"
     device = torch.device("cpu")
@@ -76,18 +76,18 @@ class OpenVINONetwork:
             try:
                 return self.core.read_model(str(folder / IR_FILE))
             except RuntimeError as exc:
-                log.warning("the cached OpenVINO network in %s is unreadable (%s); converting again", folder, exc)
+                log.warning("the cached OpenVINO model in %s is unreadable (%s); converting again", folder, exc)
                 shutil.rmtree(folder, ignore_errors=True)
         log.info("converting the model for OpenVINO (once per model file%s)",
                  f"; kept in {folder}" if folder is not None else "")
-        network = convert(_AllOutputs(fold_batchnorm(model)), model.config.in_channels)
+        ov_model = convert(_AllOutputs(fold_batchnorm(model)), model.config.in_channels)
         if folder is not None:
-            _store(network, folder, ov)
-        return network
+            _store(ov_model, folder, ov)
+        return ov_model
 
     @staticmethod
     def _cache_folder(model: nn.Module) -> Optional[Path]:
-        """Where this model file's converted network lives; None for a model not loaded from a file."""
+        """Where this model file's converted model lives; None for a model not loaded from a file."""
         import openvino as ov
 
         sha256 = getattr(model, "sha256", None)
@@ -107,24 +107,24 @@ def convert(module: nn.Module, in_channels: int):
                                 input=[ov.PartialShape([-1, in_channels, -1, -1, -1])])
 
 
-def compile_request(network, dtype: torch.dtype, core=None):
-    """An inference request of `network` on the CPU at `dtype`'s precision, on PyTorch's number of threads."""
+def compile_request(ov_model, dtype: torch.dtype, core=None):
+    """An inference request of `ov_model` on the CPU at `dtype`'s precision, on PyTorch's number of threads."""
     import openvino as ov
 
     settings = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[dtype], "PERFORMANCE_HINT": "LATENCY",
                 "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-    return (core or ov.Core()).compile_model(network, "CPU", settings).create_infer_request()
+    return (core or ov.Core()).compile_model(ov_model, "CPU", settings).create_infer_request()
 
 
-def _store(network, folder: Path, ov) -> None:
+def _store(ov_model, folder: Path, ov) -> None:
     """Save atomically: into a temporary folder beside `folder`, then rename it (a racing writer may win)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
     try:
-        ov.save_model(network, str(staging / IR_FILE), compress_to_fp16=False)
+        ov.save_model(ov_model, str(staging / IR_FILE), compress_to_fp16=False)
         os.replace(staging, folder)
     except OSError as exc:
-        log.warning("could not keep the converted OpenVINO network in %s (%s); it is converted again next time",
+        log.warning("could not keep the converted OpenVINO model in %s (%s); it is converted again next time",
                     folder, exc)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

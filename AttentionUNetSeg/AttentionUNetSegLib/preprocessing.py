@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputImageError
+from .grid import Grid
 
 AIR_HU = -1024.0
 MAX_VOXELS = 2_000_000_000
@@ -71,8 +72,8 @@ def validate_image(image: sitk.Image) -> List[str]:
     return warnings
 
 
-def model_grid(image: sitk.Image, spacing_mm: Sequence[float]) -> sitk.Image:
-    """An empty image on an identity-direction grid at `spacing_mm` covering `image`'s physical extent."""
+def model_grid(image: sitk.Image, spacing_mm: Sequence[float]) -> Grid:
+    """The identity-direction grid at `spacing_mm` covering `image`'s physical extent, centred on it."""
     size = np.array(image.GetSize())
     corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (size - 1)
     points = np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners.astype(float)])
@@ -81,10 +82,8 @@ def model_grid(image: sitk.Image, spacing_mm: Sequence[float]) -> sitk.Image:
     spacing = np.asarray(spacing_mm, dtype=float)
     new_size = np.maximum(np.ceil((high - low) / spacing).astype(int), 1)
     origin = (low + high) / 2 - (new_size - 1) * spacing / 2
-    grid = sitk.Image([int(s) for s in new_size], sitk.sitkUInt8)
-    grid.SetSpacing(spacing.tolist())
-    grid.SetOrigin(origin.tolist())
-    return grid
+    return Grid(tuple(int(s) for s in new_size), tuple(origin.tolist()), tuple(spacing.tolist()),
+                tuple(np.eye(3).ravel().tolist()))
 
 
 def body_box(hu: np.ndarray, margin: int = 0, threshold: float = -500.0) -> Tuple[slice, ...]:
@@ -102,10 +101,11 @@ def body_box(hu: np.ndarray, margin: int = 0, threshold: float = -500.0) -> Tupl
     return tuple(boxes)
 
 
-def resample(image: sitk.Image, reference: sitk.Image, interpolator: int, default: float,
+def resample(image: sitk.Image, grid: Grid, interpolator: int, default: float,
              pixel_type: int = sitk.sitkFloat32) -> sitk.Image:
-    """Resample `image` onto `reference`'s grid with an identity transform."""
-    return sitk.Resample(image, reference, sitk.Transform(), interpolator, default, pixel_type)
+    """`image` resampled onto `grid` with an identity transform, `default` outside it."""
+    return sitk.Resample(image, grid.size, sitk.Transform(), interpolator, grid.origin, grid.spacing, grid.direction,
+                         default, pixel_type)
 
 
 def normalise(array: np.ndarray, intensity: IntensityNormalisation) -> np.ndarray:

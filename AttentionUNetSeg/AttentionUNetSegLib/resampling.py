@@ -9,40 +9,17 @@ oblique grids go to SimpleITK itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .errors import CancelledError
+from .callbacks import CancelCheck, raise_if_cancelled
+from .grid import Grid
+from .preprocessing import resample
 
 AXIS_TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Size, origin, spacing and direction of an image, without its voxels (SimpleITK's x, y, z order)."""
-
-    size: Tuple[int, ...]
-    origin: Tuple[float, ...]
-    spacing: Tuple[float, ...]
-    direction: Tuple[float, ...]
-
-    @classmethod
-    def of(cls, image: sitk.Image) -> "Grid":
-        return cls(image.GetSize(), image.GetOrigin(), image.GetSpacing(), image.GetDirection())
-
-    def empty_image(self, pixel_type: int = sitk.sitkUInt8) -> sitk.Image:
-        image = sitk.Image(list(self.size), pixel_type)
-        self.apply(image)
-        return image
-
-    def apply(self, image: sitk.Image) -> sitk.Image:
-        image.SetOrigin(self.origin)
-        image.SetSpacing(self.spacing)
-        image.SetDirection(self.direction)
-        return image
 
 
 @dataclass(frozen=True)
@@ -76,9 +53,8 @@ def resample_linear(array: np.ndarray, source: Grid, target: Grid, outside: floa
     """`array` (z, y, x) on `source` linearly resampled onto `target`, as float32 (z, y, x)."""
     maps = axis_maps(source, target)
     if maps is None:
-        image = source.apply(sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32)))
-        return sitk.GetArrayFromImage(sitk.Resample(image, target.empty_image(), sitk.Transform(), sitk.sitkLinear,
-                                                    outside, sitk.sitkFloat32))
+        image = source.image(np.ascontiguousarray(array, dtype=np.float32))
+        return sitk.GetArrayFromImage(resample(image, target, sitk.sitkLinear, outside))
     values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     values = values.permute(*(m.source_axis for m in maps))  # source axes in target order
     corners = [_cell_corners(m.coordinates, values.shape[axis]) for axis, m in enumerate(maps)]
@@ -92,7 +68,7 @@ def resample_linear(array: np.ndarray, source: Grid, target: Grid, outside: floa
 def _interpolate_axis(values: torch.Tensor, axis: int, corners: _Corners) -> torch.Tensor:
     """Linear interpolation along `axis` between each output index's neighbours (clamped at the borders, so
     the first and last voxel repeat beyond the first and last centre, as ITK does). Along the first axis each
-    output plane is made from its two source planes, without full-size temporaries (twice as fast)."""
+    output plane is made from its two source planes, without full-size temporaries."""
     if axis == 0:
         planes = torch.empty((len(corners.low),) + tuple(values.shape[1:]), dtype=values.dtype)
         for plane, low, high, weight in zip(planes, corners.low.tolist(), corners.high.tolist(),
@@ -107,7 +83,7 @@ def _interpolate_axis(values: torch.Tensor, axis: int, corners: _Corners) -> tor
 
 
 def argmax_on_grid(logits: np.ndarray, source: Grid, target: Grid,
-                   cancel: Optional[Callable[[], bool]] = None) -> np.ndarray:
+                   cancel: Optional[CancelCheck] = None) -> np.ndarray:
     """The argmax class (uint8, z, y, x on `target`) of `logits` (classes, z, y, x on `source`) linearly
     resampled onto `target`, computed exactly without resampling every class everywhere.
 
@@ -130,8 +106,7 @@ def argmax_on_grid(logits: np.ndarray, source: Grid, target: Grid,
         mixed &= inside
     slab = max(SLAB_VOXELS // (labels.shape[1] * labels.shape[2]), 1)
     for first in range(0, labels.shape[0], slab):  # slab by slab, so a noisy model's labels stay in bounds
-        if cancel is not None and cancel():
-            raise CancelledError("segmentation cancelled; nothing was written")
+        raise_if_cancelled(cancel)
         points = mixed[first:first + slab].nonzero()
         points[:, 0] += first
         labels[tuple(points.T)] = _interpolated_argmax(values, corners, points)
@@ -209,7 +184,7 @@ def _interpolated_argmax(values: torch.Tensor, corners: List[_Corners], points: 
 
 def _class_argmax(values: torch.Tensor) -> torch.Tensor:
     """values.argmax(dim=0) as uint8 (ties to the lower class), as a running maximum over the classes:
-    PyTorch's argmax over the first of a contiguous tensor's dimensions is 10x slower on the CPU."""
+    PyTorch's argmax over the first of a contiguous tensor's dimensions is slower on the CPU."""
     best = values[0].clone()
     labels = torch.zeros(values.shape[1:], dtype=torch.uint8)
     for value in range(1, values.shape[0]):
@@ -220,12 +195,11 @@ def _class_argmax(values: torch.Tensor) -> torch.Tensor:
 
 
 def _argmax_by_class(logits: np.ndarray, source: Grid, target: Grid,
-                     cancel: Optional[Callable[[], bool]]) -> np.ndarray:
+                     cancel: Optional[CancelCheck]) -> np.ndarray:
     best: Optional[np.ndarray] = None
     labels: Optional[np.ndarray] = None
     for value in range(logits.shape[0]):
-        if cancel is not None and cancel():
-            raise CancelledError("segmentation cancelled; nothing was written")
+        raise_if_cancelled(cancel)
         resampled = resample_linear(logits[value], source, target, outside=-1e4)
         if best is None:
             best, labels = resampled, np.zeros(resampled.shape, dtype=np.uint8)

@@ -9,21 +9,26 @@ run can be cancelled by ending the process. Files are exchanged through JOB_DIR:
 
 Progress goes to stdout as one JSON object per line: `{"event": "progress", "stage": ..., "fraction": ...}`,
 then `{"event": "done"}` or `{"event": "error", "type": <exception class>, "message": ...}`; the exit
-status is 0 only on success. Log messages go to stderr.
+status is 0 on success, 1 when the run failed, 2 on a usage error. Log messages go to stderr.
 """
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, Optional, Sequence, Union
 
+import numpy as np
 import SimpleITK as sitk
 
 from . import errors
 from .classes import SegmentClass
 from .errors import AttentionUNetSegError
+from .grid import Grid
+from .inference_settings import InferenceSettings
+from .maps import MapSet
 
 JOB_FILE = "job.json"
 INPUT_FILE = "input.nrrd"
@@ -33,13 +38,12 @@ LABELS_FILE = "labels.nrrd"
 Emit = Callable[[dict], None]
 
 
-def write_job(job_dir: Path, image: sitk.Image, *, model: Union[str, Path, None] = None, device: str = "auto",
-              attention: bool = True, probabilities: bool = False) -> None:
-    """Write the input image and the options of one run into `job_dir` (which must exist)."""
+def write_job(job_dir: Path, image: sitk.Image, *, model: Union[str, Path, None] = None,
+              settings: InferenceSettings = InferenceSettings()) -> None:
+    """Write the input image, the model and the settings of one run into `job_dir` (which must exist)."""
     job_dir = Path(job_dir)
     sitk.WriteImage(image, str(job_dir / INPUT_FILE), False)
-    job = {"model": None if model is None else str(model), "device": device, "attention": bool(attention),
-           "probabilities": bool(probabilities)}
+    job = {"model": None if model is None else str(model), "settings": asdict(settings)}
     (job_dir / JOB_FILE).write_text(json.dumps(job), encoding="utf-8")
 
 
@@ -50,8 +54,7 @@ def run_job(job_dir: Path, emit: Emit) -> None:
     job_dir = Path(job_dir)
     job = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
     image = sitk.ReadImage(str(job_dir / INPUT_FILE))
-    result = segment(image, job["model"], device=job["device"], attention=job["attention"],
-                     probabilities=job["probabilities"],
+    result = segment(image, job["model"], InferenceSettings(**job["settings"]),
                      progress=lambda stage, fraction: emit({"event": "progress", "stage": stage, "fraction": fraction}))
     emit({"event": "progress", "stage": "saving", "fraction": 0.0})
     attention_files = _write_maps(job_dir, "attention", result.attention)
@@ -65,7 +68,7 @@ def run_job(job_dir: Path, emit: Emit) -> None:
     (job_dir / RESULT_FILE).write_text(json.dumps(summary), encoding="utf-8")
 
 
-def _write_maps(job_dir: Path, prefix: str, maps: Mapping[str, sitk.Image]) -> Dict[str, str]:
+def _write_maps(job_dir: Path, prefix: str, maps: MapSet) -> Dict[str, str]:
     """Write every map (one at a time) as `<prefix>-<n>.nrrd`; return map name -> file name."""
     files = {}
     for index, name in enumerate(maps):
@@ -74,15 +77,17 @@ def _write_maps(job_dir: Path, prefix: str, maps: Mapping[str, sitk.Image]) -> D
     return files
 
 
-class _ImageFiles(Mapping[str, sitk.Image]):
-    """Images read from their files on access, so that only one is in memory at a time."""
+class MapFiles(MapSet):
+    """Maps on `grid` read from their files on access, so that only one is in memory at a time."""
 
-    def __init__(self, folder: Path, files: Dict[str, str]) -> None:
-        self._folder = folder
-        self._files = files
+    def __init__(self, folder: Path, files: Dict[str, str], grid: Grid) -> None:
+        self._folder, self._files, self.grid = folder, files, grid
 
     def __getitem__(self, name: str) -> sitk.Image:
         return sitk.ReadImage(str(self._folder / self._files[name]))
+
+    def array(self, name: str) -> np.ndarray:
+        return sitk.GetArrayFromImage(self[name])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._files)
@@ -97,12 +102,13 @@ def read_result(job_dir: Path):
 
     job_dir = Path(job_dir)
     summary = json.loads((job_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    labels = sitk.ReadImage(str(job_dir / LABELS_FILE))
     probabilities = summary["probabilities"]
     return SegmentationResult(
-        labels=sitk.ReadImage(str(job_dir / LABELS_FILE)),
+        labels=labels,
         classes=[SegmentClass.from_dict(c) for c in summary["classes"]],
-        attention=_ImageFiles(job_dir, summary["attention"]),
-        probabilities=None if probabilities is None else _ImageFiles(job_dir, probabilities),
+        attention=MapFiles(job_dir, summary["attention"], Grid.of(labels)),
+        probabilities=None if probabilities is None else MapFiles(job_dir, probabilities, Grid.of(labels)),
         device=summary["device"],
         precision=summary["precision"],
         backend=summary["backend"],
@@ -124,7 +130,7 @@ def _print_event(event: dict) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the job in the folder given as the only argument; 0 on success, 1 on failure."""
+    """Run the job in the folder given as the only argument; 0 on success, 1 on failure, 2 on a usage error."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:

@@ -47,16 +47,16 @@ def make_inputs(workdir: Path) -> tuple:
 
 
 def _convert_once(model_path: Path) -> None:
-    """Fill the OpenVINO cache before timing (a new model's first run pays the 5-25 s conversion once)."""
+    """Fill the OpenVINO cache before timing (a new model's first run pays the conversion once)."""
     import torch
 
     from AttentionUNetSegLib.backends import openvino_installed
     from AttentionUNetSegLib.model_file import load_model
 
     if openvino_installed():
-        from AttentionUNetSegLib.openvino_backend import OpenVINONetwork
+        from AttentionUNetSegLib.openvino_backend import OpenVINOBackend
 
-        OpenVINONetwork(load_model(model_path), torch.float32)
+        OpenVINOBackend(load_model(model_path), torch.float32)
 
 
 def monai_pipeline(ct_path: Path, out_path: Path) -> None:
@@ -68,24 +68,22 @@ def monai_pipeline(ct_path: Path, out_path: Path) -> None:
 
     from AttentionUNetSegLib.benchmark import monai_attention_unet
     from AttentionUNetSegLib.device import autocast, resolve_precision
-    from AttentionUNetSegLib.preprocessing import model_grid
+    from AttentionUNetSegLib.preprocessing import model_grid, resample
 
     image = sitk.ReadImage(str(ct_path))
     grid = model_grid(image, MODEL_SPACING)
-    resampled = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, -1024, sitk.sitkFloat32)
+    resampled = resample(image, grid, sitk.sitkLinear, -1024)
     array = np.clip(sitk.GetArrayFromImage(resampled), -1000, 1000) / 1000
-    network = monai_attention_unet(5).eval().to(memory_format=torch.channels_last_3d)  # 5 classes, as ours
+    model = monai_attention_unet(5).eval().to(memory_format=torch.channels_last_3d)  # 5 classes, as ours
     dtype = resolve_precision("auto", torch.device("cpu"))
     with torch.inference_mode(), autocast(torch.device("cpu"), dtype):
         x = torch.from_numpy(array)[None, None].contiguous(memory_format=torch.channels_last_3d)
-        logits = sliding_window_inference(x, tuple(reversed(PATCH)), 1, lambda w: network(w).float(), overlap=0.25,
+        logits = sliding_window_inference(x, tuple(reversed(PATCH)), 1, lambda w: model(w).float(), overlap=0.25,
                                           mode="gaussian")[0].numpy()
     best = labels = None
     for value, channel in enumerate(logits):
-        moving = sitk.GetImageFromArray(channel)
-        moving.CopyInformation(grid)
-        back = sitk.GetArrayFromImage(sitk.Resample(moving, image, sitk.Transform(), sitk.sitkLinear, -1e4,
-                                                    sitk.sitkFloat32))
+        back = sitk.GetArrayFromImage(sitk.Resample(grid.image(channel), image, sitk.Transform(), sitk.sitkLinear,
+                                                    -1e4, sitk.sitkFloat32))
         if best is None:
             best, labels = back, np.zeros(back.shape, np.uint8)
         else:

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import logging
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Callable, List, Optional, Sequence
+
+import SimpleITK as sitk
 
 from ..errors import AttentionUNetSegError
 
@@ -14,9 +18,7 @@ _COMMAND_MODULES: List[str] = ["segment", "models", "evaluate", "phantom", "trai
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every command module that is present registered."""
-    import importlib
-
+    """The full parser with every command module registered."""
     parser = argparse.ArgumentParser(
         prog="attention-unet",
         description="3D Attention U-Net (Oktay et al. 2018) for abdominal CT: segment, inspect attention maps, "
@@ -30,8 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("AttentionUNetSeg")
     except PackageNotFoundError:
@@ -40,8 +40,6 @@ def _version() -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the process exit code (0 only on success)."""
-    import SimpleITK as sitk
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's reader chatter; our own messages say what matters
     parser = build_parser()
@@ -61,7 +59,7 @@ def console_main() -> int:
     """`attention-unet` and `python -m AttentionUNetSegLib`: `main`, then a faster exit.
 
     Freezing the garbage collector's objects lets the interpreter exit without traversing the millions that
-    PyTorch, MONAI and OpenVINO create (0.6-1.2 s of every run); the process ends, so nothing is lost."""
+    PyTorch, MONAI and OpenVINO create (docs/benchmarks.md); the process ends, so nothing is lost."""
     status = main()
     gc.freeze()
     return status

@@ -6,7 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..benchmark import COMPILE_MODES
+import torch
+
+from ..atomic import atomic_file
+from ..benchmark import COMPILE_MODES, as_dicts, run_benchmark, to_markdown
+from ..device import resolve_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,12 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..atomic import atomic_file
-    from ..benchmark import as_dicts, run_benchmark, to_markdown
-    from ..device import resolve_device
-
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

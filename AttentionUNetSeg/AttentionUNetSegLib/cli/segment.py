@@ -10,11 +10,13 @@ from pathlib import Path
 
 from ..atomic import StagedOutputs
 from ..backends import BACKEND_CHOICES
-from ..model_file import load_model
 from ..device import DEVICE_CHOICES, PRECISION_CHOICES
 from ..imageio import OUTPUT_FORMATS, image_stem, read_image, write_image, write_map
-from ..inference import SegmentationResult, preload_sliding_window, segment
+from ..inference import SegmentationResult, segment
+from ..inference_settings import InferenceSettings
+from ..model_file import load_model
 from ..registry import resolve_model_path
+from ..sliding_windows import preload_sliding_window
 from .progress import ProgressPrinter
 
 
@@ -39,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="numeric precision (default: auto = bf16/fp16 on CUDA, bf16 on CPUs with native "
                         "bf16, else fp32)")
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                        help="what runs the network: auto = OpenVINO on the CPU when installed (about twice as fast "
-                        "there), else PyTorch (default: auto)")
+                        help="what runs the network: auto = OpenVINO on the CPU when installed (faster there), else "
+                        "PyTorch (default: auto)")
     parser.add_argument("--no-attention", action="store_true", help="do not write attention maps")
     parser.add_argument("--probabilities", action="store_true", help="also write per-class probability maps")
     parser.add_argument("--overlap", type=_fraction, default=0.25,
@@ -65,15 +67,14 @@ def _fraction(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    settings = _settings(args)
     preload_sliding_window()
     model_path = resolve_model_path(args.model)
     image = read_image(args.input)
     with StagedOutputs(args.output) as outputs:  # fails early on an unwritable folder
         model = load_model(model_path)
         with ProgressPrinter(enabled=not args.quiet) as progress:
-            result = segment(image, model, device=args.device, precision=args.precision, overlap=args.overlap,
-                             batch_size=args.batch_size, backend=args.backend, window_voxels=args.window_voxels,
-                             attention=not args.no_attention, probabilities=args.probabilities, progress=progress)
+            result = segment(image, model, settings, progress=progress)
         stem = image_stem(args.input)
         write_started = time.perf_counter()
         _write_result(result, outputs, stem, args.format)
@@ -90,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> InferenceSettings:
+    return InferenceSettings(device=args.device, precision=args.precision, backend=args.backend, overlap=args.overlap,
+                             batch_size=args.batch_size, window_voxels=args.window_voxels,
+                             attention=not args.no_attention, probabilities=args.probabilities)
+
+
 def _write_result(result: SegmentationResult, outputs: StagedOutputs, stem: str, extension: str) -> None:
     """Write every output image. Maps are resampled onto the input grid here, one at a time (PyTorch uses
     every core for that), while up to WRITERS earlier ones are compressed and written in threads (ITK and
@@ -101,8 +108,8 @@ def _write_result(result: SegmentationResult, outputs: StagedOutputs, stem: str,
                 values = maps.array(name)
                 while sum(not job.done() for job in pending) >= WRITERS:
                     wait(pending, return_when=FIRST_COMPLETED)
-                pending.append(pool.submit(write_map, values, maps.step, maps.grid,
-                                           outputs.path(f"{stem}_{group}_{name}.{extension}")))
+                pending.append(pool.submit(write_map, values, maps.grid,
+                                           outputs.path(f"{stem}_{group}_{name}.{extension}"), maps.step))
         for job in pending:
             job.result()  # re-raises a failed write
 

@@ -15,10 +15,11 @@ import torch
 
 from ..model_file import ModelMetadata
 from ..classes import SegmentClass
-from ..backends import TorchNetwork
-from ..inference import sliding_window_outputs
+from ..backends import TorchBackend
+from ..inference_settings import InferenceSettings
 from ..metrics import label_metrics
 from ..preprocessing import normalise
+from ..sliding_windows import sliding_window_outputs
 from .cache import CachedCase
 from .distributed import DistributedContext
 
@@ -84,13 +85,13 @@ def validate(model: torch.nn.Module, cases: Sequence[CachedCase], metadata: Mode
     batch = 4 if ctx.device.type == "cuda" else 1
     scores: List[CaseScores] = []
     picture = None
-    network = TorchNetwork(model, ctx.device, dtype)  # the weights of this epoch, as they are
+    backend = TorchBackend(model, ctx.device, dtype)  # the weights of this epoch, as they are
     for index in range(ctx.rank, len(cases), ctx.world_size):
         case = cases[index]
         ct = np.asarray(case.image())
         with_attention = snapshot and index == 0 and bool(model.gate_names)
-        outputs = sliding_window_outputs(network, normalise(ct, metadata.intensity), metadata, overlap, batch,
-                                         with_attention, lambda stage, fraction: None, None)
+        settings = InferenceSettings(overlap=overlap, batch_size=batch, attention=with_attention)
+        outputs = sliding_window_outputs(backend, normalise(ct, metadata.intensity), metadata, settings)
         prediction = values[np.argmax(outputs[values], axis=0)].astype(np.uint8)
         reference = np.asarray(case.label())
         metrics = label_metrics(prediction, reference, spacing_zyx, [c.value for c in trained[1:]])
