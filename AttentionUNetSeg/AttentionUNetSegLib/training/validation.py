@@ -82,7 +82,6 @@ def validate(model: torch.nn.Module, cases: Sequence[CachedCase], metadata: Mode
     """Score every case (this rank's share, then gathered); a snapshot of the first case if asked (rank 0)."""
     values = np.array([c.value for c in trained])
     spacing_zyx = tuple(reversed(metadata.spacing_mm))
-    batch = 4 if ctx.device.type == "cuda" else 1
     scores: List[CaseScores] = []
     picture = None
     backend = TorchBackend(model, ctx.device, dtype)  # the weights of this epoch, as they are
@@ -90,7 +89,7 @@ def validate(model: torch.nn.Module, cases: Sequence[CachedCase], metadata: Mode
         case = cases[index]
         ct = np.asarray(case.image())
         with_attention = snapshot and index == 0 and bool(model.gate_names)
-        settings = InferenceSettings(overlap=overlap, batch_size=batch, attention=with_attention)
+        settings = InferenceSettings(overlap=overlap, attention=with_attention)
         outputs = sliding_window_outputs(backend, normalise(ct, metadata.intensity), metadata, settings)
         prediction = values[np.argmax(outputs[values], axis=0)].astype(np.uint8)
         reference = np.asarray(case.label())
