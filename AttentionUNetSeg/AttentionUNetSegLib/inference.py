@@ -122,14 +122,14 @@ def segment(
     clock = time.perf_counter()
     inside, backend = _infer_with_fallback(model, model_input, metadata, settings, device, report, cancel)
     del model_input
-    outputs = _outside_body_fill(metadata.architecture.num_classes, inside.shape[0], grid)
+    num_classes = metadata.architecture.num_classes
+    outputs = _outside_body_fill(num_classes, inside.shape[0], grid)
     outputs[(slice(None),) + box] = inside
     del inside
     timings["inference_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     report("resampling", 0.0)
-    num_classes = metadata.architecture.num_classes
     logits, gate_maps = outputs[:num_classes], outputs[num_classes:]
     input_grid = Grid.of(image)
     labels = input_grid.image(argmax_on_grid(logits, grid, input_grid, cancel))

@@ -46,8 +46,7 @@ class BackgroundSegmentation:
     """One segmentation running in a worker process; a future whose `poll()` drives it to completion."""
 
     def __init__(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, image: sitk.Image, model: Optional[str],
-                 device: str, attention: bool, probabilities: bool, commit: Commit,
-                 python: Optional[str] = None) -> None:
+                 settings: InferenceSettings, commit: Commit, python: Optional[str] = None) -> None:
         """`python`: the interpreter (or a launcher of it) that runs the worker; default `pythonExecutable()`."""
         from AttentionUNetSegLib import worker
 
@@ -62,7 +61,6 @@ class BackgroundSegmentation:
         self._ended = False
         self._jobDir = Path(tempfile.mkdtemp(prefix="AttentionUNetSeg-"))
         try:
-            settings = InferenceSettings(device=device, attention=attention, probabilities=probabilities)
             worker.write_job(self._jobDir, image, model=model, settings=settings)
             self._process = startProcessGroup(
                 [python or pythonExecutable(), "-m", "AttentionUNetSegLib.worker", str(self._jobDir)],

@@ -14,6 +14,7 @@ import SimpleITK as sitk
 
 import slicer
 from AttentionUNetSegLib.callbacks import CancelCheck, ProgressCallback
+from AttentionUNetSegLib.inference_settings import InferenceSettings
 
 from . import dependencies, display
 from .background import BackgroundSegmentation
@@ -59,12 +60,10 @@ class AttentionUNetSegLogic:
         stops it (CancelledError). On any error nothing is added to the scene.
         """
         from AttentionUNetSegLib.inference import segment
-        from AttentionUNetSegLib.inference_settings import InferenceSettings
 
         started = time.monotonic()
         image = self.inputImage(inputVolume)
-        settings = InferenceSettings(device=device, attention=attention, probabilities=probabilities)
-        result = segment(image, model, settings, progress=progress, cancel=cancel)
+        result = segment(image, model, _settings(device, attention, probabilities), progress=progress, cancel=cancel)
         return writeOutputs(inputVolume, result, time.monotonic() - started, outputSegmentation, progress)
 
     def startBackground(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, model: ModelChoice = None,
@@ -82,7 +81,7 @@ class AttentionUNetSegLogic:
         modelPath = resolve_model_path(model)
         self.modelMetadata(modelPath)  # a corrupt file fails here, before the process starts
         return BackgroundSegmentation(
-            inputVolume, image, str(modelPath), device, attention, probabilities,
+            inputVolume, image, str(modelPath), _settings(device, attention, probabilities),
             commit=lambda result, seconds: writeOutputs(inputVolume, result, seconds, outputSegmentation),
             python=python)
 
@@ -169,3 +168,8 @@ class AttentionUNetSegLogic:
         """One slice view per attention gate of `inputVolume`'s latest run; False where there is no view layout."""
         gates = sorted(previousOutputs(inputVolume, ATTENTION), key=lambda node: node.GetAttribute(GATE_ATTRIBUTE))
         return display.showGatesSideBySide(inputVolume.GetScene(), inputVolume, gates, opacity)
+
+
+def _settings(device: str, attention: bool, probabilities: bool) -> InferenceSettings:
+    """The engine's settings for the panel's choices; the same for a run in this process and in the worker."""
+    return InferenceSettings(device=device, attention=attention, probabilities=probabilities)
