@@ -2,7 +2,6 @@
 like PythonSlicer), output that is not UTF-8, failures, deleted input."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path

@@ -73,7 +73,7 @@ def test_unknown_and_invalid_options_are_named(tmp_path: Path) -> None:
 
 
 def test_module_entry_point_prints_the_train_help() -> None:
-    completed = subprocess.run(train_command(["--help"], module="AttentionUNetSegLib.training"),
+    completed = subprocess.run(train_command(["--help"]),
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0
     assert "--resume" in completed.stdout and "torchrun" in completed.stdout

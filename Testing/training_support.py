@@ -36,8 +36,8 @@ def shared_cache(factory: pytest.TempPathFactory) -> Path:
     return factory.getbasetemp() / "training-cache"
 
 
-def train_command(args: Sequence[object], module: str = "AttentionUNetSegLib.train") -> List[str]:
-    return [sys.executable, "-m", module, *map(str, args)]
+def train_command(args: Sequence[object]) -> List[str]:
+    return [sys.executable, "-m", "AttentionUNetSegLib.train", *map(str, args)]
 
 
 def run_train(args: Sequence[object], timeout: float = 300) -> subprocess.CompletedProcess:

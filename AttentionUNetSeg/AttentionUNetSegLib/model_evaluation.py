@@ -18,17 +18,18 @@ from typing import Callable, Dict, List, Optional, Sequence
 import SimpleITK as sitk
 
 from .atomic import StagedOutputs
-from .model_file import load_model, model_metadata
-from .errors import DatasetError
-from .evaluation import CaseResult, EvaluationReport, evaluate_case, write_text_files
-from .imageio import read_image, write_image
-from .inference import segment
-from .registry import resolve_model_path
-from .repeats import repeated
 from .datasets.cases import Case, dataset_json, discover_cases
 from .datasets.grids import check_label_grid
 from .datasets.label_maps import LabelMap, load_label_map
 from .datasets.splits import read_splits
+from .errors import DatasetError
+from .evaluation import CaseResult, EvaluationReport, evaluate_case, write_text_files
+from .imageio import read_image, write_image
+from .inference import segment
+from .model import AttentionUNet3D
+from .model_file import load_model, model_metadata
+from .registry import resolve_model_path
+from .repeats import repeated
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ def evaluate_model(model: str, data: Path, output: Path, label_map: Optional[str
     """Segment and score the selected cases of `data` with `model` (a file or registry name); write the
     tables, predictions/ and references/ into `output`, all or nothing. `progress(done, total, case, seconds)`
     follows each case."""
-    network = load_model(resolve_model_path(model))
-    metadata = model_metadata(network)
+    loaded = load_model(resolve_model_path(model))
+    metadata = model_metadata(loaded)
     mapping = load_label_map(label_map, dataset_json(Path(data)))
     unknown = [name for name in mapping.class_names if name not in metadata.class_names]
     if unknown:
@@ -89,7 +90,7 @@ def evaluate_model(model: str, data: Path, output: Path, label_map: Optional[str
     output = Path(output)
     created = not output.exists()
     try:
-        report = _segment_and_score(network, cases, mapping, class_values, classes, output, str(data), device,
+        report = _segment_and_score(loaded, cases, mapping, class_values, classes, output, str(data), device,
                                     progress)
     except BaseException:
         if created:
@@ -99,7 +100,7 @@ def evaluate_model(model: str, data: Path, output: Path, label_map: Optional[str
     return report
 
 
-def _segment_and_score(network, cases: List[Case], mapping: LabelMap, class_values: Dict[str, int],
+def _segment_and_score(model: AttentionUNet3D, cases: List[Case], mapping: LabelMap, class_values: Dict[str, int],
                        classes: Dict[int, str], output: Path, source: str, device: str,
                        progress) -> EvaluationReport:
     results: List[CaseResult] = []
@@ -108,7 +109,7 @@ def _segment_and_score(network, cases: List[Case], mapping: LabelMap, class_valu
             image = read_image(case.image)
             reference = mapped_reference(case, image, mapping, class_values)
             started = time.perf_counter()
-            labels = segment(image, network, device=device, attention=False).labels
+            labels = segment(image, model, device=device, attention=False).labels
             seconds = time.perf_counter() - started
             prediction_path = write_image(labels, predictions.path(f"{case.name}_seg.nii.gz"))
             write_image(reference, references.path(f"{case.name}.nii.gz"))
@@ -117,7 +118,7 @@ def _segment_and_score(network, cases: List[Case], mapping: LabelMap, class_valu
                                       evaluate_case(labels, reference, classes, case.name)))
             if progress is not None:
                 progress(index, len(cases), case.name, seconds)
-        report = EvaluationReport(classes, results, f"model {network.metadata.name}", source)
+        report = EvaluationReport(classes, results, f"model {model.metadata.name}", source)
         texts = report.texts()
         predictions.commit()
         references.commit()

@@ -23,7 +23,7 @@ FORMAT = 1
 
 
 @dataclass
-class Progress:
+class RunState:
     """Where a run stands: `epoch` is the current (0-based) epoch, `step` the optimizer steps done in it."""
 
     epoch: int = 0
@@ -59,7 +59,7 @@ def restore_random_states(states: Dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, progress: Progress, identity: Dict[str, Any],
+                    scaler: torch.amp.GradScaler, progress: RunState, identity: Dict[str, Any],
                     settings: Dict[str, Any]) -> Path:
     """Write the run's state atomically; `identity` (architecture, classes, grid) must match on resume,
     `settings` (intensity normalisation, options) are restored or compared."""
@@ -98,10 +98,10 @@ def check_identity(saved: Dict[str, Any], current: Dict[str, Any], path: Path) -
 
 
 def restore(state: Dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            scaler: torch.amp.GradScaler) -> Progress:
+            scaler: torch.amp.GradScaler) -> RunState:
     """Load the states into `model`, `optimizer` and `scaler`, restore the random states, return the position."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     restore_random_states(state["random"])
-    return Progress(**state["progress"])
+    return RunState(**state["progress"])

@@ -2,23 +2,27 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..model_file import load_model
-from ..preprocessing import IntensityNormalisation
+import torch
+from monai.utils import set_determinism
+
 from ..classes import SegmentClass, make_classes
 from ..datasets.cases import Case
 from ..datasets.label_maps import LabelMap
-from ..errors import InvalidOptionError, OutputError
+from ..device import resolve_precision
+from ..errors import InvalidOptionError, OutputError, TrainingError
 from ..model import AttentionUNet3D, ModelConfig
+from ..model_file import load_model
+from ..preprocessing import IntensityNormalisation
 from .cache import CachedCase, CacheSettings, cached_case
 from .checkpoint import CHECKPOINT_FILE
 from .config import MODEL_DEFAULTS, TrainConfig
 from .distributed import DistributedContext
-from ..errors import TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,41 @@ def plan_model(config: TrainConfig, label_map: LabelMap) -> ModelPlan:
                                  f"{'; '.join(conflicts)}; leave them out to keep the model's")
     return ModelPlan(metadata.architecture, list(metadata.classes), metadata.spacing_mm,
                      config.patch_size or metadata.patch_size, metadata.intensity, base)
+
+
+def training_dtype(precision: str, device: torch.device, patch_size_xyz: Sequence[int], levels: int) -> torch.dtype:
+    """The autocast dtype of a run; "auto" is fp32 off the GPU, since the CPU's bf16 kernels are not
+    bit-reproducible and exact resume needs that. bf16 on the CPU is refused where it is known to be wrong."""
+    dtype = resolve_precision("fp32" if precision == "auto" and device.type != "cuda" else precision, device)
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        refuse_broken_cpu_bfloat16(patch_size_xyz, levels)
+    return dtype
+
+
+def refuse_broken_cpu_bfloat16(patch_size_xyz: Sequence[int], levels: int) -> None:
+    """Refuse bf16 training on the CPU where one of the `levels` encoder levels has feature maps exactly 2
+    voxels deep: PyTorch's CPU bf16 weight gradient of a 3x3x3 convolution is wrong there (see
+    docs/training.md). The depth of level l is the patch depth halved (rounded down) l times."""
+    depth = patch_size_xyz[2]
+    for level in range(levels):
+        if depth == 2:
+            raise InvalidOptionError(
+                f"bf16 training on the CPU with a patch depth of {patch_size_xyz[2]} gives feature maps 2 voxels deep "
+                f"at level {level}, where PyTorch's CPU bf16 convolution gradients are wrong; choose a patch depth "
+                "that avoids it (e.g. 48 or 96) or --precision fp32")
+        depth //= 2
+
+
+def seed_run(seed: int, deterministic: bool) -> None:
+    """Seed Python, numpy and torch (MONAI's `set_determinism`); with `deterministic`, deterministic
+    algorithms where PyTorch has them (warning, not failing, where it has none); otherwise cuDNN autotuning."""
+    set_determinism(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = True
 
 
 def prepare_output(output: Path, resume: bool) -> None:

@@ -10,36 +10,33 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import platform
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..datasets.cases import dataset_json, discover_cases
 from ..datasets.label_maps import load_label_map
 from ..datasets.splits import fold_cases
+from ..device import autocast
+from ..errors import TrainingError
+from ..model import AttentionUNet3D
 from ..model_file import ModelMetadata, save_model
 from ..preprocessing import IntensityNormalisation
-from ..device import autocast, resolve_precision
-from ..model import AttentionUNet3D
 from .augment import training_transform
 from .cache import CacheSettings, auto_intensity
-from .checkpoint import CHECKPOINT_FILE, Progress, check_identity, load_checkpoint, restore, save_checkpoint
+from .checkpoint import CHECKPOINT_FILE, RunState, check_identity, load_checkpoint, restore, save_checkpoint
 from .config import CONFIG_FILE, TrainConfig
 from .data import EpochSampler, PatchDataset, default_workers, make_loader, steps_per_epoch
 from .distributed import DistributedContext, init_distributed
-from ..errors import InvalidOptionError, TrainingError
 from .logs import LOG_FILE, TrainingLog
 from .losses import SegmentationLoss
-from .setup import plan_model, prepare_cases, prepare_output
+from .setup import plan_model, prepare_cases, prepare_output, seed_run, training_dtype
 from .snapshots import matplotlib_available, write_snapshot
 from .validation import ValidationResult, validate
 
@@ -56,27 +53,10 @@ class TrainResult:
     """The trained network (on every rank), where the run stands, and the files rank 0 wrote."""
 
     model: AttentionUNet3D
-    progress: Progress
+    progress: RunState
     stopped: bool
     validation: Optional[ValidationResult] = None
     files: Dict[str, Path] = field(default_factory=dict)
-
-
-def refuse_broken_cpu_bfloat16(patch_size_xyz: Sequence[int], levels: int) -> None:
-    """Refuse bf16 training on the CPU where one of the `levels` encoder levels has feature maps exactly 2
-    voxels deep.
-
-    PyTorch 2.13's CPU bf16 weight gradient of a 3x3x3 convolution is wrong there (off by up to 1e36, or NaN;
-    forwards and other depths are right, within 0.4 %), so such a run would learn from garbage. The depth of
-    level l is the patch depth halved (rounded down) l times."""
-    depth = patch_size_xyz[2]
-    for level in range(levels):
-        if depth == 2:
-            raise InvalidOptionError(
-                f"bf16 training on the CPU with a patch depth of {patch_size_xyz[2]} gives feature maps 2 voxels deep "
-                f"at level {level}, where PyTorch's CPU bf16 convolution gradients are wrong; choose a patch depth "
-                "that avoids it (e.g. 48 or 96) or --precision fp32")
-        depth //= 2
 
 
 def train(config: TrainConfig, resume: bool = False, should_stop: Optional[Callable[[], bool]] = None) -> TrainResult:
@@ -103,13 +83,14 @@ class Trainer:
         self.started = datetime.now(timezone.utc)
         if ctx.is_main:
             prepare_output(self.output, resume)
-        _seed_everything(config.seed, config.deterministic)
+        seed_run(config.seed, config.deterministic)
         self.label_map = load_label_map(config.label_map, dataset_json(Path(config.data)))
         if ctx.is_main and self.label_map.description:
             log.info("label map %s: %s", self.label_map.name, self.label_map.description)
         self.plan = plan_model(config, self.label_map)
-        self.trained = self.plan.trained_classes(self.label_map)
-        excluded = [c.name for c in self.plan.classes if c not in self.trained]
+        self.dtype = training_dtype(config.precision, self.device, self.plan.patch_size, len(self.plan.config.channels))
+        self.trained_classes = self.plan.trained_classes(self.label_map)
+        excluded = [c.name for c in self.plan.classes if c not in self.trained_classes]
         if excluded and ctx.is_main:
             log.info("classes %s are left out of softmax and loss: the label map does not produce them", excluded)
         self.checkpoint_path = self.output / CHECKPOINT_FILE
@@ -122,7 +103,7 @@ class Trainer:
                                     "--epochs to train on")
         self._prepare_data()
         self.intensity = self._intensity(checkpoint)
-        self._build_network(checkpoint)
+        self._build_model(checkpoint)
         self._build_loader()
         if ctx.is_main:
             config.save(self.output / CONFIG_FILE)
@@ -138,38 +119,34 @@ class Trainer:
         self.splits_path = Path(config.splits) if config.splits else self.output / "splits.json"
         train_names, val_names = fold_cases([c.name for c in cases], config.fold, config.folds, config.seed,
                                             self.splits_path, write=self.ctx.is_main)
-        settings = CacheSettings(self.label_map, {c.name: c.value for c in self.trained[1:]},
+        settings = CacheSettings(self.label_map, {c.name: c.value for c in self.trained_classes[1:]},
                                  self.plan.config.num_classes, self.plan.spacing_mm)
         used = [c for c in cases if c.name in set(train_names) | set(val_names)]
         cached = prepare_cases(used, settings, Path(config.cache_dir or self.output / "cache"), self.ctx)
         self.train_cases = [cached[n] for n in train_names]
         self.val_cases = [cached[n] for n in val_names]
-        organs = ", ".join(c.name for c in self.trained[1:])
+        organs = ", ".join(c.name for c in self.trained_classes[1:])
         for case in cached.values():
             if not case.has_foreground and self.ctx.is_main:
                 log.warning("case %s has no foreground (%s) after label mapping and resampling; it is kept and "
                             "teaches background only", case.name, organs)
 
-    def _build_network(self, checkpoint: Optional[dict]) -> None:
+    def _build_model(self, checkpoint: Optional[dict]) -> None:
         """Network (DDP-wrapped under torchrun), optimizer, scaler and loss; restored from `checkpoint` if given."""
         config = self.config
-        # "auto" is fp32 on the CPU: its bf16 kernels are not bit-reproducible, and exact resume needs that
-        precision = "fp32" if config.precision == "auto" and self.device.type != "cuda" else config.precision
-        self.dtype = resolve_precision(precision, self.device)
         self.channels_last = config.channels_last
         model = self.plan.build().to(self.device)
-        if self.device.type == "cpu" and self.dtype == torch.bfloat16:
-            refuse_broken_cpu_bfloat16(self.plan.patch_size, len(model.encoder))
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
-        self.network = self.ctx.wrap(model, config.sync_batchnorm)
-        self.model: AttentionUNet3D = self.network.module if self.ctx.is_distributed else self.network
+        # the model itself, or its DistributedDataParallel wrapper under torchrun: forward passes go through it
+        self.distributed_model = self.ctx.wrap(model, config.sync_batchnorm)
+        self.model: AttentionUNet3D = self.distributed_model.module if self.ctx.is_distributed else self.distributed_model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.loss = SegmentationLoss(self.plan.config.num_classes, [c.value for c in self.trained],
+        self.loss = SegmentationLoss(self.plan.config.num_classes, [c.value for c in self.trained_classes],
                                      config.loss).to(self.device)
         self.per_scale = self.plan.config.deep_supervision == "per_scale"
-        self.progress = Progress()
+        self.progress = RunState()
         self.checkpoint_epoch: Optional[int] = None
         if checkpoint is not None:
             self.progress = restore(checkpoint, self.model, self.optimizer, self.scaler)
@@ -182,7 +159,7 @@ class Trainer:
         self.global_batch = config.batch_size * config.accumulate * self.ctx.world_size
         self.steps = steps_per_epoch(len(self.train_cases), self.global_batch, config.iterations_per_epoch)
         transform = training_transform(config, tuple(reversed(self.plan.patch_size)), self.plan.config.num_classes,
-                                       [c.value for c in self.trained], self.intensity)
+                                       [c.value for c in self.trained_classes], self.intensity)
         self.sampler = EpochSampler(self.steps * self.global_batch, config.seed, self.ctx.rank, self.ctx.world_size)
         workers = config.workers if config.workers is not None else default_workers(self.device, self.ctx.world_size)
         self.loader = make_loader(PatchDataset(self.train_cases, transform), self.sampler, config.batch_size, workers,
@@ -200,7 +177,7 @@ class Trainer:
     def _identity(self) -> dict:
         """What a checkpoint must share with this run to be resumed by it."""
         return {"architecture": self.plan.config.to_dict(), "classes": [c.name for c in self.plan.classes],
-                "trained_classes": [c.name for c in self.trained], "spacing_mm": list(self.plan.spacing_mm)}
+                "trained_classes": [c.name for c in self.trained_classes], "spacing_mm": list(self.plan.spacing_mm)}
 
     def _intensity(self, checkpoint: Optional[dict]) -> IntensityNormalisation:
         """The checkpoint's normalisation on resume, else the model's or the options', else the training data's."""
@@ -220,7 +197,7 @@ class Trainer:
 
     def run(self, should_stop: Callable[[], bool]) -> TrainResult:
         config, ctx, progress = self.config, self.ctx, self.progress
-        logs = TrainingLog(self.output, [c.name for c in self.trained[1:]], progress.epoch, progress.global_step,
+        logs = TrainingLog(self.output, [c.name for c in self.trained_classes[1:]], progress.epoch, progress.global_step,
                            config.tensorboard, ctx.is_main)
         snapshots = config.snapshots and ctx.is_main and bool(self.val_cases) and matplotlib_available()
         bar = tqdm(total=config.epochs * self.steps, initial=progress.global_step, unit="step", dynamic_ncols=True,
@@ -259,7 +236,7 @@ class Trainer:
         """Train until the epoch ends (False) or a stop is asked for on any rank (True)."""
         config, progress = self.config, self.progress
         self.sampler.set_epoch(progress.epoch, skip=progress.step * config.accumulate * config.batch_size)
-        self.network.train()
+        self.distributed_model.train()
         step_loss = torch.zeros((), device=self.device)
         for micro_step, batch in enumerate(self.loader, start=1):
             image = batch["image"].to(self.device, non_blocking=True)
@@ -267,9 +244,9 @@ class Trainer:
                 image = image.contiguous(memory_format=torch.channels_last_3d)
             labels = batch["label"].to(self.device, non_blocking=True)
             last = micro_step % config.accumulate == 0
-            with self.ctx.no_sync(self.network, skip=not last):
+            with self.ctx.no_sync(self.distributed_model, skip=not last):
                 with autocast(self.device, self.dtype):
-                    outputs = self.network(image, return_scale_logits=self.per_scale)
+                    outputs = self.distributed_model(image, return_scale_logits=self.per_scale)
                     loss = self.loss(outputs, labels) / config.accumulate
                 self.scaler.scale(loss).backward()
             step_loss += loss.detach()
@@ -306,12 +283,12 @@ class Trainer:
 
     def _validate(self, snapshots: bool) -> ValidationResult:
         self.ctx.sync_buffers(self.model)
-        result, picture = validate(self.model, self.val_cases, self._metadata(None), self.trained, self.ctx,
+        result, picture = validate(self.model, self.val_cases, self._metadata(None), self.trained_classes, self.ctx,
                                    self.dtype, self.config.overlap, self.progress.epoch, snapshots)
-        self.network.train()
+        self.distributed_model.train()
         progress = self.progress
         if picture is not None:
-            write_snapshot(picture, self.trained, f"{self.name}, epoch {progress.epoch}",
+            write_snapshot(picture, self.trained_classes, f"{self.name}, epoch {progress.epoch}",
                            self.output / "attention" / f"epoch_{progress.epoch:04d}.png",
                            aspect=self.plan.spacing_mm[1] / self.plan.spacing_mm[0])
         if result.mean_dice > progress.best_score:
@@ -361,7 +338,7 @@ class Trainer:
             trained=True,
             provenance={
                 "data": config.data, "label_map": self.label_map.to_dict(),
-                "trained_classes": [c.name for c in self.trained],
+                "trained_classes": [c.name for c in self.trained_classes],
                 "fine_tuned_from": None if base is None else {"file": str(config.init_model),
                                                               "name": base.metadata.name, "sha256": base.sha256},
                 "cases": {"train": len(self.train_cases), "validation": len(self.val_cases)},
@@ -382,16 +359,6 @@ class Trainer:
         files = {key: self.output / name for key, name in names.items()}
         files["splits"] = self.splits_path
         return {key: path for key, path in files.items() if self.ctx.is_main and path.is_file()}
-
-
-def _seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.benchmark = not deterministic
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _device_name(device: torch.device) -> str:
