@@ -52,7 +52,7 @@ def test_sample_ct_with_the_default_model(tmp_path: Path) -> None:
 def test_default_model_segments_the_labelled_slab_of_its_training_scan(tmp_path: Path) -> None:
     """A guard on the shipped file (export, precision, registry), not a measure of accuracy: the bundled
     model was trained on these 30 labelled slices of the sample CT, so it must find their organs."""
-    from AttentionUNetSegLib.metrics import label_metrics
+    from AttentionUNetSegLib.evaluation.metrics import label_metrics
     from AttentionUNetSegLib.datasets.label_maps import load_label_map
 
     completed = run_cli(["segment", SAMPLE_CT, "-o", tmp_path, "--no-attention", "--quiet"])

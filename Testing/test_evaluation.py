@@ -12,10 +12,12 @@ import pytest
 import SimpleITK as sitk
 from conftest import TOTALSEG, run_cli
 
-from AttentionUNetSegLib.comparison import compare_reports, wilcoxon_p
+from AttentionUNetSegLib.evaluation.comparison import compare_reports, wilcoxon_p
 from AttentionUNetSegLib.datasets.label_maps import parse_label_map
 from AttentionUNetSegLib.errors import DatasetError, InvalidOptionError
-from AttentionUNetSegLib.evaluation import evaluate_folders, load_report, match_cases
+from AttentionUNetSegLib.evaluation.matching import match_cases
+from AttentionUNetSegLib.evaluation.report import load_report
+from AttentionUNetSegLib.evaluation.scoring import evaluate_folders
 
 SPACING_XYZ = (0.8, 0.8, 2.0)
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from AttentionUNetSegLib.metrics import BOTH_EMPTY, binary_metrics, label_metrics, surface_distances
+from AttentionUNetSegLib.evaluation.metrics import BOTH_EMPTY, binary_metrics, label_metrics, surface_distances
 
 SPACING = (3.0, 2.0, 0.5)  # array axes (z, y, x), deliberately anisotropic
 

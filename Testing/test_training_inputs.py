@@ -149,6 +149,7 @@ def test_cpu_bfloat16_is_refused_where_its_convolution_gradients_are_wrong(tmp_p
     with pytest.raises(InvalidOptionError, match=r"patch depth of 32 gives feature maps 2 voxels deep at level 4.*"
                                                  r"--precision fp32"):
         train(config)
+    assert not (tmp_path / "cache").exists(), "refused before any case was preprocessed"
 
 
 # dataset layouts

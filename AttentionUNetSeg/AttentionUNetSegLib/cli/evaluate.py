@@ -64,10 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    # the engine's modules (SciPy, MONAI) are imported when a command runs, so `--help` stays quick
-    from ..evaluation import evaluate_folders, load_report
+    # SciPy's statistics and MONAI (through the datasets) are imported when a command runs: together they
+    # would double the time of every `attention-unet --help` (docs/benchmarks.md, "Start-up")
+    from ..evaluation.report import load_report
+    from ..evaluation.scoring import evaluate_folders
     from ..datasets.label_maps import parse_label_map
-    from ..model_evaluation import merge_reports
+    from ..evaluation.models import merge_reports
 
     modes = {"--pred/--ref": args.pred is not None or args.ref is not None,
              "--model/--data": args.model is not None or args.data is not None, "--merge": args.merge is not None}
@@ -91,7 +93,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace) -> int:
-    from ..model_evaluation import PREDICTIONS_DIR, REFERENCES_DIR, CaseSelection, evaluate_model
+    from ..evaluation.models import PREDICTIONS_DIR, REFERENCES_DIR, CaseSelection, evaluate_model
 
     if args.model is None or args.data is None or args.output is None:
         raise InvalidOptionError("--model, --data and -o OUTDIR go together")
@@ -107,8 +109,8 @@ def _evaluate_model(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from ..comparison import compare_reports
-    from ..evaluation import load_report
+    from ..evaluation.comparison import compare_reports
+    from ..evaluation.report import load_report
 
     comparison = compare_reports(load_report(args.a), load_report(args.b), str(args.a), str(args.b))
     print(comparison.to_markdown(), end="")

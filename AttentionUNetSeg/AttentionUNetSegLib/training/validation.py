@@ -17,7 +17,7 @@ from ..model_file import ModelMetadata
 from ..classes import SegmentClass
 from ..backends import TorchBackend
 from ..inference_settings import InferenceSettings
-from ..metrics import label_metrics
+from ..evaluation.metrics import label_metrics
 from ..preprocessing import normalise
 from ..sliding_windows import sliding_window_outputs
 from .cache import CachedCase

@@ -1,35 +1,24 @@
-"""Evaluate a folder of predicted label volumes against a folder of reference label volumes.
-
-Cases are matched by file name without the image suffix; a prediction may carry a `_seg` suffix
-(`case1_seg.nii.gz` is the prediction for `case1.nii.gz`). Metrics and their NaN conventions are those
-of `metrics.py`. Summaries are mean ± sample standard deviation (ddof=1) over the cases where a metric
-is defined, with the number of such cases.
-"""
+"""One evaluation's per-case, per-class metrics, their summaries (mean ± sample standard deviation,
+ddof=1, over the cases where a metric is defined, with the number of such cases) and its evaluation.md,
+.csv and .json."""
 from __future__ import annotations
 
 import csv
 import io
 import json
-import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
-import SimpleITK as sitk
 
-from .atomic import StagedOutputs
-from .datasets.grids import check_same_grid
-from .errors import DatasetError
-from .imageio import IMAGE_SUFFIXES, image_stem, read_image
-from .metrics import METRIC_DECIMALS, METRIC_NAMES, METRIC_TITLES, ClassMetrics, label_metrics
-
-log = logging.getLogger(__name__)
+from ..errors import DatasetError
+from .metrics import METRIC_DECIMALS, METRIC_NAMES, METRIC_TITLES, ClassMetrics
+from .tables import json_numbers, markdown_table, nan_numbers, shortlist, write_text_files
 
 REPORT_FORMAT = "attention-unet-evaluation"
 REPORT_VERSION = 1
-PREDICTION_SUFFIX = "_seg"
 OUTPUT_NAMES = ("evaluation.md", "evaluation.csv", "evaluation.json")
 
 
@@ -124,7 +113,7 @@ class EvaluationReport:
         try:
             classes = {int(label): str(name) for label, name in data["classes"].items()}
             cases = [CaseResult(str(c["case"]), str(c["prediction"]), str(c["reference"]),
-                                {int(label): ClassMetrics(**_nan_numbers(values))
+                                {int(label): ClassMetrics(**nan_numbers(values))
                                  for label, values in c["classes"].items()})
                      for c in data["cases"]]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -132,7 +121,7 @@ class EvaluationReport:
                                "evaluate to write it again") from exc
         incomplete = [case.case for case in cases if set(case.metrics) != set(classes)]
         if incomplete:
-            raise DatasetError(f"{source}: cases {_shortlist(incomplete)} do not hold exactly the classes "
+            raise DatasetError(f"{source}: cases {shortlist(incomplete)} do not hold exactly the classes "
                                f"{sorted(classes)}; re-run attention-unet evaluate to write it again")
         return cls(classes, cases, str(data.get("prediction_dir", "")), str(data.get("reference_dir", "")),
                    list(data.get("missing_predictions", [])), list(data.get("extra_predictions", [])))
@@ -191,132 +180,3 @@ def load_report(path: Path) -> EvaluationReport:
         raise DatasetError(f"cannot read evaluation file {path} ({exc}); give an evaluation.json "
                            "written by attention-unet evaluate") from exc
     return EvaluationReport.from_dict(data, source=str(path))
-
-
-@dataclass(frozen=True)
-class CaseMatch:
-    """Prediction/reference pairs by case name, and the names found on one side only."""
-
-    pairs: List[Tuple[str, Path, Path]]
-    missing_predictions: List[str]
-    extra_predictions: List[str]
-
-
-def match_cases(pred_dir: Path, ref_dir: Path) -> CaseMatch:
-    """Pair label files by name; `NAME_seg.*` in `pred_dir` also matches `NAME.*` in `ref_dir`."""
-    predictions, references = _label_files(Path(pred_dir), "prediction"), _label_files(Path(ref_dir), "reference")
-    matched: Dict[str, Path] = {}
-    extra: List[str] = []
-    for stem, path in predictions.items():
-        case = stem
-        if case not in references and stem.endswith(PREDICTION_SUFFIX):
-            case = stem[: -len(PREDICTION_SUFFIX)]
-        if case not in references:
-            extra.append(path.name)
-            continue
-        if case in matched:
-            raise DatasetError(f"case '{case}' has two predictions in {pred_dir}: {matched[case].name} and "
-                               f"{path.name}; remove one of them")
-        matched[case] = path
-    pairs = [(case, matched[case], references[case]) for case in sorted(matched)]
-    missing = sorted(set(references) - set(matched))
-    return CaseMatch(pairs, missing, sorted(extra))
-
-
-def _label_files(folder: Path, role: str) -> Dict[str, Path]:
-    if not folder.is_dir():
-        raise DatasetError(f"{role} folder {folder} does not exist or is not a folder; give a folder of label files")
-    files: Dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or not path.name.lower().endswith(IMAGE_SUFFIXES):
-            continue
-        stem = image_stem(path)
-        if stem in files:
-            raise DatasetError(f"{role} folder {folder} holds two files for case '{stem}': {files[stem].name} and "
-                               f"{path.name}; keep one")
-        files[stem] = path
-    if not files:
-        raise DatasetError(f"{role} folder {folder} holds no label files ({', '.join(IMAGE_SUFFIXES)})")
-    return files
-
-
-def evaluate_folders(pred_dir: Path, ref_dir: Path, classes: Mapping[int, str], allow_missing: bool = False,
-                     progress: Optional[Callable[[int, int, str], None]] = None) -> EvaluationReport:
-    """Metrics of every matched case and class. References without a prediction are an error unless
-    `allow_missing`; predictions without a reference are listed and ignored. `progress(done, total, case)`
-    is called after each case."""
-    if not classes:
-        raise DatasetError("no classes to evaluate; give at least one `value=name` pair")
-    match = match_cases(pred_dir, ref_dir)
-    if match.missing_predictions and not allow_missing:
-        raise DatasetError(f"{len(match.missing_predictions)} reference case(s) have no prediction in {pred_dir}: "
-                           f"{_shortlist(match.missing_predictions)}; add them or pass --allow-missing to evaluate "
-                           f"only the {len(match.pairs)} matched case(s)")
-    if not match.pairs:
-        raise DatasetError(f"no prediction in {pred_dir} matches a reference in {ref_dir} by file name "
-                           f"(predictions: {_shortlist(match.extra_predictions)}); name predictions like their "
-                           f"references, optionally with a '{PREDICTION_SUFFIX}' suffix")
-    if match.extra_predictions:
-        log.warning("ignoring %d prediction(s) without a reference: %s", len(match.extra_predictions),
-                    _shortlist(match.extra_predictions))
-    results = []
-    for index, (case, pred_path, ref_path) in enumerate(match.pairs, start=1):
-        metrics = evaluate_case(read_image(pred_path), read_image(ref_path), classes, case)
-        results.append(CaseResult(case, str(pred_path), str(ref_path), metrics))
-        if progress:
-            progress(index, len(match.pairs), case)
-    report = EvaluationReport(dict(sorted(classes.items())), results, str(pred_dir), str(ref_dir),
-                              match.missing_predictions, match.extra_predictions)
-    for label, name in report.classes.items():
-        if not any(case.metrics[label].ref_voxels for case in results):
-            log.warning("class '%s' (value %d) is absent from every reference: is the class list right?", name, label)
-    return report
-
-
-def evaluate_case(pred: sitk.Image, ref: sitk.Image, classes: Mapping[int, str], case: str) -> Dict[int, ClassMetrics]:
-    """Metrics of one prediction against its reference on the same grid; errors name `case`."""
-    check_same_grid(ref, pred, f"case '{case}'", ("reference", "prediction"),
-                    "resample the prediction onto the reference grid (nearest neighbour) and evaluate again")
-    pred_labels, ref_labels = _label_array(pred, case, "prediction"), _label_array(ref, case, "reference")
-    return label_metrics(pred_labels, ref_labels, ref.GetSpacing()[::-1], sorted(classes))
-
-
-def _label_array(image: sitk.Image, case: str, role: str) -> np.ndarray:
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise DatasetError(f"case '{case}': the {role} has {image.GetNumberOfComponentsPerPixel()} components per "
-                           "voxel; give a single-component label volume")
-    array = sitk.GetArrayViewFromImage(image)
-    if np.issubdtype(array.dtype, np.integer):
-        return array
-    if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
-        raise DatasetError(f"case '{case}': the {role} holds non-integer values ({image.GetPixelIDTypeAsString()}); "
-                           "give a label volume of integer class values")
-    return array.astype(np.int64)
-
-
-def _shortlist(names: Sequence[str], limit: int = 5) -> str:
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "") or "none"
-
-
-def write_text_files(directory: Path, texts: Mapping[str, str]) -> List[Path]:
-    """Write `{file name: text}` into `directory` as one atomic set (all files or none)."""
-    with StagedOutputs(Path(directory)) as staged:
-        for name, text in texts.items():
-            staged.path(name).write_text(text, encoding="utf-8")
-        return staged.commit()
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def json_numbers(values: Mapping[str, float]) -> Dict[str, Optional[float]]:
-    """NaN -> None (JSON null), since JSON has no NaN; other values unchanged."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
-
-
-def _nan_numbers(values: Mapping[str, Optional[float]]) -> Dict[str, float]:
-    return {k: (math.nan if v is None else v) for k, v in values.items()}

@@ -17,19 +17,21 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import SimpleITK as sitk
 
-from .atomic import StagedOutputs
-from .datasets.cases import Case, dataset_json, discover_cases
-from .datasets.grids import check_label_grid
-from .datasets.label_maps import LabelMap, load_label_map
-from .datasets.splits import read_splits
-from .errors import DatasetError
-from .evaluation import CaseResult, EvaluationReport, evaluate_case, write_text_files
-from .imageio import read_image, write_image
-from .inference import segment
-from .model import AttentionUNet3D
-from .model_file import load_model, model_metadata
-from .registry import resolve_model_path
-from .repeats import repeated
+from ..atomic import StagedOutputs
+from ..datasets.cases import Case, dataset_json, discover_cases
+from ..datasets.grids import check_label_grid
+from ..datasets.label_maps import LabelMap, load_label_map
+from ..datasets.splits import read_splits
+from ..errors import DatasetError
+from ..imageio import read_image, write_image
+from ..inference import segment
+from ..model import AttentionUNet3D
+from ..model_file import load_model, model_metadata
+from ..registry import resolve_model_path
+from ..repeats import repeated
+from .report import CaseResult, EvaluationReport
+from .scoring import evaluate_case
+from .tables import write_text_files
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import List, Sequence
 import numpy as np
 from scipy import stats
 
-from .errors import DatasetError
-from .evaluation import (EvaluationReport, MetricSummary, json_numbers, markdown_table, summarize,
-                         write_text_files)
+from ..errors import DatasetError
 from .metrics import METRIC_DECIMALS, METRIC_NAMES, METRIC_TITLES
+from .report import EvaluationReport, MetricSummary, summarize
+from .tables import json_numbers, markdown_table, write_text_files
 
 COMPARISON_FORMAT = "attention-unet-comparison"
 OUTPUT_NAMES = ("comparison.md", "comparison.json")
