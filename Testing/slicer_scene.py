@@ -1,4 +1,5 @@
-"""A headless Slicer scene (the `slicer-core` package), set up as DESIGN.md says, and the CT nodes the tests use.
+"""A headless Slicer scene from the `slicer-core` package (the module folder on sys.path, the module logics
+registered as Slicer registers them) and the CT nodes the tests use.
 
 conftest.py loads it as a plugin for the fixtures; test modules import its helpers.
 """
