@@ -1,12 +1,19 @@
-"""Atomic writes: a file or a set of files appears whole or not at all."""
+"""Atomic writes: a file or a set of files appears whole or not at all.
+
+Staging folders carry their maker's pid and host in their name (`staging_folder`), so one left behind by a
+killed process is removed by the next staging in the same folder; a live process's is never touched.
+"""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 from .errors import OutputError
 
@@ -27,11 +34,56 @@ def atomic_file(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+OUTPUT_STAGING_PREFIX = ".attention-unet-"
+
+
+def staging_folder(parent: Path, prefix: str) -> Path:
+    """A new hidden folder `PREFIX<pid>@<host>-<random>` in `parent`, after removing stale ones there."""
+    remove_stale_staging(parent, prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}@{_host()}-", dir=parent))
+
+
+def remove_stale_staging(parent: Path, prefix: str) -> List[Path]:
+    """Remove the staging folders in `parent` made on this host by processes that are gone; return them."""
+    removed = []
+    for folder in Path(parent).glob(f"{prefix}*"):
+        pid = _owner_pid(folder.name[len(prefix):])
+        if pid is not None and folder.is_dir() and not _pid_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)  # a racing run may be removing it too
+            if not folder.exists():
+                removed.append(folder)
+    return removed
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
+
+
+def _owner_pid(suffix: str) -> Optional[int]:
+    """The pid in `<pid>@<host>-<random>` when made on this host; None otherwise (another host, old name)."""
+    match = re.fullmatch(r"(\d+)@(.+)-[^-]*", suffix)
+    return int(match.group(1)) if match and match.group(2) == _host() else None
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists; on Windows always True (os.kill there would end the process)."""
+    if sys.platform == "win32":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
+
+
 class StagedOutputs:
     """Stage files in a hidden folder inside `directory`; `commit` moves them in, `discard` removes them.
 
     Used as a context manager: leaving the block with an exception discards everything, so a
-    failed or cancelled run leaves no half-made outputs (and removes `directory` if it made it).
+    failed or cancelled run leaves no half-made outputs (and removes `directory` if it made it); what a
+    killed run leaves is removed by the next staging in `directory`.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -39,7 +91,7 @@ class StagedOutputs:
         self._created = not self.directory.exists()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._staging = Path(tempfile.mkdtemp(prefix=".attention-unet-", dir=self.directory))
+            self._staging = staging_folder(self.directory, OUTPUT_STAGING_PREFIX)
         except OSError as exc:
             raise OutputError(f"cannot write to output folder {self.directory}: {exc.strerror}; "
                               "choose a folder you can write to with -o") from exc

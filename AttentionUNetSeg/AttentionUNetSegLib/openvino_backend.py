@@ -5,22 +5,26 @@ dynamic batch and spatial sizes, so one converted model serves every window size
 per-user cache under the model file's sha256 and the OpenVINO version; it is written to a temporary
 folder that is then renamed, so a half-written entry is never read, and an unreadable entry is converted
 again. The precision is OpenVINO's inference hint: bf16 where PyTorch would use bf16 (CPUs with native
-bf16), f32 otherwise.
+bf16), f32 otherwise. This module owns the cache's layout: `cache_entries` lists it, `remove_cache_entries`
+empties it (all of it, or one model file's entries) by renaming each entry away before deleting it.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
-import tempfile
+import uuid
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
+from .atomic import remove_stale_staging, staging_folder
 from .optimize import fold_batchnorm
 from .user_folders import user_cache_dir
 from .window_backend import WindowOutputs
@@ -32,6 +36,20 @@ CONVERSION_VERSION = 1
 EXAMPLE_SIZE = 32
 PRECISION_HINTS = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
 IR_FILE = "network.xml"
+ENTRY_NAME = re.compile(r"(?P<sha256>[0-9a-f]{64})-openvino.+")
+CONVERTING_PREFIX = ".converting-"
+REMOVING_PREFIX = ".removing-"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One converted model in the cache: its folder, the model file's sha256, its size in bytes, and whether
+    this OpenVINO and conversion version would use it (False: made by another version, never read again)."""
+
+    path: Path
+    sha256: str
+    size: int
+    current: bool
 
 
 class _AllOutputs(nn.Module):
@@ -91,9 +109,77 @@ class OpenVINOBackend:
         import openvino as ov
 
         sha256 = getattr(model, "sha256", None)
-        if sha256 is None:
-            return None
-        return user_cache_dir() / "openvino" / f"{sha256}-openvino{ov.__version__.split('-')[0]}-v{CONVERSION_VERSION}"
+        return None if sha256 is None else cache_root() / f"{sha256}{_version_suffix(ov.__version__)}"
+
+
+def cache_root() -> Path:
+    """The folder holding every converted model."""
+    return user_cache_dir() / "openvino"
+
+
+def _version_suffix(openvino_version: str) -> str:
+    return f"-openvino{openvino_version.split('-')[0]}-v{CONVERSION_VERSION}"
+
+
+def _installed_version_suffix() -> Optional[str]:
+    """The entry-name suffix this installation uses; None without OpenVINO (no entry is used then)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    return _version_suffix(ov.__version__)
+
+
+def cache_entries(sha256: Optional[str] = None) -> List[CacheEntry]:
+    """The cache's entries (only those of the model file with `sha256` if given), by sha256 and name."""
+    root, suffix = cache_root(), _installed_version_suffix()
+    entries = []
+    for folder in sorted(root.iterdir() if root.is_dir() else ()):
+        match = ENTRY_NAME.fullmatch(folder.name)
+        if match and (sha256 is None or match["sha256"] == sha256) and folder.is_dir() and not folder.is_symlink():
+            entries.append(CacheEntry(folder, match["sha256"], _folder_size(folder),
+                                      suffix is not None and folder.name == match["sha256"] + suffix))
+    return entries
+
+
+def _folder_size(folder: Path) -> int:
+    """Bytes in the files below `folder`; files removed meanwhile count nothing."""
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def remove_cache_entries(sha256: Optional[str] = None) -> List[CacheEntry]:
+    """Remove the cache's entries (only those of the model file with `sha256` if given) and return them.
+
+    Clearing everything also removes what killed conversions and removals left behind (never a running
+    conversion's folder). An entry removed meanwhile by another process is skipped.
+    """
+    entries = cache_entries(sha256)
+    removed = [entry for entry in entries if _remove_entry(entry.path)]
+    if sha256 is None and cache_root().is_dir():
+        remove_stale_staging(cache_root(), CONVERTING_PREFIX)
+        for leftover in cache_root().glob(f"{REMOVING_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+    return removed
+
+
+def _remove_entry(folder: Path) -> bool:
+    """Rename `folder` (an entry directly in the cache root) out of the way, then delete it; False if it was
+    already gone. A reader that opened it before keeps its open files (POSIX); a new one converts again."""
+    if folder.parent.resolve() != cache_root().resolve():
+        raise ValueError(f"{folder} is not an entry of the OpenVINO cache {cache_root()}")
+    doomed = folder.with_name(f"{REMOVING_PREFIX}{uuid.uuid4().hex}")
+    try:
+        os.replace(folder, doomed)
+    except FileNotFoundError:
+        return False
+    shutil.rmtree(doomed, ignore_errors=True)
+    return True
 
 
 def convert(module: nn.Module, in_channels: int):
@@ -119,7 +205,7 @@ def compile_request(ov_model, dtype: torch.dtype, core=None):
 def _store(ov_model, folder: Path, ov) -> None:
     """Save atomically: into a temporary folder beside `folder`, then rename it (a racing writer may win)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
+    staging = staging_folder(folder.parent, CONVERTING_PREFIX)
     try:
         ov.save_model(ov_model, str(staging / IR_FILE), compress_to_fp16=False)
         os.replace(staging, folder)

@@ -1,4 +1,5 @@
-"""Changes to the user's model registry: add a local file or an https download, (re-)download, remove.
+"""Changes to the user's model registry: add a local file or an https download, (re-)download, remove
+(with the model's download and its converted OpenVINO model, unless another registered model shares them).
 
 Each change checks the model file first and writes the registry atomically, so a failed change leaves the
 registry and the download cache as they were.
@@ -8,12 +9,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 from .atomic import atomic_file
 from .download import DownloadProgress, check_https_url, check_sha256, download
 from .errors import InvalidOptionError, ModelFileError
 from .model_file import file_sha256
+from .openvino_backend import CacheEntry, remove_cache_entries
 from .registry import RegistryEntry, cached_file, check_model_file, find_model, list_models, read_registry
 from .user_folders import user_registry
 
@@ -64,16 +66,26 @@ def download_model(name: str, progress: Optional[DownloadProgress] = None) -> Re
     return entry
 
 
-def remove_model(name: str) -> RegistryEntry:
-    """Remove a user-registered model (and its downloaded file); bundled models cannot be removed."""
+class Removal(NamedTuple):
+    """A removed model's entry and the converted OpenVINO models removed with it."""
+
+    entry: RegistryEntry
+    converted: List[CacheEntry]
+
+
+def remove_model(name: str) -> Removal:
+    """Remove a user-registered model, and its downloaded file and converted OpenVINO models unless another
+    registered model has the same sha256; bundled models cannot be removed."""
     entry = find_model(name)
     if entry.bundled:
         raise InvalidOptionError(f"model {name!r} is bundled with AttentionUNetSeg and cannot be removed")
     remaining = [e for e in read_registry(user_registry()) if e.name != name]
     _write_user_entries(remaining)
-    if entry.url and not any(e.sha256 == entry.sha256 for e in remaining):
+    if any(e.sha256 == entry.sha256 for e in list_models()):
+        return Removal(entry, [])
+    if entry.url:
         entry.file.unlink(missing_ok=True)
-    return entry
+    return Removal(entry, remove_cache_entries(entry.sha256))
 
 
 def _check_new_name(name: str) -> None:

@@ -1,11 +1,11 @@
-"""`attention-unet models list|info|add|download|remove|verify|export|import-authors`."""
+"""`attention-unet models list|info|add|download|remove|verify|cache|export|import-authors`."""
 from __future__ import annotations
 
 import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 from ..authors import convert_authors_state_dict, read_authors_state_dict
 from ..model_file import ModelMetadata, file_sha256, load_model, read_metadata, save_model
@@ -13,6 +13,7 @@ from ..preprocessing import IntensityNormalisation
 from ..classes import make_classes
 from ..errors import InvalidOptionError
 from ..model import AttentionUNet3D, ModelConfig, count_parameters
+from ..openvino_backend import CacheEntry, cache_entries, cache_root, remove_cache_entries
 from ..registry import RegistryEntry, list_models, resolve_model_path, verify_models
 from ..registry_changes import add_file, add_url, download_model, remove_model
 from ..user_folders import user_registry
@@ -51,8 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.set_defaults(handler=_download)
 
     remove = commands.add_parser("remove", help="remove a user-registered model",
-                                 description="Remove a model from the user's registry, and its downloaded file from "
-                                 "the cache; a --file model's own file is left where it is.")
+                                 description="Remove a model from the user's registry, and its downloaded file and "
+                                 "converted OpenVINO model from the cache (kept while another registered model "
+                                 "has the same sha256); a --file model's own file is left where it is.")
     remove.add_argument("name", help="registered model name")
     remove.set_defaults(handler=_remove)
 
@@ -62,7 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("names", nargs="*", help="model names (default: every registered model)")
     verify.set_defaults(handler=_verify)
 
-    info = commands.add_parser("info", help="show a model's metadata")
+    cache = commands.add_parser("cache", help="show or clear the converted OpenVINO models",
+                                description="List the per-user OpenVINO cache: one converted model per model file "
+                                "(by sha256) and OpenVINO version, with the registered models it belongs to and its "
+                                "size. --clear removes every entry; each is converted again when next used.")
+    cache.add_argument("--clear", action="store_true", help="remove every converted model")
+    cache.set_defaults(handler=_cache)
+
+    info = commands.add_parser("info", help="show a model's metadata and its OpenVINO cache entry")
     info.add_argument("model", nargs="?", default=None, help="registry name or .safetensors file (default model)")
     info.add_argument("--json", action="store_true", help="print the metadata as JSON")
     info.set_defaults(handler=_info)
@@ -144,9 +153,32 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    entry = remove_model(args.name)
-    print(f"removed {entry.name} from {user_registry()}")
+    entry, converted = remove_model(args.name)
+    freed = f", and its converted OpenVINO model ({_mib(converted)})" if converted else ""
+    print(f"removed {entry.name} from {user_registry()}{freed}")
     return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    if args.clear:
+        removed = remove_cache_entries()
+        print(f"removed {len(removed)} converted models ({_mib(removed)}) from {cache_root()}")
+        return 0
+    entries = cache_entries()
+    names: Dict[str, List[str]] = {}
+    for model in list_models():
+        names.setdefault(model.sha256, []).append(model.name)
+    print(f"OpenVINO cache: {cache_root()}")
+    for entry in entries:
+        owners = ", ".join(names.get(entry.sha256, ["(no registered model)"]))
+        unused = "" if entry.current else "  [another OpenVINO or conversion version: unused]"
+        print(f"  {entry.path.name[:12]}  {_mib([entry]):>10}  {owners}{unused}")
+    print(f"{len(entries)} converted models, {_mib(entries)} (`attention-unet models cache --clear` removes them)")
+    return 0
+
+
+def _mib(entries: List[CacheEntry]) -> str:
+    return f"{sum(e.size for e in entries) / 2**20:.1f} MiB"
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -174,6 +206,8 @@ def _info(args: argparse.Namespace) -> int:
     print(f"intensity:     clip [{intensity.clip_min:g}, {intensity.clip_max:g}] HU, "
           f"(x - {intensity.mean:g}) / {intensity.std:g}")
     print(f"license:       {metadata.license or 'not stated'}")
+    converted = cache_entries(file_sha256(path))
+    print(f"openvino:      {f'converted, {_mib(converted)} in {cache_root()}' if converted else 'not converted yet'}")
     return 0
 
 
