@@ -90,7 +90,7 @@ def test_evaluate_cli_writes_tables_with_exact_values_and_counted_undefined_case
 def test_evaluate_cli_names_the_case_whose_grid_differs_and_writes_nothing(three_cases):
     write_labels(three_cases["pred"] / "case2.nrrd", cubes(), spacing=(0.8, 0.8, 2.5))
     result = run_cli(["evaluate", "--pred", three_cases["pred"], "--ref", three_cases["ref"],
-                      "--classes", "1=pancreas", "-o", three_cases["out"]])
+                      "--classes", "1=pancreas", "--ignore-other-labels", "-o", three_cases["out"]])
     assert result.returncode == 1
     assert "case 'case2'" in result.stderr and "spacing (mm): prediction (0.8, 0.8, 2.5), reference (0.8, 0.8, 2)" \
         in result.stderr and "resample" in result.stderr
@@ -153,12 +153,13 @@ def test_compare_cli_finds_the_better_method_with_the_exact_wilcoxon_p_value(tmp
 def test_compare_pairs_only_common_cases_and_classes(three_cases, tmp_path):
     full = evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"})
     (three_cases["pred"] / "case3_seg.mha").unlink()
-    partial = evaluate_folders(three_cases["pred"], three_cases["ref"], {5: "pancreas"}, allow_missing=True)
+    partial = evaluate_folders(three_cases["pred"], three_cases["ref"], {5: "pancreas"}, allow_missing=True,
+                               ignore_other_labels=True)
     comparison = compare_reports(full, partial)
     assert comparison.cases == ["case1", "case2"]
     assert {r.class_name for r in comparison.results} == {"pancreas"}
     with pytest.raises(DatasetError, match="share no class name"):
-        compare_reports(full, evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "liver"},
+        compare_reports(full, evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "liver", 2: "spleen2"},
                                                allow_missing=True))
 
 
@@ -171,8 +172,9 @@ def test_wilcoxon_conventions():
 def test_missing_predictions_are_an_error_unless_allowed(three_cases):
     (three_cases["pred"] / "case2.nrrd").unlink()
     with pytest.raises(DatasetError, match=r"case2.*--allow-missing"):
-        evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "pancreas"})
-    report = evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "pancreas"}, allow_missing=True)
+        evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"})
+    report = evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"},
+                              allow_missing=True)
     assert [c.case for c in report.cases] == ["case1", "case3"] and report.missing_predictions == ["case2"]
     assert "case2" in report.to_markdown()
 
@@ -209,3 +211,66 @@ def test_label_maps_from_inline_specs_and_json_files(tmp_path):
                                                                                     "does not exist")):
         with pytest.raises(InvalidOptionError, match=reason):
             parse_label_map(bad)
+
+
+def _one_case(tmp_path: Path, reference: sitk.Image, prediction: sitk.Image) -> Dict[str, Path]:
+    for folder, image in (("ref", reference), ("pred", prediction)):
+        (tmp_path / folder).mkdir()
+        sitk.WriteImage(image, str(tmp_path / folder / "patient.nii.gz"))
+    return {"ref": tmp_path / "ref", "pred": tmp_path / "pred", "out": tmp_path / "out"}
+
+
+def test_a_ct_given_as_reference_is_refused_not_scored(tmp_path):
+    # the file named like the prediction is the CT itself (HU): scoring it would print a tiny Dice silently
+    ct = sitk.ReadImage(str(TOTALSEG / "example_ct_sm.nii.gz"))
+    seg = sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz"))
+    seg.CopyInformation(ct)
+    case = _one_case(tmp_path, ct, seg)
+    result = run_cli(["evaluate", "--pred", case["pred"], "--ref", case["ref"], "--classes", "1=spleen",
+                      "--ignore-other-labels", "-o", case["out"]])
+    assert result.returncode == 1
+    assert "case 'patient': the reference holds negative values" in result.stderr and "a CT in its place?" \
+        in result.stderr
+    assert not case["out"].exists()
+
+
+def test_a_reference_numbered_otherwise_is_refused_unless_mapped_or_ignored(tmp_path):
+    seg = sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz"))  # TotalSegmentator numbering: 7 = pancreas
+    labels = sitk.GetArrayFromImage(seg)
+    ours = np.select([labels == 7, labels == 1, np.isin(labels, (2, 3)), labels == 5], [1, 2, 3, 4], 0)
+    prediction = sitk.GetImageFromArray(ours.astype(np.uint8))
+    prediction.CopyInformation(seg)
+    case = _one_case(tmp_path, seg, prediction)
+    classes = ["--classes", "1=pancreas,2=spleen,3=kidney,4=liver"]
+    base = ["evaluate", "--pred", case["pred"], "--ref", case["ref"], *classes, "-o", case["out"]]
+
+    refused = run_cli(base)
+    assert refused.returncode == 1 and not case["out"].exists()
+    assert "the reference holds label value(s) 5, 6, 7," in refused.stderr  # 1-4 are in --classes' range
+    assert "--label-map" in refused.stderr and "--ignore-other-labels" in refused.stderr
+
+    mapped = run_cli([*base, "--label-map", "totalsegmentator"])
+    assert mapped.returncode == 0, mapped.stderr
+    scores = json.loads((case["out"] / "evaluation.json").read_text())["cases"][0]["classes"]
+    assert {scores[v]["dice"] for v in ("1", "2", "3", "4")} == {1.0}
+
+    ignored = run_cli([*base[:-1], tmp_path / "ignored", "--ignore-other-labels"])
+    assert ignored.returncode == 0, ignored.stderr
+    scores = json.loads((tmp_path / "ignored" / "evaluation.json").read_text())["cases"][0]["classes"]
+    assert scores["1"]["dice"] == 0.0, "value 1 is the spleen in the reference's own numbering"
+
+
+def test_a_prediction_with_a_value_outside_the_classes_is_refused(three_cases):
+    write_labels(three_cases["pred"] / "case2.nrrd", cubes() * 3)  # values 3 and 6
+    result = run_cli(["evaluate", "--pred", three_cases["pred"], "--ref", three_cases["ref"],
+                      "--classes", "1=pancreas,2=spleen", "-o", three_cases["out"]])
+    assert result.returncode == 1 and not three_cases["out"].exists()
+    assert "case 'case2': the prediction holds label value(s) 3, 6 that are not among the classes " \
+           "(1=pancreas,2=spleen)" in result.stderr
+
+
+def test_a_label_map_producing_classes_not_given_is_refused(three_cases):
+    result = run_cli(["evaluate", "--pred", three_cases["pred"], "--ref", three_cases["ref"],
+                      "--classes", "1=pancreas", "--label-map", "1=pancreas,2=spleen"])
+    assert result.returncode == 1
+    assert "produces class(es) ['spleen'] that --classes does not name (1=pancreas)" in result.stderr

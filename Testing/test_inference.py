@@ -61,7 +61,7 @@ def test_volumes_and_run_facts(patient_a_result) -> None:
     volumes = result.volumes_ml()
     assert list(volumes) == ["pancreas", "spleen", "kidney", "liver"]
     counts = np.bincount(sitk.GetArrayViewFromImage(result.labels).ravel(), minlength=5)
-    assert volumes["liver"] == pytest.approx(counts[4] * 27 / 1000)
+    assert volumes["liver"] == round(counts[4] * 27 / 1000, 2)
     assert result.device == "cpu"
     assert result.precision == ("bfloat16" if cpu_has_native_bf16() else "float32")
     assert set(result.timings) == {"preprocess_s", "inference_s", "postprocess_s"}

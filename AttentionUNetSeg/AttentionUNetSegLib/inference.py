@@ -75,11 +75,11 @@ class SegmentationResult:
     warnings: List[str] = field(default_factory=list)
 
     def volumes_ml(self) -> Dict[str, float]:
-        """Volume of every foreground class in millilitres (one comparison per class: np.bincount would widen
-        the uint8 labels to int64 first, 8 bytes a voxel)."""
+        """Volume of every foreground class in millilitres, rounded to 0.01 mL (one comparison per class:
+        np.bincount would widen the uint8 labels to int64 first, 8 bytes a voxel)."""
         labels = sitk.GetArrayViewFromImage(self.labels)
         voxel_ml = math.prod(self.labels.GetSpacing()) / 1000.0
-        return {c.name: float(np.count_nonzero(labels == c.value) * voxel_ml) for c in self.classes if c.value > 0}
+        return {c.name: round(np.count_nonzero(labels == c.value) * voxel_ml, 2) for c in self.classes if c.value > 0}
 
 
 def segment(

@@ -216,7 +216,7 @@ def _addVolumesTable(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode
                RUN_TIME_COLUMN: vtk.vtkDoubleArray(), COMPUTED_ON_COLUMN: vtk.vtkStringArray()}
     for segmentName, volume in volumes.items():
         columns[SEGMENT_COLUMN].InsertNextValue(segmentName)
-        columns[VOLUME_COLUMN].InsertNextValue(round(volume, 2))
+        columns[VOLUME_COLUMN].InsertNextValue(volume)
         columns[RUN_TIME_COLUMN].InsertNextValue(round(seconds, 1))
         columns[COMPUTED_ON_COLUMN].InsertNextValue(device)
     for columnName, column in columns.items():

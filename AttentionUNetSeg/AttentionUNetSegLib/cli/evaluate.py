@@ -34,11 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "or a dataset.json with \"labels\"")
     folders.add_argument("--allow-missing", action="store_true",
                          help="evaluate only the matched cases when some references have no prediction")
+    folders.add_argument("--ignore-other-labels", action="store_true",
+                         help="count label values outside --classes as background (default: refuse them, since a "
+                         "different numbering would score the wrong organs)")
     on_data = evaluate.add_argument_group("a model on a dataset")
     on_data.add_argument("--model", help="model file or registry name")
     on_data.add_argument("--data", type=Path, help="dataset: MSD folder, images/ + labels/ folders, or CSV")
-    on_data.add_argument("--label-map", default=None,
-                         help="reference label values -> model classes, as for train (default: dataset.json labels)")
+    evaluate.add_argument("--label-map", default=None,
+                          help="reference label values -> class names, as for train (a bundled map, a file or "
+                          "VALUE=NAME pairs); with --model the default is the dataset.json labels, with --ref the "
+                          "references are taken as numbered like --classes")
     on_data.add_argument("--splits", type=Path, default=None, help="splits file (nnU-Net splits_final.json format)")
     on_data.add_argument("--fold", type=int, default=None, help="with --splits: evaluate this fold's held-out cases")
     on_data.add_argument("--cases", default=None, help="comma-separated case names (default: every case)")
@@ -68,7 +73,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     # would double the time of every `attention-unet --help` (docs/benchmarks.md, "Start-up")
     from ..evaluation.report import load_report
     from ..evaluation.scoring import evaluate_folders
-    from ..datasets.label_maps import parse_label_map
+    from ..datasets.label_maps import load_label_map, parse_label_map
     from ..evaluation.models import merge_reports
 
     modes = {"--pred/--ref": args.pred is not None or args.ref is not None,
@@ -83,8 +88,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         if args.pred is None or args.ref is None or args.classes is None:
             raise InvalidOptionError("--pred, --ref and --classes go together")
+        reference_map = load_label_map(args.label_map) if args.label_map is not None else None
         report = evaluate_folders(args.pred, args.ref, parse_label_map(args.classes), allow_missing=args.allow_missing,
-                                  progress=lambda done, total, case: log.info("[%d/%d] %s", done, total, case))
+                                  progress=lambda done, total, case: log.info("[%d/%d] %s", done, total, case),
+                                  reference_map=reference_map, ignore_other_labels=args.ignore_other_labels)
     print(report.to_markdown(), end="")
     if args.output is not None:
         for path in report.write(args.output):

@@ -4,9 +4,12 @@ Conventions (the same everywhere in this package):
 - Arrays are in the same index order as `spacing` (for SimpleITK arrays: `image.GetSpacing()[::-1]`).
 - Surface voxels: voxels of the mask with at least one face neighbour outside it; voxels on the volume's
   border count as surface. Surface distances are exact Euclidean distances in mm between voxel centres.
-- MSD (mean surface-to-surface distance) is the mean of the pooled distances of both directions
-  (prediction -> reference and reference -> prediction); HD95 is the 95th percentile (linear interpolation)
-  of the same pooled distances.
+- MSD (mean surface-to-surface distance, the paper's S2S) is the mean of the pooled distances of both
+  directions (prediction -> reference and reference -> prediction), as MONAI's
+  `compute_average_surface_distance(symmetric=True)`. HD95 is the larger of the two directed 95th
+  percentiles (linear interpolation), as MONAI's `compute_hausdorff_distance(percentile=95)` and
+  DeepMind's surface-distance library compute it (the latter weights by surface area); MedPy's `hd95`
+  takes the percentile of the pooled distances instead, which is never larger (docs/evaluation.md).
 - A metric is NaN exactly when it is undefined, never a made-up 0 or 1:
   Dice is NaN when both masks are empty (0/0); precision when the prediction is empty; recall when the
   reference is empty; MSD and HD95 when either mask is empty (there is no surface to measure to).
@@ -78,8 +81,9 @@ def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) 
     overlap = int(np.count_nonzero(pred & ref))
     msd = hd95 = math.nan
     if n_pred and n_ref:
-        distances = np.concatenate(surface_distances(pred, ref, spacing))
-        msd, hd95 = float(distances.mean()), float(np.percentile(distances, 95))
+        pred_to_ref, ref_to_pred = surface_distances(pred, ref, spacing)
+        msd = float(np.concatenate([pred_to_ref, ref_to_pred]).mean())
+        hd95 = float(max(np.percentile(pred_to_ref, 95), np.percentile(ref_to_pred, 95)))
     return ClassMetrics(
         dice=_ratio(2 * overlap, n_pred + n_ref),
         precision=_ratio(overlap, n_pred),

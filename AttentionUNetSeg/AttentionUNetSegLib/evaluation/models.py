@@ -30,7 +30,7 @@ from ..model_file import load_model, model_metadata
 from ..registry import resolve_model_path
 from ..repeats import repeated
 from .report import CaseResult, EvaluationReport
-from .scoring import evaluate_case
+from .scoring import evaluate_case, remapped_reference
 from .tables import write_text_files
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,7 @@ def mapped_reference(case: Case, image: sitk.Image, label_map: LabelMap, class_v
     """The case's reference labels as model class values, on the CT's grid (nearest neighbour)."""
     reference = read_image(case.label)
     check_label_grid(image, reference, case.name)
-    values = label_map.remap(sitk.GetArrayViewFromImage(reference), class_values, case.name)
-    mapped = sitk.GetImageFromArray(values)
-    mapped.CopyInformation(reference)
+    mapped = remapped_reference(reference, label_map, class_values, case.name)
     return sitk.Resample(mapped, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
@@ -117,7 +115,9 @@ def _segment_and_score(model: AttentionUNet3D, cases: List[Case], mapping: Label
             write_image(reference, references.path(f"{case.name}.nii.gz"))
             results.append(CaseResult(case.name, str(output / PREDICTIONS_DIR / prediction_path.name),
                                       str(output / REFERENCES_DIR / f"{case.name}.nii.gz"),
-                                      evaluate_case(labels, reference, classes, case.name)))
+                                      # the model's classes that the label map does not produce are not scored
+                                      evaluate_case(labels, reference, classes, case.name,
+                                                    ignore_other_labels=True)))
             if progress is not None:
                 progress(index, len(cases), case.name, seconds)
         report = EvaluationReport(classes, results, f"model {model.metadata.name}", source)

@@ -138,8 +138,8 @@ class EvaluationReport:
             markdown_table(header, rows), "",
             "Mean ± sample standard deviation over cases. `(n=k)`: the metric is undefined in the other cases "
             "(empty prediction and/or reference) and left out of that mean; `n/a`: no value to summarise. "
-            "S2S dist.: mean symmetric surface-to-surface distance; HD95: 95th percentile of the symmetric "
-            "surface distances.",
+            "S2S dist.: mean of the surface distances of both directions; HD95: the larger of the two directed "
+            "95th percentiles of the surface distances (as MONAI).",
         ]
         if self.missing_predictions:
             lines += ["", f"References without a prediction (not evaluated): {', '.join(self.missing_predictions)}"]

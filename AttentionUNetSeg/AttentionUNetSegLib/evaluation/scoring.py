@@ -9,7 +9,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..datasets.grids import check_same_grid
-from ..errors import DatasetError
+from ..datasets.label_maps import LabelMap
+from ..errors import DatasetError, InvalidOptionError
 from ..imageio import read_image
 from .matching import PREDICTION_SUFFIX, match_cases
 from .metrics import ClassMetrics, label_metrics
@@ -20,12 +21,22 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_folders(pred_dir: Path, ref_dir: Path, classes: Mapping[int, str], allow_missing: bool = False,
-                     progress: Optional[Callable[[int, int, str], None]] = None) -> EvaluationReport:
+                     progress: Optional[Callable[[int, int, str], None]] = None,
+                     reference_map: Optional[LabelMap] = None, ignore_other_labels: bool = False) -> EvaluationReport:
     """Metrics of every matched case and class. References without a prediction are an error unless
-    `allow_missing`; predictions without a reference are listed and ignored. `progress(done, total, case)`
-    is called after each case."""
+    `allow_missing`; predictions without a reference are listed and ignored. `reference_map` turns the
+    references' own label values into the classes' names first. A label value outside `classes` is an
+    error unless `ignore_other_labels` (it is then background). `progress(done, total, case)` is called
+    after each case."""
     if not classes:
         raise DatasetError("no classes to evaluate; give at least one `value=name` pair")
+    class_values = {name: value for value, name in classes.items()}
+    if reference_map is not None:
+        unknown = [name for name in reference_map.class_names if name not in class_values]
+        if unknown:
+            raise InvalidOptionError(f"label map {reference_map.name!r} produces class(es) {unknown} that --classes "
+                                     f"does not name ({_spec(classes)}); add them to --classes or use a label map "
+                                     "for the classes given")
     match = match_cases(pred_dir, ref_dir)
     if match.missing_predictions and not allow_missing:
         raise DatasetError(f"{len(match.missing_predictions)} reference case(s) have no prediction in {pred_dir}: "
@@ -40,7 +51,10 @@ def evaluate_folders(pred_dir: Path, ref_dir: Path, classes: Mapping[int, str], 
                     shortlist(match.extra_predictions))
     results = []
     for index, (case, pred_path, ref_path) in enumerate(match.pairs, start=1):
-        metrics = evaluate_case(read_image(pred_path), read_image(ref_path), classes, case)
+        reference = read_image(ref_path)
+        if reference_map is not None:
+            reference = remapped_reference(reference, reference_map, class_values, case)
+        metrics = evaluate_case(read_image(pred_path), reference, classes, case, ignore_other_labels)
         results.append(CaseResult(case, str(pred_path), str(ref_path), metrics))
         if progress:
             progress(index, len(match.pairs), case)
@@ -52,22 +66,59 @@ def evaluate_folders(pred_dir: Path, ref_dir: Path, classes: Mapping[int, str], 
     return report
 
 
-def evaluate_case(pred: sitk.Image, ref: sitk.Image, classes: Mapping[int, str], case: str) -> Dict[int, ClassMetrics]:
-    """Metrics of one prediction against its reference on the same grid; errors name `case`."""
+def evaluate_case(pred: sitk.Image, ref: sitk.Image, classes: Mapping[int, str], case: str,
+                  ignore_other_labels: bool = False) -> Dict[int, ClassMetrics]:
+    """Metrics of one prediction against its reference on the same grid; errors name `case`. Both must hold
+    label values: integers >= 0, and (unless `ignore_other_labels`) only background and the `classes`."""
     check_same_grid(ref, pred, f"case '{case}'", ("reference", "prediction"),
                     "resample the prediction onto the reference grid (nearest neighbour) and evaluate again")
-    pred_labels, ref_labels = _label_array(pred, case, "prediction"), _label_array(ref, case, "reference")
-    return label_metrics(pred_labels, ref_labels, ref.GetSpacing()[::-1], sorted(classes))
+    labels = []
+    for image, role in ((pred, "prediction"), (ref, "reference")):
+        array = _label_array(image, case, role)
+        if not ignore_other_labels:
+            _check_values(array, classes, case, role)
+        labels.append(array)
+    return label_metrics(labels[0], labels[1], ref.GetSpacing()[::-1], sorted(classes))
 
 
 def _label_array(image: sitk.Image, case: str, role: str) -> np.ndarray:
+    """The voxels as integer label values; a multi-component, non-integer or negative volume is refused."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise DatasetError(f"case '{case}': the {role} has {image.GetNumberOfComponentsPerPixel()} components per "
                            "voxel; give a single-component label volume")
     array = sitk.GetArrayViewFromImage(image)
-    if np.issubdtype(array.dtype, np.integer):
-        return array
-    if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
-        raise DatasetError(f"case '{case}': the {role} holds non-integer values ({image.GetPixelIDTypeAsString()}); "
-                           "give a label volume of integer class values")
-    return array.astype(np.int64)
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            raise DatasetError(f"case '{case}': the {role} holds non-integer values "
+                               f"({image.GetPixelIDTypeAsString()}); give a label volume of integer class values")
+        array = array.astype(np.int64)
+    low = int(array.min(initial=0))
+    if low < 0:
+        raise DatasetError(f"case '{case}': the {role} holds negative values ({low}..{int(array.max())}): it is not "
+                           "a label volume (a CT in its place?); give label volumes of class values >= 0")
+    return array
+
+
+def _check_values(labels: np.ndarray, classes: Mapping[int, str], case: str, role: str) -> None:
+    """Refuse label values that are neither background nor one of `classes`: a different numbering."""
+    allowed = np.array([0, *classes], dtype=np.int64)
+    other = labels[~np.isin(labels, allowed)]
+    if other.size:
+        values = np.unique(other)
+        listed = ", ".join(map(str, values[:20])) + (" ..." if values.size > 20 else "")
+        mapping = ", map the reference's values with --label-map" if role == "reference" else ""
+        raise DatasetError(f"case '{case}': the {role} holds label value(s) {listed} that are not among the classes "
+                           f"({_spec(classes)}); a different numbering scores the wrong organs. Give every class "
+                           f"in --classes{mapping}, or pass --ignore-other-labels to count them as background")
+
+
+def remapped_reference(reference: sitk.Image, reference_map: LabelMap, class_values: Mapping[str, int], case: str) -> sitk.Image:
+    """The reference with its own label values turned into the classes' values by `reference_map`."""
+    values = reference_map.remap(_label_array(reference, case, "reference"), class_values, case)
+    mapped = sitk.GetImageFromArray(values)
+    mapped.CopyInformation(reference)
+    return mapped
+
+
+def _spec(classes: Mapping[int, str]) -> str:
+    return ",".join(f"{value}={name}" for value, name in sorted(classes.items()))
