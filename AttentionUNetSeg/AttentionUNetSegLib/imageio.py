@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,6 +22,14 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES: Tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 OUTPUT_FORMATS: Tuple[str, ...] = ("nii.gz", "nrrd", "mha")
+MAX_AXIS_COSINE = 1e-2
+"""Largest |cosine| between two NIfTI sform axes that is orthonormalised (axes within 0.57 degrees of
+perpendicular): float32 headers and resampling leave far less (ITK itself refuses above about 1e-4); more is a
+sheared grid that a rotation cannot describe."""
+_PERMISSIVE_READ = threading.Lock()  # ITK_NIFTI_SFORM_PERMISSIVE is process-wide: one such read at a time
+_UNIT_MM = {"meter": 1000.0, "micron": 1e-3}  # NIfTI spatial units; ITK converts them to mm, as here
+Geometry = Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]
+"""Origin, spacing and row-major direction in ITK's LPS convention."""
 
 
 def read_image(path: Path) -> sitk.Image:
@@ -42,15 +52,83 @@ def read_image(path: Path) -> sitk.Image:
 
 def _read_file(path: Path) -> sitk.Image:
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        reason = _itk_reason(exc)
-        if "spacing" in reason.lower():
-            raise InputImageError(f"{path} has zero or negative voxel spacing ({reason}); "
-                                  "fix the spacing in its header") from exc
+        if "orthonormal direction cosines" in _itk_reason(exc) and path.name.lower().endswith((".nii", ".nii.gz")):
+            return _read_nonorthonormal_nifti(path)
+        raise _read_error(path, exc) from exc
+    if image.HasMetaDataKey("ITK_sform_corrected") and image.GetMetaData("ITK_sform_corrected") == "YES":
+        _set_geometry(image, _orthonormal_sform_geometry(path))  # the user set ITK_NIFTI_SFORM_PERMISSIVE
+    return image
+
+
+def _read_error(path: Path, exc: RuntimeError) -> InputImageError:
+    reason = _itk_reason(exc)
+    if "spacing" in reason.lower():
+        return InputImageError(f"{path} has zero or negative voxel spacing ({reason}); fix the spacing in its header")
+    return InputImageError(f"cannot read {path} as an image ({reason}); is it a complete NIfTI, NRRD or MHA file?")
+
+
+def _read_nonorthonormal_nifti(path: Path) -> sitk.Image:
+    """Read a NIfTI file whose sform ITK refuses as not orthonormal: ITK's own voxels (its permissive mode), with
+    the nearest orthonormal direction if the sform is close to one (a warning), else an InputImageError."""
+    geometry = _orthonormal_sform_geometry(path)
+    with _PERMISSIVE_READ:
+        previous = os.environ.get("ITK_NIFTI_SFORM_PERMISSIVE")
+        os.environ["ITK_NIFTI_SFORM_PERMISSIVE"] = "YES"
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            raise _read_error(path, exc) from exc
+        finally:
+            if previous is None:
+                del os.environ["ITK_NIFTI_SFORM_PERMISSIVE"]
+            else:
+                os.environ["ITK_NIFTI_SFORM_PERMISSIVE"] = previous
+    _set_geometry(image, geometry)
+    return image
+
+
+def _orthonormal_sform_geometry(path: Path) -> Geometry:
+    """The geometry of a NIfTI file's sform (its qform without one) with the nearest orthonormal direction; a warning
+    names the deviation, and a matrix further than MAX_AXIS_COSINE from orthonormal is refused."""
+    import nibabel
+
+    header = nibabel.load(str(path)).header
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ header.get_best_affine()  # NIfTI's RAS to ITK's LPS
+    scale = _UNIT_MM.get(header.get_xyzt_units()[0], 1.0)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if not np.all(np.isfinite(spacing) & (spacing > 0)):
+        raise InputImageError(f"{path} has a degenerate direction matrix (sform axis lengths {spacing}); "
+                              "fix the sform in its header")
+    direction = affine[:3, :3] / spacing
+    cosine = float(np.max(np.abs(direction.T @ direction - np.eye(3))))
+    if cosine > MAX_AXIS_COSINE:
         raise InputImageError(
-            f"cannot read {path} as an image ({reason}); is it a complete NIfTI, NRRD or MHA file?"
-        ) from exc
+            f"{path} has a sheared direction matrix (sform): its axes are up to {_degrees(cosine):.2f} degrees off "
+            f"perpendicular (max |R^T R - I| = {cosine:.3g}, more than {MAX_AXIS_COSINE:g}); resample it onto an "
+            "orthogonal grid or fix the sform in its header")
+    u, _, vt = np.linalg.svd(direction)
+    nearest = u @ vt
+    moved = np.degrees(np.arccos(np.clip(np.sum(direction * nearest, axis=0), -1.0, 1.0)))
+    log.warning("%s: the NIfTI direction matrix (sform) is not orthonormal (max |R^T R - I| = %.3g, axes up to "
+                "%.3f degrees off perpendicular); using the nearest orthonormal one, axes moved by up to %.3f degrees",
+                path, cosine, _degrees(cosine), float(np.max(moved)))
+    return (tuple(affine[:3, 3] * scale), tuple(spacing * scale), tuple(nearest.ravel()))
+
+
+def _degrees(cosine: float) -> float:
+    """How far from perpendicular two axes are whose cosine is `cosine`."""
+    return math.degrees(math.asin(min(cosine, 1.0)))
+
+
+def _set_geometry(image: sitk.Image, geometry: Geometry) -> None:
+    """Give a 3-D image the geometry; other dimensions keep ITK's own correction."""
+    if image.GetDimension() == 3:
+        origin, spacing, direction = geometry
+        image.SetOrigin(origin)
+        image.SetSpacing(spacing)
+        image.SetDirection(direction)
 
 
 def _check_nifti_complete(path: Path) -> None:
