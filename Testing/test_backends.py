@@ -17,7 +17,7 @@ import torch
 from conftest import run_cli
 
 from AttentionUNetSegLib.backends import TorchBackend, make_backend, resolve_backend
-from AttentionUNetSegLib.model_file import load_model
+from AttentionUNetSegLib.model_file import read_model
 from AttentionUNetSegLib.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import InvalidOptionError
 from AttentionUNetSegLib.inference import segment
@@ -69,7 +69,7 @@ def test_outputs_are_not_overwritten_by_the_next_call(trained_like_model) -> Non
 
 
 def test_segment_with_either_backend_agrees(patient_a: sitk.Image, tiny_model_path: Path) -> None:
-    model = load_model(tiny_model_path)
+    model = read_model(tiny_model_path)
     region = patient_a[20:100, 10:90, 30:90]
     results = {backend: segment(region, model, precision="fp32", backend=backend) for backend in ("torch", "openvino")}
     assert {b: r.backend for b, r in results.items()} == {"torch": "torch", "openvino": "openvino"}
@@ -81,7 +81,7 @@ def test_segment_with_either_backend_agrees(patient_a: sitk.Image, tiny_model_pa
 
 
 def test_converted_network_is_cached_per_model_file(tiny_model_path: Path, caplog) -> None:
-    model = load_model(tiny_model_path)
+    model = read_model(tiny_model_path)
     for earlier in (user_cache_dir() / "openvino").glob(f"{model.sha256}-*"):  # start without a cached network
         shutil.rmtree(earlier)
     x = torch.randn(1, 1, 32, 32, 32)

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 import torch
 from conftest import TOTALSEG
 
-from AttentionUNetSegLib.model_file import load_model
+from AttentionUNetSegLib.model_file import read_model
 from AttentionUNetSegLib.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import CancelledError, InputImageError
 from AttentionUNetSegLib.imageio import read_image
@@ -24,7 +24,7 @@ def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_model_path: Path):
-    return load_model(tiny_model_path)
+    return read_model(tiny_model_path)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import AUTHORS_REFERENCE, run_cli
 
-from AttentionUNetSegLib.model_file import load_model, read_metadata
+from AttentionUNetSegLib.model_file import read_model, read_metadata
 from AttentionUNetSegLib.model import AttentionUNet3D, ModelConfig, count_parameters
 
 
@@ -30,7 +30,7 @@ def test_imported_authors_checkpoint_reproduces_their_outputs(tmp_path, stem: st
                          "-o", model_file, "--classes", "background,pancreas,spleen,kidney"])
     assert completed.returncode == 0, completed.stderr
     assert read_metadata(model_file).architecture.architecture == architecture
-    model = load_model(model_file)
+    model = read_model(model_file)
     reference = np.load(AUTHORS_REFERENCE / f"{stem}_fs16_io.npz")
     with torch.no_grad():
         logits, attention = model(torch.from_numpy(reference["input"]), return_attention=True)

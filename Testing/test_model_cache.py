@@ -13,7 +13,7 @@ from conftest import make_model_file, run_cli
 
 from AttentionUNetSegLib.atomic import _host
 from AttentionUNetSegLib.cli import main
-from AttentionUNetSegLib.model_file import file_sha256, load_model
+from AttentionUNetSegLib.model_file import file_sha256, read_model
 from AttentionUNetSegLib.openvino_backend import (CONVERTING_PREFIX, REMOVING_PREFIX, OpenVINOBackend, _remove_entry,
                                                   cache_entries, cache_root, remove_cache_entries)
 from AttentionUNetSegLib.user_folders import HOME_VARIABLE
@@ -28,7 +28,7 @@ def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def converted(path: Path) -> Path:
     """Convert the model file for OpenVINO (as a segmentation does) and return its cache entry."""
-    OpenVINOBackend(load_model(path), torch.float32)
+    OpenVINOBackend(read_model(path), torch.float32)
     (entry,) = cache_entries(file_sha256(path))
     return entry.path
 

@@ -10,7 +10,7 @@ import torch
 from conftest import make_model_file
 from safetensors.torch import load_file, save_file
 
-from AttentionUNetSegLib.model_file import (METADATA_KEY, ModelMetadata, file_sha256, load_model, read_metadata,
+from AttentionUNetSegLib.model_file import (METADATA_KEY, ModelMetadata, file_sha256, read_model, read_metadata,
                                         save_model)
 from AttentionUNetSegLib.errors import ModelFileError
 from AttentionUNetSegLib.registry import BUNDLED_REGISTRY, default_model, list_models, resolve_model_path
@@ -30,9 +30,9 @@ def _rewrite(path: Path, target: Path, tensors=None, metadata: dict = None) -> P
 
 
 def test_round_trip_keeps_weights_metadata_and_outputs(tmp_path: Path, tiny_model_path: Path) -> None:
-    model = load_model(tiny_model_path)
+    model = read_model(tiny_model_path)
     copy = save_model(model, model.metadata, tmp_path / "copy.safetensors")
-    again = load_model(copy)
+    again = read_model(copy)
     assert again.metadata == model.metadata
     x = torch.randn(1, 1, 32, 32, 32)
     with torch.no_grad():
@@ -41,13 +41,13 @@ def test_round_trip_keeps_weights_metadata_and_outputs(tmp_path: Path, tiny_mode
 
 
 def test_half_precision_files_are_smaller_and_close(tmp_path: Path, tiny_model_path: Path) -> None:
-    model = load_model(tiny_model_path)
+    model = read_model(tiny_model_path)
     half = save_model(model, model.metadata, tmp_path / "half.safetensors", half_precision=True)
     assert half.stat().st_size < 0.6 * tiny_model_path.stat().st_size
     stored = load_file(str(half))
     assert stored["encoder.0.0.0.weight"].dtype == torch.float16
     assert {stored[k].dtype for k in stored if k.endswith(("running_mean", "running_var"))} == {torch.float32}
-    restored = load_model(half)
+    restored = read_model(half)
     assert all(t.dtype != torch.float16 for t in restored.state_dict().values())
     x = torch.randn(1, 1, 32, 32, 32)
     with torch.no_grad():
@@ -59,23 +59,23 @@ def test_truncated_file_is_reported_as_corrupt(tmp_path: Path, tiny_model_path: 
     broken = tmp_path / "truncated.safetensors"
     broken.write_bytes(tiny_model_path.read_bytes()[: tiny_model_path.stat().st_size // 2])
     with pytest.raises(ModelFileError, match="truncated.safetensors.*(corrupt|truncated)"):
-        load_model(broken)
+        read_model(broken)
 
 
 def test_random_bytes_and_pickles_are_refused_without_unpickling(tmp_path: Path) -> None:
     noise = tmp_path / "noise.safetensors"
     noise.write_bytes(b"\x00\x01garbage" * 100)
     with pytest.raises(ModelFileError, match="noise.safetensors"):
-        load_model(noise)
+        read_model(noise)
     pickled = tmp_path / "model.pt"
     torch.save({"weights": torch.zeros(3)}, pickled)
     with pytest.raises(ModelFileError, match="model.pt"):
-        load_model(pickled)
+        read_model(pickled)
 
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="absent.safetensors does not exist"):
-        load_model(tmp_path / "absent.safetensors")
+        read_model(tmp_path / "absent.safetensors")
 
 
 def test_unknown_format_version(tmp_path: Path, tiny_model_path: Path) -> None:
@@ -90,14 +90,14 @@ def test_metadata_missing_a_required_field(tmp_path: Path, tiny_model_path: Path
     metadata = {k: v for k, v in _header(tiny_model_path).items() if k != field}
     broken = _rewrite(tiny_model_path, tmp_path / "incomplete.safetensors", metadata=metadata)
     with pytest.raises(ModelFileError, match=f"incomplete.safetensors.*{field}"):
-        load_model(broken)
+        read_model(broken)
 
 
 def test_safetensors_without_our_metadata(tmp_path: Path, tiny_model_path: Path) -> None:
     bare = tmp_path / "bare.safetensors"
     save_file(load_file(str(tiny_model_path)), str(bare))
     with pytest.raises(ModelFileError, match="bare.safetensors.*without AttentionUNetSeg metadata"):
-        load_model(bare)
+        read_model(bare)
 
 
 def test_missing_and_misshaped_weights(tmp_path: Path, tiny_model_path: Path) -> None:
@@ -105,10 +105,10 @@ def test_missing_and_misshaped_weights(tmp_path: Path, tiny_model_path: Path) ->
     missing = dict(tensors)
     missing.pop("final.weight")
     with pytest.raises(ModelFileError, match="missing.safetensors.*missing.*final.weight"):
-        load_model(_rewrite(tiny_model_path, tmp_path / "missing.safetensors", tensors=missing))
+        read_model(_rewrite(tiny_model_path, tmp_path / "missing.safetensors", tensors=missing))
     misshaped = dict(tensors, **{"final.bias": torch.zeros(7)})
     with pytest.raises(ModelFileError, match="misshaped.safetensors.*mis-shaped.*final.bias"):
-        load_model(_rewrite(tiny_model_path, tmp_path / "misshaped.safetensors", tensors=misshaped))
+        read_model(_rewrite(tiny_model_path, tmp_path / "misshaped.safetensors", tensors=misshaped))
 
 
 def test_weights_of_another_architecture(tmp_path: Path, tiny_model_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_weights_of_another_architecture(tmp_path: Path, tiny_model_path: Path) 
     mixed = _rewrite(tiny_model_path, tmp_path / "mixed.safetensors", tensors=load_file(str(unet)),
                      metadata=_header(tiny_model_path))
     with pytest.raises(ModelFileError, match="mixed.safetensors.*do not match the architecture"):
-        load_model(mixed)
+        read_model(mixed)
 
 
 def test_metadata_validation_names_the_problem(tiny_model_path: Path) -> None:
@@ -156,3 +156,17 @@ def test_registry_checksum_mismatch_and_unknown_name(tmp_path: Path) -> None:
         resolve_model_path(None, registry=registry)
     with pytest.raises(ModelFileError, match="no model named 'nonexistent'.*known models"):
         resolve_model_path("nonexistent", registry=registry)
+
+
+def test_the_python_api_takes_a_registry_name_a_path_or_nothing(tiny_model_path) -> None:
+    import AttentionUNetSegLib
+
+    entry = default_model()
+    by_name = AttentionUNetSegLib.load_model(entry.name)
+    assert by_name.sha256 == entry.sha256 and by_name.metadata.name == entry.name and not by_name.training
+    assert AttentionUNetSegLib.load_model().sha256 == entry.sha256
+    assert AttentionUNetSegLib.load_model(tiny_model_path).sha256 == file_sha256(tiny_model_path)
+    assert AttentionUNetSegLib.load_model(str(tiny_model_path)).sha256 == file_sha256(tiny_model_path)
+    with pytest.raises(ModelFileError, match=r"no model named 'attention-unet-abdomen-v9'; known models: \[.*"
+                                             r"attention-unet-abdomen-v1"):
+        AttentionUNetSegLib.load_model("attention-unet-abdomen-v9")

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from AttentionUNetSegLib.model_file import load_model
+from AttentionUNetSegLib.model_file import read_model
 from AttentionUNetSegLib.device import autocast
 from AttentionUNetSegLib.inference import segment
 from AttentionUNetSegLib.model import AttentionUNet3D
@@ -52,7 +52,7 @@ def test_bfloat16_path_within_tolerance(trained_like_model: AttentionUNet3D) -> 
 
 
 def test_segment_fp32_and_bf16_agree(patient_a: sitk.Image, tiny_model_path) -> None:
-    model = load_model(tiny_model_path)
+    model = read_model(tiny_model_path)
     region = patient_a[20:100, 10:90, 30:90]
     exact = sitk.GetArrayFromImage(segment(region, model, precision="fp32", attention=False, backend="torch").labels)
     fast = sitk.GetArrayFromImage(segment(region, model, precision="bf16", attention=False, backend="torch").labels)
@@ -66,7 +66,7 @@ def test_body_box_and_air_outside_it(patient_a: sitk.Image, tiny_model_path) -> 
     assert body_box(np.full((4, 4, 4), -1000.0), margin=2) == (slice(0, 4),) * 3
     region = patient_a[30:90, 20:80, 40:80]
     padded = sitk.ConstantPad(region, [40, 40, 30], [40, 40, 30], -1024)
-    result = segment(padded, load_model(tiny_model_path))
+    result = segment(padded, read_model(tiny_model_path))
     labels = sitk.GetArrayFromImage(result.labels)
     attention = sitk.GetArrayFromImage(result.attention["att2_gate1"])
     # Far outside the body (beyond the box margin of 8 voxels at 4 mm = 32 mm; padding is 120 mm)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from training_support import assert_same_tensors, real_ct_csv, shared_cache
 
-from AttentionUNetSegLib.model_file import load_model
+from AttentionUNetSegLib.model_file import read_model
 
 SCRIPT = """
 import logging, os, sys, torch
@@ -37,7 +37,7 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path, tmp_path_
     assert completed.returncode == 0, completed.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert_same_tensors(*ranks)
-    final = load_model(out / "final.safetensors")
+    final = read_model(out / "final.safetensors")
     assert final.metadata.provenance["world_size"] == 2 and final.metadata.provenance["steps"] == 4
     assert_same_tensors(final.state_dict(), ranks[0])
     assert completed.stderr.count("epoch 2/2") == 1  # rank 0 alone reports

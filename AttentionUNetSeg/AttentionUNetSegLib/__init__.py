@@ -1,6 +1,7 @@
 """AttentionUNetSeg core: the 3D Attention U-Net of Oktay et al. 2018 for abdominal CT, without Slicer.
 
-Public API: `load_model`, `save_model`, `segment`, `read_image`, `AttentionUNet3D`, `ModelConfig`.
+Public API: `load_model` (a registry name, a model file or the default model), `save_model`, `segment`,
+`read_image`, `AttentionUNet3D`, `ModelConfig`.
 Heavy imports (torch, SimpleITK) happen on first use, so importing the package is cheap.
 """
 from __future__ import annotations
@@ -11,12 +12,13 @@ __all__ = ["AttentionUNet3D", "ModelConfig", "ModelMetadata", "SegmentationResul
            "save_model", "segment"]
 
 _LOCATIONS = {
-    "AttentionUNet3D": "model", "ModelConfig": "model", "ModelMetadata": "model_file", "load_model": "model_file",
+    "AttentionUNet3D": "model", "ModelConfig": "model", "ModelMetadata": "model_file", "load_model": "registry",
     "save_model": "model_file", "segment": "inference", "SegmentationResult": "inference", "read_image": "imageio",
 }
 
 if TYPE_CHECKING:
-    from .model_file import ModelMetadata, load_model, save_model
+    from .model_file import ModelMetadata, save_model
+    from .registry import load_model
     from .imageio import read_image
     from .inference import SegmentationResult, segment
     from .model import AttentionUNet3D, ModelConfig

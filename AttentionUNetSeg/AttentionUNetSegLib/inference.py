@@ -25,9 +25,9 @@ from .device import resolve_device, resolve_precision
 from .grid import Grid
 from .inference_settings import InferenceSettings
 from .maps import MapSet
-from .model_file import ModelMetadata, load_model, model_metadata
+from .model_file import ModelMetadata, model_metadata
 from .preprocessing import AIR_HU, model_grid, normalise, resample, validate_image
-from .registry import resolve_model_path
+from .registry import load_model
 from .resampling import argmax_on_grid, resample_linear
 from .sliding_windows import preload_sliding_window, sliding_window_outputs, window_fitted_body_box
 from .window_backend import WindowBackend
@@ -105,7 +105,7 @@ def segment(
     clock = time.perf_counter()
     device = resolve_device(settings.device)
     if not isinstance(model, torch.nn.Module):
-        model = load_model(resolve_model_path(model))
+        model = load_model(model)
     metadata = model_metadata(model)
     warnings = validate_image(image)
     for message in warnings:

@@ -123,7 +123,7 @@ def read_metadata(path: Path) -> ModelMetadata:
         raise ModelFileError(f"{path}: invalid metadata: {exc}") from exc
 
 
-def load_model(path: Path, device: str = "cpu") -> AttentionUNet3D:
+def read_model(path: Path, device: str = "cpu") -> AttentionUNet3D:
     """Load a model file; the returned module is in eval mode and carries `.metadata` and `.sha256`."""
     from safetensors.torch import load_file
 
@@ -165,7 +165,7 @@ def model_metadata(model: torch.nn.Module) -> ModelMetadata:
     metadata: Optional[ModelMetadata] = getattr(model, "metadata", None)
     if metadata is None:
         raise ModelFileError("this model has no metadata (spacing, classes, normalisation): "
-                             "load it with AttentionUNetSegLib.load_model(path)")
+                             "load it with AttentionUNetSegLib.load_model(name or path)")
     return metadata
 
 

@@ -16,7 +16,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from .download import check_https_url, check_sha256
 from .errors import ModelFileError
-from .model_file import file_sha256, read_metadata
+from .model import AttentionUNet3D
+from .model_file import file_sha256, read_metadata, read_model
 from .repeats import repeated
 from .user_folders import model_cache_dir, user_registry
 
@@ -137,6 +138,12 @@ def resolve_model_path(name_or_path: Union[str, Path, None] = None, registry: Pa
         entry = find_model(str(name_or_path), registry)
     verify_entry(entry)
     return entry.file
+
+
+def load_model(model: Union[str, Path, None] = None, device: str = "cpu") -> AttentionUNet3D:
+    """A model by registry name, model-file path, or (None) the default model; in eval mode, with
+    `.metadata` and `.sha256`."""
+    return read_model(resolve_model_path(model), device)
 
 
 def verify_entry(entry: RegistryEntry) -> None:

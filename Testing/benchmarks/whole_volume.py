@@ -31,7 +31,7 @@ def make_inputs(workdir: Path) -> tuple:
 
     import SimpleITK as sitk
 
-    from AttentionUNetSegLib.model_file import load_model, save_model
+    from AttentionUNetSegLib.model_file import read_model, save_model
     from AttentionUNetSegLib.phantom import generate_phantom
     from AttentionUNetSegLib.registry import resolve_model_path
 
@@ -40,7 +40,7 @@ def make_inputs(workdir: Path) -> tuple:
         image, _ = generate_phantom(seed=7, size=SIZE, spacing=SPACING)
         sitk.WriteImage(image, str(ct_path))
     if not model_path.exists():
-        model = load_model(resolve_model_path(None))
+        model = read_model(resolve_model_path(None))
         save_model(model, replace(model.metadata, patch_size=PATCH, name="bundled-160x160x96"), model_path)
     _convert_once(model_path)
     return ct_path, model_path
@@ -51,12 +51,12 @@ def _convert_once(model_path: Path) -> None:
     import torch
 
     from AttentionUNetSegLib.backends import openvino_installed
-    from AttentionUNetSegLib.model_file import load_model
+    from AttentionUNetSegLib.model_file import read_model
 
     if openvino_installed():
         from AttentionUNetSegLib.openvino_backend import OpenVINOBackend
 
-        OpenVINOBackend(load_model(model_path), torch.float32)
+        OpenVINOBackend(read_model(model_path), torch.float32)
 
 
 def monai_pipeline(ct_path: Path, out_path: Path) -> None:

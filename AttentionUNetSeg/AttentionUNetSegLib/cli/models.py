@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..authors import convert_authors_state_dict, read_authors_state_dict
-from ..model_file import ModelMetadata, file_sha256, load_model, read_metadata, save_model
+from ..model_file import ModelMetadata, file_sha256, read_model, read_metadata, save_model
 from ..preprocessing import IntensityNormalisation
 from ..classes import make_classes
 from ..errors import InvalidOptionError
@@ -213,7 +213,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     source = resolve_model_path(args.model)
-    model = load_model(source)
+    model = read_model(source)
     changes = {key: value for key, value in (("name", args.name), ("description", args.description),
                                              ("license", args.license)) if value is not None}
     metadata = replace(model.metadata, **changes,

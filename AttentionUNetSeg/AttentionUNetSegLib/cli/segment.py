@@ -14,7 +14,7 @@ from ..device import DEVICE_CHOICES, PRECISION_CHOICES
 from ..imageio import OUTPUT_FORMATS, image_stem, read_image, write_image, write_map
 from ..inference import SegmentationResult, segment
 from ..inference_settings import InferenceSettings
-from ..model_file import load_model
+from ..model_file import read_model
 from ..registry import resolve_model_path
 from ..sliding_windows import preload_sliding_window
 from .progress import ProgressPrinter
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     model_path = resolve_model_path(args.model)
     image = read_image(args.input)
     with StagedOutputs(args.output) as outputs:  # fails early on an unwritable folder
-        model = load_model(model_path)
+        model = read_model(model_path)
         with ProgressPrinter(enabled=not args.quiet) as progress:
             result = segment(image, model, settings, progress=progress)
         stem = image_stem(args.input)

@@ -26,8 +26,8 @@ from ..errors import DatasetError
 from ..imageio import read_image, write_image
 from ..inference import segment
 from ..model import AttentionUNet3D
-from ..model_file import load_model, model_metadata
-from ..registry import resolve_model_path
+from ..model_file import model_metadata
+from ..registry import load_model
 from ..repeats import repeated
 from .report import CaseResult, EvaluationReport
 from .scoring import evaluate_case, remapped_reference
@@ -77,7 +77,7 @@ def evaluate_model(model: str, data: Path, output: Path, label_map: Optional[str
     """Segment and score the selected cases of `data` with `model` (a file or registry name); write the
     tables, predictions/ and references/ into `output`, all or nothing. `progress(done, total, case, seconds)`
     follows each case."""
-    loaded = load_model(resolve_model_path(model))
+    loaded = load_model(model)
     metadata = model_metadata(loaded)
     mapping = load_label_map(label_map, dataset_json(Path(data)))
     unknown = [name for name in mapping.class_names if name not in metadata.class_names]

@@ -68,7 +68,7 @@ class TrainConfig:
                                           metavar="NAMES")
     cache_dir: Optional[str] = option(None, "folder for the preprocessed cache (default: OUTPUT/cache)")
     name: Optional[str] = option(None, "model name written into the model files (default: the output folder's name)")
-    init_model: Optional[str] = option(None, "fine-tune this model file; its classes that the label map does not "
+    init_model: Optional[str] = option(None, "fine-tune this model (a model file or registry name); its classes that the label map does not "
                                        "produce are left out of softmax and loss (the paper's AFT)")
     architecture: Optional[str] = option(None, "network (default: attention_unet_3d)", choices=ARCHITECTURES)
     feature_scale: Optional[int] = option(None, "channel divisor: 64*(1,2,4,8,16)/feature_scale (default: 4)",

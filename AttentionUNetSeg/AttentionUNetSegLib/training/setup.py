@@ -17,8 +17,8 @@ from ..datasets.label_maps import LabelMap
 from ..device import resolve_precision
 from ..errors import InvalidOptionError, OutputError, TrainingError
 from ..model import AttentionUNet3D, ModelConfig
-from ..model_file import load_model
 from ..preprocessing import IntensityNormalisation
+from ..registry import load_model
 from .cache import CachedCase, CacheSettings, cached_case
 from .checkpoint import CHECKPOINT_FILE
 from .config import MODEL_DEFAULTS, TrainConfig
@@ -72,7 +72,7 @@ def plan_model(config: TrainConfig, label_map: LabelMap) -> ModelPlan:
         intensity = IntensityNormalisation(**config.intensity) if config.intensity else None
         return ModelPlan(model_config, classes, config.spacing_mm or MODEL_DEFAULTS["spacing_mm"],
                          config.patch_size or MODEL_DEFAULTS["patch_size"], intensity, None)
-    base = load_model(Path(config.init_model))
+    base = load_model(config.init_model)
     metadata = base.metadata
     inherited = {**{k: getattr(metadata.architecture, k) for k in ARCHITECTURE_OPTIONS},
                  "classes": metadata.class_names, "spacing_mm": metadata.spacing_mm,
