@@ -14,12 +14,13 @@ import torch
 from conftest import TOTALSEG, run_cli
 from training_support import TINY_RUN, log_rows, real_ct_csv, shared_cache
 
-from AttentionUNetSegLib.model_file import file_sha256, load_model
+from AttentionUNetSegLib.model_file import file_sha256, read_model
 from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES
 from AttentionUNetSegLib.imageio import read_image
 from AttentionUNetSegLib.inference import segment
 from AttentionUNetSegLib.training import TrainConfig, train
 from AttentionUNetSegLib.training.config import config_from_sources
+from AttentionUNetSegLib.training.trainer import time_left
 
 EPOCHS = 4
 
@@ -53,9 +54,30 @@ def test_loss_falls_and_every_output_is_written(smoke_run) -> None:
         assert min(picture.GetSize()) > 300
 
 
+def test_validation_reports_each_case_and_counts_in_the_time_left(smoke_run) -> None:
+    _, completed = smoke_run
+    lines = completed.stderr.splitlines()
+    cases = [i for i, line in enumerate(lines) if "validation: case 1/1 (patient_" in line]
+    epochs = {int(line.split("epoch ")[1].split("/")[0]): (i, line) for i, line in enumerate(lines)
+              if line.startswith("INFO: epoch ")}
+    assert len(cases) == 2 and sorted(epochs) == list(range(1, EPOCHS + 1)), completed.stderr
+    assert epochs[1][0] < cases[0] < epochs[2][0] < epochs[3][0] < cases[1] < epochs[4][0]  # after epochs 2 and 4
+    assert "left + 2 validation(s), not yet timed" in epochs[1][1]  # none timed yet: said, not left out
+    assert " s; " in epochs[2][1].split("validation mean Dice")[1]  # how long the validation took
+    for epoch in (2, 3):
+        assert "left, 1 validation(s) included" in epochs[epoch][1]
+    assert epochs[4][1].endswith("about 0:00:00 left")
+
+
+def test_time_left_adds_the_validations_to_come_at_their_measured_pace() -> None:
+    assert time_left(10, 2.0, 0, None) == "about 0:00:20 left"
+    assert time_left(10, 2.0, 2, 45.0) == "about 0:01:50 left, 2 validation(s) included"
+    assert time_left(10, 2.0, 2, None) == "about 0:00:20 left + 2 validation(s), not yet timed"
+
+
 def test_model_file_has_full_metadata_and_segments(smoke_run) -> None:
     out, _ = smoke_run
-    model = load_model(out / "final.safetensors")
+    model = read_model(out / "final.safetensors")
     metadata = model.metadata
     assert metadata.class_names == DEFAULT_CLASS_NAMES
     assert metadata.spacing_mm == (4.0, 4.0, 4.0) and metadata.patch_size == (48, 48, 32)
@@ -70,7 +92,7 @@ def test_model_file_has_full_metadata_and_segments(smoke_run) -> None:
     assert validation["epoch"] == EPOCHS and validation["cases"] == 1
     assert set(validation["dice"]) == set(DEFAULT_CLASS_NAMES[1:])
 
-    best = load_model(out / "best.safetensors").metadata.metrics
+    best = read_model(out / "best.safetensors").metadata.metrics
     logged = [float(r["val_mean_dice"]) for r in log_rows(out) if r["val_mean_dice"]]
     assert best["validation"]["mean_dice"] == pytest.approx(max(logged), rel=1e-4)
 
@@ -128,8 +150,8 @@ def test_fine_tuning_leaves_unlabelled_classes_out_of_softmax_and_loss(smoke_run
         label_map=str(pancreas_only), folds=2, epochs=1, iterations_per_epoch=2, batch_size=1, lr=1e-3,
         weight_decay=0.0, cache_dir=str(shared_cache(tmp_path_factory)), tensorboard=False, snapshots=False,
     ))
-    base = load_model(base_path)
-    tuned = load_model(tmp_path / "aft" / "final.safetensors")
+    base = read_model(base_path)
+    tuned = read_model(tmp_path / "aft" / "final.safetensors")
     assert tuned.metadata.class_names == DEFAULT_CLASS_NAMES
     assert tuned.metadata.provenance["trained_classes"] == ["background", "pancreas"]
     assert tuned.metadata.provenance["fine_tuned_from"]["sha256"] == base.sha256
@@ -147,7 +169,7 @@ def test_unet_baseline_with_per_scale_dice_ce_and_bf16(tmp_path: Path, tmp_path_
         patch_size=(48, 48, 48), spacing_mm=(4.0, 4.0, 4.0), folds=2, epochs=1, iterations_per_epoch=2,
         batch_size=1, accumulate=2, cache_dir=str(shared_cache(tmp_path_factory)), tensorboard=False,
     ))
-    model = load_model(result.files["final"])
+    model = read_model(result.files["final"])
     assert (model.config.architecture, model.config.deep_supervision) == ("unet_3d", "per_scale")
     assert model.gate_names == []
     assert model.metadata.provenance["precision"] == "bfloat16"

@@ -1,7 +1,8 @@
 """Side-by-side speed and memory of our networks and MONAI's AttentionUnet (and the authors', if given).
 
 Every configuration runs in this one process, interleaved repeat by repeat, so machine noise hits all
-alike; results are medians after warm-up, reported with ratios against the fastest peer.
+alike; results are medians after warm-up, reported with ratios against the fastest peer. `progress`
+hears of every slow step: building and converting networks, and each configuration in each round.
 """
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ from .model import AttentionUNet3D, ModelConfig
 from .optimize import prepare_for_inference
 
 PEER_CHANNELS = (16, 32, 64, 128, 256)
+Progress = Callable[[str], None]
 
 
 @dataclass
 class Candidate:
     """One network in one configuration; `ours` tells which side of the ratio it is on. `infer`, if set,
     runs the forward instead of `model` (another backend, e.g. OpenVINO). `reference`: the network as defined,
-    whose fp32 forward a fast configuration of ours must reproduce (None for the reference itself and peers)."""
+    whose fp32 forward a fast configuration of ours must reproduce (None for the reference itself and peers).
+    `compiled`: under torch.compile, which compiles on the first run."""
 
     name: str
     model: nn.Module
@@ -39,6 +42,7 @@ class Candidate:
     attention_output: bool = False
     infer: Optional[Callable[[torch.Tensor], object]] = None
     reference: Optional[nn.Module] = None
+    compiled: bool = False
 
 
 @dataclass
@@ -69,17 +73,21 @@ def authors_attention_unet(path: Path, num_classes: int) -> nn.Module:
     return module.unet_CT_multi_att_dsv_3D(feature_scale=4, n_classes=num_classes, in_channels=1)
 
 
-def _peers(num_classes: int, authors_path: Optional[Path]) -> Dict[str, nn.Module]:
+def _peers(num_classes: int, authors_path: Optional[Path], progress: Progress) -> Dict[str, nn.Module]:
+    progress("building MONAI AttentionUnet")
     peers = {"MONAI AttentionUnet": monai_attention_unet(num_classes)}
     if authors_path is not None:
+        progress(f"importing the authors' Attention U-Net from {authors_path}")
         peers["authors' Attention U-Net"] = authors_attention_unet(authors_path, num_classes)
     return peers
 
 
-def forward_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path]) -> List[Candidate]:
+def forward_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path],
+                       progress: Progress = lambda message: None) -> List[Candidate]:
     """Ours as defined (fp32) and in its fastest correct configurations (PyTorch; OpenVINO on the CPU, where
     `segment` uses it); each peer in fp32 and at its best in PyTorch, and through OpenVINO on the CPU too."""
     fast = resolve_precision("auto", device)
+    progress("forward: building our Attention U-Net and U-Net, as defined and folded for inference")
     ours = AttentionUNet3D(ModelConfig(num_classes=num_classes, feature_scale=4)).eval().to(device)
     unet = AttentionUNet3D(ModelConfig(architecture="unet_3d", num_classes=num_classes, feature_scale=4)).eval()
     found = [
@@ -95,13 +103,15 @@ def forward_candidates(device: torch.device, num_classes: int, authors_path: Opt
         from .openvino_backend import OpenVINOBackend
 
         for name, model in (("Attention U-Net", ours), ("U-Net", unet)):
+            progress(f"forward: converting ours {name} to OpenVINO ({_name(fast)})")
             backend = OpenVINOBackend(model, fast)
             found.append(Candidate(f"ours {name}, OpenVINO + attention maps", model, fast, False, True,
                                    infer=lambda x, backend=backend: backend(x, attention=True), reference=model))
+        progress("forward: converting ours Attention U-Net to OpenVINO (float32)")
         found.append(Candidate("ours Attention U-Net, OpenVINO, float32", ours, torch.float32, False, True,
                                infer=lambda x, backend=OpenVINOBackend(ours, torch.float32): backend(x, True),
                                reference=ours))
-    return found + _peer_candidates(device, num_classes, authors_path, train=False)
+    return found + _peer_candidates(device, num_classes, authors_path, train=False, progress=progress)
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -118,7 +128,8 @@ def with_compiled(found: List[Candidate], mode: str) -> List[Candidate]:
         if eager:
             best = max(eager, key=lambda c: (c.dtype != torch.float32, c.channels_last))
             compiled.append(Candidate(f"{best.name}, torch.compile {mode}", torch.compile(best.model, mode=mode),
-                                      best.dtype, best.channels_last, best.ours, reference=best.reference))
+                                      best.dtype, best.channels_last, best.ours, reference=best.reference,
+                                      compiled=True))
     return found + compiled
 
 
@@ -136,28 +147,32 @@ def _openvino_module(module: nn.Module, dtype: torch.dtype) -> Callable[[torch.T
     return lambda x: request.infer({0: x.numpy()})
 
 
-def train_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path]) -> List[Candidate]:
+def train_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path],
+                     progress: Progress = lambda message: None) -> List[Candidate]:
     """Training needs the unfolded networks: each side in fp32 and with channels-last mixed precision."""
     fast = resolve_precision("auto", device)
+    progress("train step: building our Attention U-Net")
     ours = AttentionUNet3D(ModelConfig(num_classes=num_classes, feature_scale=4)).to(device)
     found = [Candidate("ours Attention U-Net, fp32", ours, torch.float32, False, True)]
     if fast != torch.float32:
         found.append(Candidate(f"ours Attention U-Net, channels-last {_name(fast)}",
                                copy.deepcopy(ours).to(memory_format=torch.channels_last_3d), fast, True, True))
-    return found + _peer_candidates(device, num_classes, authors_path, train=True)
+    return found + _peer_candidates(device, num_classes, authors_path, train=True, progress=progress)
 
 
-def _peer_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path],
-                     train: bool) -> List[Candidate]:
+def _peer_candidates(device: torch.device, num_classes: int, authors_path: Optional[Path], train: bool,
+                     progress: Progress) -> List[Candidate]:
     fast = resolve_precision("auto", device)
     found = []
-    for name, peer in _peers(num_classes, authors_path).items():
+    task = "train step" if train else "forward"
+    for name, peer in _peers(num_classes, authors_path, lambda message: progress(f"{task}: {message}")).items():
         peer = peer.train(train).to(device)
         found.append(Candidate(f"{name}, fp32", peer, torch.float32, False, False))
         if fast != torch.float32:
             found.append(Candidate(f"{name}, channels-last {_name(fast)}",
                                    copy.deepcopy(peer).to(memory_format=torch.channels_last_3d), fast, True, False))
         if not train and _openvino_runs(device):
+            progress(f"forward: converting {name} to OpenVINO ({_name(fast)})")
             found.append(Candidate(f"{name}, OpenVINO", peer, fast, False, False, infer=_openvino_module(peer, fast)))
     return found
 
@@ -241,15 +256,19 @@ def _peak_memory_mib(run: Callable[[], object], device: torch.device) -> Optiona
 
 
 def _measure(task: str, steps: Dict[str, Callable[[], object]], found: List[Candidate], device: torch.device,
-             repeats: int, warmup: int, progress: Callable[[str], None]) -> List[Measurement]:
+             repeats: int, warmup: int, progress: Progress) -> List[Measurement]:
     """Interleave the steps repeat by repeat; medians after warm-up and speed-ups against the best peer."""
-    times: Dict[str, List[float]] = {name: [] for name in steps}
+    times: Dict[str, List[float]] = {c.name: [] for c in found}
     for repeat in range(warmup + repeats):
-        progress(f"{task}: round {repeat + 1}/{warmup + repeats}")
-        for name, run in steps.items():
-            elapsed = _elapsed_ms(run, device)
+        phase = "warm-up" if repeat < warmup else "timed"
+        for candidate in found:
+            compiling = " (compiling)" if candidate.compiled and repeat == 0 else ""
+            progress(f"{task}, {phase} round {repeat + 1}/{warmup + repeats}: {candidate.name}{compiling}")
+            elapsed = _elapsed_ms(steps[candidate.name], device)
             if repeat >= warmup:
-                times[name].append(elapsed)
+                times[candidate.name].append(elapsed)
+    if device.type == "cuda":
+        progress(f"{task}: peak GPU memory of each configuration")
     results = [Measurement(task, c.name, c.ours, _name(c.dtype), statistics.median(times[c.name]),
                            _peak_memory_mib(steps[c.name], device)) for c in found]
     best_peer = min(m.median_ms for m in results if not m.ours)
@@ -260,25 +279,26 @@ def _measure(task: str, steps: Dict[str, Callable[[], object]], found: List[Cand
 
 def run_benchmark(device: torch.device, shape: Sequence[int] = (1, 1, 160, 160, 96), num_classes: int = 4,
                   repeats: int = 5, warmup: int = 1, train_batch: int = 0, authors_path: Optional[Path] = None,
-                  compile_mode: Optional[str] = None,
-                  progress: Callable[[str], None] = lambda message: None) -> List[Measurement]:
+                  compile_mode: Optional[str] = None, progress: Progress = lambda message: None) -> List[Measurement]:
     """Forward latency (and, with train_batch > 0, training-step time) of every candidate; with `compile_mode`
     (one of COMPILE_MODES) also of each network's best configuration under torch.compile (`with_compiled`)."""
+    if warmup < 1 or repeats < 1:
+        raise InvalidOptionError(f"warmup and repeats must each be at least 1, not {warmup} and {repeats}: the "
+                                 "first runs (compiling, allocating, cuDNN's search) are not timed")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if compile_mode is not None and warmup < 1:
-        raise InvalidOptionError("--compile needs at least one warm-up round (--warmup 1), or compiling is timed")
     extend = (lambda found: with_compiled(found, compile_mode)) if compile_mode else (lambda found: found)
     x = torch.randn(*shape, device=device)
-    found = extend(forward_candidates(device, num_classes, authors_path))
+    found = extend(forward_candidates(device, num_classes, authors_path, progress))
     results = _measure("forward", {c.name: _forward_step(c, x, device) for c in found}, found, device, repeats,
                        warmup, progress)
+    progress("forward: checking our fast configurations against the reference forward")
     found_deviations = deviations(found, x, device)
     for m in results:
         m.max_deviation = found_deviations.get(m.name)
     if train_batch:
         batch = torch.randn(train_batch, *shape[1:], device=device)
-        found = extend(train_candidates(device, num_classes, authors_path))
+        found = extend(train_candidates(device, num_classes, authors_path, progress))
         results += _measure(f"train step (batch {train_batch})",
                             {c.name: _train_step(c, batch, num_classes, device) for c in found}, found, device,
                             repeats, warmup, progress)

@@ -2,7 +2,8 @@
 
 The paper's recipe: Adam, Sørensen-Dice loss over all classes, batch plus gradient accumulation, patches
 with affine and flip augmentation; channels-last, and mixed precision on CUDA. Validation runs on whole
-volumes every `validate_every` epochs and after the last; the best one is kept as best.safetensors,
+volumes every `validate_every` epochs and after the last, each case logged as it starts, and the time
+left counts the validations to come at their measured pace; the best one is kept as best.safetensors,
 the last as final.safetensors, both with full metadata. Checkpoints are written atomically and a run
 resumes exactly; a non-finite loss stops the run and leaves the last checkpoint as it was.
 """
@@ -15,10 +16,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..datasets.cases import dataset_json, discover_cases
 from ..datasets.label_maps import load_label_map
@@ -67,7 +69,8 @@ def train(config: TrainConfig, resume: bool = False, should_stop: Optional[Calla
     """
     ctx = init_distributed(config.device)
     try:
-        return Trainer(config, ctx, resume).run(should_stop or (lambda: False))
+        with logging_redirect_tqdm():  # log lines go above the progress bar, not through it
+            return Trainer(config, ctx, resume).run(should_stop or (lambda: False))
     finally:
         ctx.close()
 
@@ -105,6 +108,7 @@ class Trainer:
         self.intensity = self._intensity(checkpoint)
         self._build_model(checkpoint)
         self._build_loader()
+        self.validation_seconds: List[float] = []  # this process's validations, for the time left
         if ctx.is_main:
             config.save(self.output / CONFIG_FILE)
             log.info("training %s on %d case(s), validating on %d; %d step(s) per epoch of %d patch(es) (%d x %d "
@@ -217,8 +221,7 @@ class Trainer:
                        "samples_per_s": (progress.step - first_step) * self.global_batch / max(seconds, 1e-9),
                        "seconds": seconds}
                 progress.epoch, progress.step, progress.loss_sum = progress.epoch + 1, 0, 0.0
-                due = progress.epoch % config.validate_every == 0 or progress.epoch == config.epochs
-                current = self._validate(snapshots) if self.val_cases and due else None
+                current = self._validate(snapshots) if self._validates_after(progress.epoch) else None
                 validation = current or validation
                 logs.epoch(row, current.summary() if current else None)
                 self._report(row, current)
@@ -281,10 +284,17 @@ class Trainer:
         return (f"the training loss became {value} at {where}: training diverged and was stopped. {saved} "
                 f"Lower the learning rate (--lr, now {self._lr():g}){fp16}, or check the data")
 
+    def _validates_after(self, epoch: int) -> bool:
+        """Whether validation runs after (1-based) `epoch`: every `validate_every` epochs and after the last."""
+        due = epoch % self.config.validate_every == 0 or epoch == self.config.epochs
+        return bool(self.val_cases) and due
+
     def _validate(self, snapshots: bool) -> ValidationResult:
         self.ctx.sync_buffers(self.model)
+        clock = time.perf_counter()
         result, picture = validate(self.model, self.val_cases, self._metadata(None), self.trained_classes, self.ctx,
                                    self.dtype, self.config.overlap, self.progress.epoch, snapshots)
+        self.validation_seconds.append(time.perf_counter() - clock)
         self.distributed_model.train()
         progress = self.progress
         if picture is not None:
@@ -307,13 +317,22 @@ class Trainer:
     def _report(self, row: dict, validation: Optional[ValidationResult]) -> None:
         if not self.ctx.is_main:
             return
-        remaining = (self.config.epochs - self.progress.epoch) * self.progress.seconds / max(self.progress.epoch, 1)
         scores = ""
         if validation is not None:
             per_class = ", ".join(f"{n} {v:.3f}" for n, v in validation.class_means("dice").items())
-            scores = f", validation mean Dice {validation.mean_dice:.4f} ({per_class})"
-        log.info("epoch %d/%d: loss %.4f%s; %.1f s, %.2f patches/s, about %s left", row["epoch"], self.config.epochs,
-                 row["loss"], scores, row["seconds"], row["samples_per_s"], _duration(remaining))
+            scores = (f", validation mean Dice {validation.mean_dice:.4f} ({per_class}) in "
+                      f"{self.validation_seconds[-1]:.1f} s")
+        log.info("epoch %d/%d: loss %.4f%s; %.1f s, %.2f patches/s, %s", row["epoch"], self.config.epochs,
+                 row["loss"], scores, row["seconds"], row["samples_per_s"], self._time_left())
+
+    def _time_left(self) -> str:
+        """`time_left` for the steps and validations still to come, at this run's measured pace."""
+        progress, epochs = self.progress, self.config.epochs
+        validations = sum(self._validates_after(e) for e in range(progress.epoch + 1, epochs + 1))
+        timed = self.validation_seconds
+        per_validation = sum(timed) / len(timed) if timed else None
+        return time_left((epochs - progress.epoch) * self.steps, progress.seconds / max(progress.global_step, 1),
+                         validations, per_validation)
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -365,6 +384,18 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def time_left(steps: int, seconds_per_step: float, validations: int, seconds_per_validation: Optional[float]) -> str:
+    """The time the rest of a run takes: its steps and its validations, each at its measured pace; before any
+    validation has been timed, how many come on top of the steps' time."""
+    seconds = steps * seconds_per_step
+    if not validations:
+        return f"about {_duration(seconds)} left"
+    if seconds_per_validation is None:
+        return f"about {_duration(seconds)} left + {validations} validation(s), not yet timed"
+    seconds += validations * seconds_per_validation
+    return f"about {_duration(seconds)} left, {validations} validation(s) included"
 
 
 def _duration(seconds: float) -> str:

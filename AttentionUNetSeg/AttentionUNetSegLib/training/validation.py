@@ -1,11 +1,13 @@
 """Validation on whole volumes with the sliding-window inference `segment` uses, scored per class.
 
-Cases are shared out over the ranks and the scores gathered, so every rank gets the same result. The
-prediction is the argmax over the trained classes only (outputs left out of the loss are left out here
-too). Scores are the project's metrics (`metrics.label_metrics`): Dice and HD95 per class and case.
+Cases are shared out over the ranks and the scores gathered, so every rank gets the same result; rank 0
+logs each of its cases as it starts. The prediction is the argmax over the trained classes only (outputs
+left out of the loss are left out here too). Scores are the project's metrics (`metrics.label_metrics`):
+Dice and HD95 per class and case.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -22,6 +24,8 @@ from ..preprocessing import normalise
 from ..sliding_windows import sliding_window_outputs
 from .cache import CachedCase
 from .distributed import DistributedContext
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,6 +91,8 @@ def validate(model: torch.nn.Module, cases: Sequence[CachedCase], metadata: Mode
     backend = TorchBackend(model, ctx.device, dtype)  # the weights of this epoch, as they are
     for index in range(ctx.rank, len(cases), ctx.world_size):
         case = cases[index]
+        if ctx.is_main:
+            log.info("validation: case %d/%d (%s)", index + 1, len(cases), case.name)
         ct = np.asarray(case.image())
         with_attention = snapshot and index == 0 and bool(model.gate_names)
         settings = InferenceSettings(overlap=overlap, attention=with_attention)
