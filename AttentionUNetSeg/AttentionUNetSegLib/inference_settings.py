@@ -29,6 +29,9 @@ class InferenceSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < 1:
             raise InvalidOptionError(f"overlap must be in [0, 1), not {self.overlap}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InvalidOptionError(f"batch_size must be >= 1 windows (None: the device's default), not "
+                                     f"{self.batch_size}")
         if self.window_voxels < 0:
             raise InvalidOptionError(f"window_voxels must be >= 0 (0: the training patch), not {self.window_voxels}")
 

@@ -13,7 +13,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputImageError
+from .errors import InputImageError, InvalidOptionError
 from .grid import Grid
 
 AIR_HU = -1024.0
@@ -32,7 +32,8 @@ class IntensityNormalisation:
 
     def __post_init__(self) -> None:
         if not self.clip_min < self.clip_max or not self.std > 0:
-            raise ValueError(f"invalid intensity normalisation {asdict(self)}: need clip_min < clip_max and std > 0")
+            raise InvalidOptionError(f"invalid intensity normalisation {asdict(self)}: need clip_min < clip_max and "
+                                     "std > 0")
 
 
 def validate_image(image: sitk.Image) -> List[str]:

@@ -28,7 +28,28 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    for command in _command_parsers(subparsers):
+        command.set_defaults(command_parser=command)
     return parser
+
+
+def _command_parsers(subparsers: argparse._SubParsersAction) -> List[argparse.ArgumentParser]:
+    """Every (sub)command's parser: `models list` as well as `segment`."""
+    found = []
+    for command in dict.fromkeys(subparsers.choices.values()):
+        found.append(command)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found += _command_parsers(action)
+    return found
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """Parse `argv`; an unknown option is reported with the usage of the command it was given to."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def _version() -> str:
@@ -42,8 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the process exit code (0 only on success)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's reader chatter; our own messages say what matters
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(build_parser(), argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

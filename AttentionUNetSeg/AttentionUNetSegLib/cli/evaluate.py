@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..device import DEVICE_CHOICES
 from ..errors import InvalidOptionError
+from .option_types import whole_number
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "VALUE=NAME pairs); with --model the default is the dataset.json labels, with --ref the "
                           "references are taken as numbered like --classes")
     on_data.add_argument("--splits", type=Path, default=None, help="splits file (nnU-Net splits_final.json format)")
-    on_data.add_argument("--fold", type=int, default=None, help="with --splits: evaluate this fold's held-out cases")
+    on_data.add_argument("--fold", type=whole_number(0), default=None, help="with --splits: evaluate this fold's held-out cases")
     on_data.add_argument("--cases", default=None, help="comma-separated case names (default: every case)")
     on_data.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="compute device (default: auto)")
     evaluate.add_argument("--merge", type=Path, nargs="+", metavar="JSON", default=None,

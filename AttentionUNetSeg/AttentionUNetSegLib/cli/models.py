@@ -17,6 +17,7 @@ from ..openvino_backend import CacheEntry, cache_entries, cache_root, remove_cac
 from ..registry import RegistryEntry, list_models, resolve_model_path, verify_models
 from ..registry_changes import add_file, add_url, download_model, remove_model
 from ..user_folders import user_registry
+from .option_types import multiple_of_16, positive_number
 from .progress import DownloadBar
 
 
@@ -101,9 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--name", default=None, help="model name (default: the output file's stem)")
     convert.add_argument("--classes", default=None,
                          help="comma-separated class names, background first (default: background,class1,...)")
-    convert.add_argument("--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("X", "Y", "Z"),
+    convert.add_argument("--spacing", type=positive_number, nargs=3, default=(1.0, 1.0, 1.0), metavar=("X", "Y", "Z"),
                          help="voxel spacing in mm the model was trained at (default: 1 1 1)")
-    convert.add_argument("--patch-size", type=int, nargs=3, default=(160, 160, 96), metavar=("X", "Y", "Z"),
+    convert.add_argument("--patch-size", type=multiple_of_16, nargs=3, default=(160, 160, 96), metavar=("X", "Y", "Z"),
                          help="sliding-window size in voxels, multiples of 16 (default: the paper's 160 160 96)")
     convert.add_argument("--intensity", type=float, nargs=4, default=(-1000.0, 1000.0, 0.0, 1000.0),
                          metavar=("CLIP_MIN", "CLIP_MAX", "MEAN", "STD"),
@@ -225,6 +226,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import_authors(args: argparse.Namespace) -> int:
+    IntensityNormalisation(*args.intensity)  # refused before the checkpoint is read
     config, state = convert_authors_state_dict(read_authors_state_dict(args.checkpoint))
     names = args.classes.split(",") if args.classes else ["background"] + [
         f"class{i}" for i in range(1, config.num_classes)]

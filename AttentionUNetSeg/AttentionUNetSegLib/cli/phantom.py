@@ -8,6 +8,7 @@ from pathlib import Path
 from ..imageio import OUTPUT_FORMATS
 from ..datasets.label_maps import parse_label_map
 from ..phantom import DEFAULT_SIZE, DEFAULT_SPACING, write_phantom_dataset
+from .option_types import positive_number, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--labels says otherwise. Geometry: LPS, identity direction, field of view centred on the origin.",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="dataset folder")
-    parser.add_argument("--count", type=int, default=1, help="number of phantoms (default: 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first phantom (default: 0)")
-    parser.add_argument("--size", type=int, nargs=3, default=list(DEFAULT_SIZE), metavar=("X", "Y", "Z"),
+    parser.add_argument("--count", type=whole_number(1, 100_000), default=1, help="number of phantoms (default: 1)")
+    parser.add_argument("--seed", type=whole_number(0), default=0, help="seed of the first phantom (default: 0)")
+    parser.add_argument("--size", type=whole_number(8, 1024), nargs=3, default=list(DEFAULT_SIZE), metavar=("X", "Y", "Z"),
                         help=f"voxels (default: {' '.join(map(str, DEFAULT_SIZE))})")
-    parser.add_argument("--spacing", type=float, nargs=3, default=list(DEFAULT_SPACING), metavar=("SX", "SY", "SZ"),
+    parser.add_argument("--spacing", type=positive_number, nargs=3, default=list(DEFAULT_SPACING), metavar=("SX", "SY", "SZ"),
                         help=f"mm (default: {' '.join(map(str, DEFAULT_SPACING))})")
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="nii.gz", help="file format (default: nii.gz)")
     parser.add_argument("--labels", default=None, metavar="JSON_OR_SPEC",

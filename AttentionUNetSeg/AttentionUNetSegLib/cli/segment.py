@@ -17,6 +17,7 @@ from ..inference_settings import InferenceSettings
 from ..model_file import read_model
 from ..registry import resolve_model_path
 from ..sliding_windows import preload_sliding_window
+from .option_types import fraction, whole_number
 from .progress import ProgressPrinter
 
 
@@ -45,24 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "PyTorch (default: auto)")
     parser.add_argument("--no-attention", action="store_true", help="do not write attention maps")
     parser.add_argument("--probabilities", action="store_true", help="also write per-class probability maps")
-    parser.add_argument("--overlap", type=_fraction, default=0.25,
+    parser.add_argument("--overlap", type=fraction, default=0.25,
                         help="sliding-window overlap in [0, 1) (default: 0.25)")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=whole_number(1), default=None,
                         help="windows per forward pass (default: 4 on CUDA, 1 on CPU)")
-    parser.add_argument("--window-voxels", type=int, default=0, metavar="N",
+    parser.add_argument("--window-voxels", type=whole_number(0), default=0, metavar="N",
                         help="enlarge sliding windows up to N voxels (fewer windows; but a model trained on small "
                         "patches segments differently with more context: check on your data) (default: 0 = the "
                         "model's training patch)")
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="nii.gz", help="output file format")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

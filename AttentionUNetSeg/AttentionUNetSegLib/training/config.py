@@ -18,6 +18,7 @@ from ..atomic import atomic_file
 from ..device import DEVICE_CHOICES, PRECISION_CHOICES
 from ..errors import InvalidOptionError
 from ..model import ARCHITECTURES, DEEP_SUPERVISION_MODES
+from ..preprocessing import IntensityNormalisation
 
 CONFIG_FILE = "train_config.yaml"
 LOSSES = ("dice", "dice_ce")
@@ -36,9 +37,13 @@ def _fold(text: str) -> Union[int, str]:
 
 
 def _intensity(text: str) -> Dict[str, float]:
-    values = [float(v) for v in text.split(",")]
+    usage = f"give {','.join(INTENSITY_KEYS).upper()} (four numbers, clip_min < clip_max, std > 0), e.g. -1000,1000,0,1000"
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not four numbers; {usage}") from None
     if len(values) != len(INTENSITY_KEYS):
-        raise argparse.ArgumentTypeError(f"give {','.join(INTENSITY_KEYS).upper()}, e.g. -1000,1000,0,1000")
+        raise argparse.ArgumentTypeError(f"{text!r} has {len(values)} value(s); {usage}")
     return dict(zip(INTENSITY_KEYS, values))
 
 
@@ -175,6 +180,11 @@ class TrainConfig:
                             f"train/val split (or use fold: all), not {self.folds}")
         if self.fold != "all" and not (isinstance(self.fold, int) and 0 <= self.fold < self.folds):
             problems.append(f"fold must be 0..{self.folds - 1} or 'all', not {self.fold!r}")
+        if self.intensity is not None:
+            try:
+                IntensityNormalisation(**self.intensity)
+            except InvalidOptionError as exc:
+                problems.append(f"intensity (CLIP_MIN,CLIP_MAX,MEAN,STD): {exc}")
         if self.workers is not None and self.workers < 0:
             problems.append(f"workers must be >= 0, not {self.workers}")
         choices = {"loss": LOSSES, "precision": PRECISION_CHOICES, "device": DEVICE_CHOICES,
