@@ -15,22 +15,22 @@ AUTHORS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "
 
 CASES = [
     # (command line with OUT for the output path, the message the error must hold)
-    (["segment", CT, "-o", "OUT", "--batch-size", "0"], "argument --batch-size: 0 is not allowed; give a whole "
+    (["segment", CT, "-o", "OUT", "--batch-size", "0"], "argument --batch-size: 0 is not allowed; allowed: a whole "
                                                         "number >= 1"),
     (["segment", CT, "-o", "OUT", "--batch-size", "two"], "argument --batch-size: 'two' is not a whole number"),
     (["segment", CT, "-o", "OUT", "--window-voxels", "-5"], "argument --window-voxels: -5 is not allowed"),
-    (["segment", CT, "-o", "OUT", "--overlap", "1"], "argument --overlap: 1 is not allowed; give a number in [0, 1)"),
+    (["segment", CT, "-o", "OUT", "--overlap", "1"], "argument --overlap: 1 is not allowed; allowed: a number in [0, 1)"),
     (["segment", CT, "-o", "OUT", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     (["segment", CT, "-o", "OUT", "--outptu", "x"], "attention-unet segment: error: unrecognized arguments: --outptu"),
-    (["phantom", "-o", "OUT", "--count", "0"], "argument --count: 0 is not allowed; give a whole number from 1 to "
+    (["phantom", "-o", "OUT", "--count", "0"], "argument --count: 0 is not allowed; allowed: a whole number from 1 to "
                                                "100000"),
-    (["phantom", "-o", "OUT", "--size", "4", "64", "64"], "argument --size: 4 is not allowed; give a whole number "
+    (["phantom", "-o", "OUT", "--size", "4", "64", "64"], "argument --size: 4 is not allowed; allowed: a whole number "
                                                          "from 8 to 1024"),
-    (["phantom", "-o", "OUT", "--spacing", "0", "1", "1"], "argument --spacing: 0 is not allowed; give a positive "
+    (["phantom", "-o", "OUT", "--spacing", "0", "1", "1"], "argument --spacing: 0 is not allowed; allowed: a positive "
                                                            "number"),
     (["phantom", "-o", "OUT", "--labels", "liver=5"], "label value 'liver' is not an integer; give `VALUE=NAME`"),
     (["evaluate", "--model", "attention-unet-abdomen-v1", "--data", TOTALSEG, "-o", "OUT", "--splits", "s.json",
-      "--fold", "-1"], "argument --fold: -1 is not allowed; give a whole number >= 0"),
+      "--fold", "-1"], "argument --fold: -1 is not allowed; allowed: a whole number >= 0"),
     (["evaluate", "--pred", TOTALSEG, "--ref", TOTALSEG, "-o", "OUT", "--classes", "1=a", "--label-map", "nope"],
      "label map 'nope' is neither a bundled map"),
     (["evaluate", "--pred", TOTALSEG, "--model", "m", "-o", "OUT"], "give exactly one of"),
@@ -49,7 +49,7 @@ CASES = [
     (["models", "import-authors", AUTHORS / "att_unet_ct_multi_dsv_fs16_state_dict.safetensors", "-o", "OUT",
       "--intensity", "1000", "-1000", "0", "1"], "need clip_min < clip_max and std > 0"),
     (["models", "import-authors", AUTHORS / "att_unet_ct_multi_dsv_fs16_state_dict.safetensors", "-o", "OUT",
-      "--spacing", "1", "-1", "1"], "argument --spacing: -1 is not allowed; give a positive number"),
+      "--spacing", "1", "-1", "1"], "argument --spacing: -1 is not allowed; allowed: a positive number"),
     (["models", "info", "no-such-model"], "no model named 'no-such-model'"),
     (["models", "list", "--bad"], "attention-unet models list: error: unrecognized arguments: --bad"),
 ]

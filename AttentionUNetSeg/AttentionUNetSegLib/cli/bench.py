@@ -8,7 +8,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -16,33 +15,10 @@ from ..atomic import atomic_file
 from ..benchmark import COMPILE_MODES, as_dicts, run_benchmark, to_markdown
 from ..device import resolve_device
 from ..errors import InvalidOptionError
+from .option_types import multiple_of_16, whole_number
 
 AUTHORS_NETWORK = Path("models") / "networks" / "unet_CT_multi_att_dsv_3D.py"
 """The file of their network that --authors-path must hold."""
-SIZES = "multiples of 16 from 16 up (the networks halve each size four times)"
-
-
-def _whole_number(minimum: int, allowed: str) -> Callable[[str], int]:
-    """An argparse type: an integer of at least `minimum`; `allowed` says which values the option takes."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; allowed: {allowed}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is not allowed; allowed: {allowed}")
-        return value
-    return parse
-
-
-def _spatial_size(text: str) -> int:
-    """An argparse type: one input size, a positive multiple of 16."""
-    value = _whole_number(16, SIZES)(text)
-    if value % 16:
-        raise argparse.ArgumentTypeError(f"{value} is not a multiple of 16; allowed: {SIZES}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench", help="benchmark forward and training speed against MONAI's AttentionUnet",
@@ -50,16 +26,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fastest correct inference configuration) and MONAI's AttentionUnet with the same channels (and the "
         "authors' network if --authors-path is given); prints median times, speed-ups and peak GPU memory.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--shape", type=_spatial_size, nargs=3, default=(160, 160, 96), metavar=("D", "H", "W"),
+    parser.add_argument("--shape", type=multiple_of_16, nargs=3, default=(160, 160, 96), metavar=("D", "H", "W"),
                         help="input size, multiples of 16 (default: 160 160 96)")
-    parser.add_argument("--classes", type=_whole_number(2, "2 or more (background and at least one organ)"),
+    parser.add_argument("--classes", type=whole_number(2, allowed="2 or more (background and at least one organ)"),
                         default=4, help="output classes, 2 or more (default: 4)")
-    parser.add_argument("--repeats", type=_whole_number(1, "1 or more timed rounds"), default=5,
+    parser.add_argument("--repeats", type=whole_number(1, allowed="1 or more timed rounds"), default=5,
                         help="timed rounds, 1 or more (default: 5)")
-    parser.add_argument("--warmup", type=_whole_number(1, "1 or more untimed rounds (the first runs compile, "
-                                                          "allocate and tune, so they are never timed)"),
+    parser.add_argument("--warmup", type=whole_number(1, allowed="1 or more untimed rounds (the first runs "
+                                                             "compile, allocate and tune, so they are never timed)"),
                         default=1, help="untimed rounds first, 1 or more (default: 1)")
-    parser.add_argument("--train-batch", type=_whole_number(0, "0 (off) or a batch size of 1 or more"), default=0,
+    parser.add_argument("--train-batch", type=whole_number(0, allowed="0 (off) or a batch size of 1 or more"),
+                        default=0,
                         help="also time a training step at this batch size (default: 0 = off)")
     parser.add_argument("--authors-path", type=Path, default=None,
                         help="a local clone of ozan-oktay/Attention-Gated-Networks to include their network")
@@ -67,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         choices=COMPILE_MODES,
                         help="also time each network's best configuration under torch.compile in MODE (default: "
                         "default; reduce-overhead adds CUDA graphs); compiling takes 1-2 minutes a network")
-    parser.add_argument("--threads", type=_whole_number(1, "1 or more CPU threads"), default=None,
+    parser.add_argument("--threads", type=whole_number(1, allowed="1 or more CPU threads"), default=None,
                         help="CPU threads (default: PyTorch's choice)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     parser.set_defaults(handler=run)
