@@ -34,6 +34,11 @@ CASES = [
     (["evaluate", "--pred", TOTALSEG, "--ref", TOTALSEG, "-o", "OUT", "--classes", "1=a", "--label-map", "nope"],
      "label map 'nope' is neither a bundled map"),
     (["evaluate", "--pred", TOTALSEG, "--model", "m", "-o", "OUT"], "give exactly one of"),
+    (["train", "CSV", "-o", "OUT"], "no label map: give --label-map"),
+    (["train", "CSV", "-o", "OUT", "--label-map", "1=spleen", "--precision", "bf16", "--device", "cpu",
+      "--patch-size", "32", "32", "32"], "patch depth of 32 gives feature maps 2 voxels deep"),
+    (["train", "CSV", "-o", "OUT", "--label-map", "1=spleen", "--init-model", "no-such-model"],
+     "no model named 'no-such-model'"),
     (["train", TOTALSEG, "-o", "OUT", "--intensity", "100,-100,0,1"], "intensity (CLIP_MIN,CLIP_MAX,MEAN,STD): "
                                                                       "invalid intensity normalisation"),
     (["train", TOTALSEG, "-o", "OUT", "--intensity", "100,a"], "argument --intensity: '100,a' is not four numbers"),
@@ -65,7 +70,10 @@ def test_bad_option_values_are_refused_before_any_work(args: List[object], messa
                                                         monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ATTENTION_UNET_SEG_HOME", str(tmp_path / "home"))
-    argv = [str(tmp_path / "out") if a == "OUT" else str(a) for a in args]
+    cases = tmp_path / "cases.csv"  # one real labelled CT
+    cases.write_text(f"image,label\n{TOTALSEG / 'example_ct_sm.nii.gz'},{TOTALSEG / 'example_seg.nii.gz'}\n")
+    given = {"OUT": str(tmp_path / "out"), "CSV": str(cases)}
+    argv = [given.get(a, str(a)) if isinstance(a, str) else str(a) for a in args]
     try:
         status = main(argv)
     except SystemExit as exit_:  # argparse's usage errors
@@ -74,7 +82,7 @@ def test_bad_option_values_are_refused_before_any_work(args: List[object], messa
     assert status in (1, 2), stderr
     assert message in stderr
     assert "Traceback" not in stderr
-    assert list(tmp_path.rglob("*")) == [], "nothing may be written"
+    assert list(tmp_path.rglob("*")) == [cases], "nothing may be written"
 
 
 @pytest.mark.parametrize("values, message", [

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..datasets.cases import dataset_json, discover_cases
+from ..datasets.cases import Case, dataset_json, discover_cases
 from ..datasets.label_maps import load_label_map
 from ..datasets.splits import fold_cases
 from ..device import autocast
@@ -84,9 +84,9 @@ class Trainer:
         self.output = Path(config.output)
         self.name = config.name or self.output.name
         self.started = datetime.now(timezone.utc)
-        if ctx.is_main:
-            prepare_output(self.output, resume)
         seed_run(config.seed, config.deterministic)
+        # everything that can be refused from the options and the dataset's listing, before anything is written
+        cases = discover_cases(Path(config.data))
         self.label_map = load_label_map(config.label_map, dataset_json(Path(config.data)))
         if ctx.is_main and self.label_map.description:
             log.info("label map %s: %s", self.label_map.name, self.label_map.description)
@@ -96,6 +96,8 @@ class Trainer:
         excluded = [c.name for c in self.plan.classes if c not in self.trained_classes]
         if excluded and ctx.is_main:
             log.info("classes %s are left out of softmax and loss: the label map does not produce them", excluded)
+        if ctx.is_main:
+            prepare_output(self.output, resume)
         self.checkpoint_path = self.output / CHECKPOINT_FILE
         checkpoint = load_checkpoint(self.checkpoint_path) if resume else None
         if checkpoint is not None:
@@ -104,7 +106,7 @@ class Trainer:
             if done >= config.epochs:
                 raise TrainingError(f"the run in {self.output} has already trained its {done} epochs; give a larger "
                                     "--epochs to train on")
-        self._prepare_data()
+        self._prepare_data(cases)
         self.intensity = self._intensity(checkpoint)
         self._build_model(checkpoint)
         self._build_loader()
@@ -116,10 +118,9 @@ class Trainer:
                      len(self.val_cases), self.steps, self.global_batch, config.batch_size, config.accumulate,
                      ctx.world_size, self.device, str(self.dtype).replace("torch.", ""))
 
-    def _prepare_data(self) -> None:
-        """Find the cases, split them, cache their preprocessing and warn about cases without organs."""
+    def _prepare_data(self, cases: List[Case]) -> None:
+        """Split the cases, cache their preprocessing and warn about cases without organs."""
         config = self.config
-        cases = discover_cases(Path(config.data))
         self.splits_path = Path(config.splits) if config.splits else self.output / "splits.json"
         train_names, val_names = fold_cases([c.name for c in cases], config.fold, config.folds, config.seed,
                                             self.splits_path, write=self.ctx.is_main)
