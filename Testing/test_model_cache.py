@@ -58,7 +58,7 @@ def test_cache_lists_entries_and_clear_removes_them(tmp_path: Path, capsys) -> N
     (cache_root() / f"{REMOVING_PREFIX}leftover").mkdir()
 
     listing = cli(capsys, "cache")
-    assert str(cache_root()) in listing and "3 converted models" in listing
+    assert str(cache_root()) in listing and "3 converted model(s)" in listing
     lines = listing.splitlines()[1:-1]
     in_use = [line for line in lines if "unused" not in line]
     assert len(lines) == 3 and len(in_use) == 1 and in_use[0].split()[0] == sha256[:12] and "mine" in in_use[0]
@@ -67,11 +67,11 @@ def test_cache_lists_entries_and_clear_removes_them(tmp_path: Path, capsys) -> N
     assert "converted, " in cli(capsys, "info", "mine")
 
     result = run_cli(["models", "cache", "--clear"])  # a real CLI process
-    assert result.returncode == 0 and "removed 3 converted models" in result.stdout, result.stderr
+    assert result.returncode == 0 and "removed 3 converted model(s)" in result.stdout, result.stderr
     assert not entry.exists() and not outdated.exists() and not orphan.exists()
     assert sorted(p.name for p in cache_root().iterdir()) == []
     assert "openvino:      not converted yet" in cli(capsys, "info", "mine")
-    assert "0 converted models" in cli(capsys, "cache")
+    assert "0 converted model(s)" in cli(capsys, "cache")
 
 
 def test_remove_takes_the_models_entry_unless_shared(tmp_path: Path, capsys) -> None:

@@ -163,7 +163,7 @@ def _remove(args: argparse.Namespace) -> int:
 def _cache(args: argparse.Namespace) -> int:
     if args.clear:
         removed = remove_cache_entries()
-        print(f"removed {len(removed)} converted models ({_mib(removed)}) from {cache_root()}")
+        print(f"removed {len(removed)} converted model(s) ({_mib(removed)}) from {cache_root()}")
         return 0
     entries = cache_entries()
     names: Dict[str, List[str]] = {}
@@ -174,7 +174,7 @@ def _cache(args: argparse.Namespace) -> int:
         owners = ", ".join(names.get(entry.sha256, ["(no registered model)"]))
         unused = "" if entry.current else "  [another OpenVINO or conversion version: unused]"
         print(f"  {entry.path.name[:12]}  {_mib([entry]):>10}  {owners}{unused}")
-    print(f"{len(entries)} converted models, {_mib(entries)} (`attention-unet models cache --clear` removes them)")
+    print(f"{len(entries)} converted model(s), {_mib(entries)} (`attention-unet models cache --clear` removes them)")
     return 0
 
 
