@@ -144,5 +144,5 @@ def test_cli_records_the_backend_and_refuses_bad_windows(tmp_path: Path, tiny_mo
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "out" / "example_ct_sm_summary.json").read_text())["backend"] == "torch"
     refused = run_cli(["segment", ct, "-o", tmp_path / "bad", "--model", tiny_model_path, "--window-voxels", "-1"])
-    assert refused.returncode == 1 and "window_voxels must be >= 0" in refused.stderr
+    assert refused.returncode == 2 and "argument --window-voxels: -1 is not allowed" in refused.stderr
     assert not (tmp_path / "bad").exists()
