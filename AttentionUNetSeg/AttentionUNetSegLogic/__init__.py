@@ -3,7 +3,7 @@ from .background import BackgroundSegmentation
 from .conversion import updateVolumeFromImage, volumeNodeToImage
 from .follower import MapLook, RunFollower, RunUpdate, overallProgress
 from .logic import AttentionUNetSegLogic
-from .outputs import SegmentationOutputs
+from .outputs import CohortOutputs, SegmentationOutputs, VolumeRun
 
-__all__ = ["AttentionUNetSegLogic", "BackgroundSegmentation", "MapLook", "RunFollower", "RunUpdate",
-           "SegmentationOutputs", "overallProgress", "updateVolumeFromImage", "volumeNodeToImage"]
+__all__ = ["AttentionUNetSegLogic", "BackgroundSegmentation", "CohortOutputs", "MapLook", "RunFollower", "RunUpdate",
+           "SegmentationOutputs", "VolumeRun", "overallProgress", "updateVolumeFromImage", "volumeNodeToImage"]

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import SimpleITK as sitk
 
 import slicer
 from AttentionUNetSegLib.callbacks import CancelCheck, ProgressCallback
+from AttentionUNetSegLib.errors import CancelledError, InputImageError
 from AttentionUNetSegLib.inference_settings import InferenceSettings
 
 from . import dependencies, display
 from .background import BackgroundSegmentation
 from .conversion import volumeNodeToImage
+from .follower import overallProgress
 from .inputs import validateInputVolume
-from .outputs import (ATTENTION, GATE_ATTRIBUTE, INPUT_ROLE, OUTPUT_ATTRIBUTE, PROBABILITY, SegmentationOutputs,
-                      previousOutputs, writeOutputs)
+from .outputs import (ATTENTION, CANCELLED, DONE, FAILED, GATE_ATTRIBUTE, INPUT_ROLE, OUTPUT_ATTRIBUTE, PROBABILITY,
+                      CohortOutputs, SegmentationOutputs, VolumeRun, previousOutputs, writeCohortTable, writeOutputs)
 
 ModelChoice = Union[str, Path, None]
 
@@ -65,6 +67,43 @@ class AttentionUNetSegLogic:
         image = self.inputImage(inputVolume)
         result = segment(image, model, _settings(device, attention, probabilities), progress=progress, cancel=cancel)
         return writeOutputs(inputVolume, result, time.monotonic() - started, outputSegmentation, progress)
+
+    def processMany(self, inputVolumes: Sequence[slicer.vtkMRMLScalarVolumeNode], model=None, attention: bool = True,
+                    probabilities: bool = False, device: str = "auto", progress: Optional[ProgressCallback] = None,
+                    cancel: Optional[CancelCheck] = None) -> CohortOutputs:
+        """Segment each of `inputVolumes` in turn, each with the outputs `process` makes for it (its own new or
+        re-used segmentation node), then add a cohort table: one row per input with its organ volumes, run
+        time, device and status (see outputs.writeCohortTable).
+
+        The model is loaded once. An input that fails (not a CT volume, no voxels, an engine error) gets no
+        outputs and is reported in its VolumeRun (name, FAILED, message); the others are done.
+        `progress(stage, fraction)` gets the fraction of the whole cohort, each input having an equal share.
+        `cancel()` is checked before each input and during it; cancelling keeps the outputs of the inputs
+        finished, leaves none for the one under way (CANCELLED) or those after it (NOT_RUN), still adds the
+        cohort table for them all, and returns with `cancelled` True.
+        Raises InputImageError for an empty list or one naming a volume twice (or None), and ModelFileError for a model
+        that cannot be loaded, before anything is added to the scene.
+        """
+        _checkCohort(inputVolumes)
+        loadedModel, modelName = _loadedModel(model)
+        runs = [VolumeRun(volume, volume.GetName()) for volume in inputVolumes]
+        cancelled = False
+        for index, run in enumerate(runs):
+            cancelled = cancelled or (cancel is not None and cancel())
+            if cancelled:
+                continue  # stays NOT_RUN
+            try:
+                run.outputs = self.process(run.volume, loadedModel, attention=attention, probabilities=probabilities,
+                                           device=device, progress=_shareOfProgress(progress, index, len(runs)),
+                                           cancel=cancel)
+                run.status = DONE
+            except CancelledError as exc:
+                run.status, run.message, cancelled = CANCELLED, str(exc), True
+            except Exception as exc:  # this input's failure: its outputs were rolled back, the others go on
+                run.status, run.message = FAILED, str(exc) or type(exc).__name__
+        scene = next((volume.GetScene() for volume in inputVolumes if volume.GetScene() is not None), slicer.mrmlScene)
+        table = writeCohortTable(scene, runs, f"{modelName} cohort organ volumes")
+        return CohortOutputs(runs, table, cancelled)
 
     def startBackground(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, model: ModelChoice = None,
                         outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None, attention: bool = True,
@@ -173,3 +212,45 @@ class AttentionUNetSegLogic:
 def _settings(device: str, attention: bool, probabilities: bool) -> InferenceSettings:
     """The engine's settings for the panel's choices; the same for a run in this process and in the worker."""
     return InferenceSettings(device=device, attention=attention, probabilities=probabilities)
+
+
+def _checkCohort(inputVolumes: Sequence[Optional[slicer.vtkMRMLScalarVolumeNode]]) -> None:
+    """Raise InputImageError for a cohort that cannot be run: no volumes, a missing one, or one given twice."""
+    if len(inputVolumes) == 0:
+        raise InputImageError("No input volumes were given: pass a list of the CT volume nodes to segment.")
+    seen = set()
+    for index, volume in enumerate(inputVolumes):
+        if volume is None:
+            raise InputImageError(f"Input volume {index + 1} of {len(inputVolumes)} is None: pass volume nodes only.")
+        if volume in seen:
+            raise InputImageError(f"The volume '{volume.GetName()}' is given more than once: "
+                                  "list each input volume once.")
+        seen.add(volume)
+
+
+def _loadedModel(model) -> Tuple[object, str]:
+    """`model` loaded (a registry name, a file or None for the default; a loaded model as it is) and its name.
+
+    Raises ModelFileError for a model that cannot be loaded or has no metadata.
+    """
+    import torch
+
+    from AttentionUNetSegLib.model_file import model_metadata
+    from AttentionUNetSegLib.registry import load_model
+
+    loaded = model if isinstance(model, torch.nn.Module) else load_model(model)
+    return loaded, model_metadata(loaded).name
+
+
+def _shareOfProgress(progress: Optional[ProgressCallback], index: int, count: int) -> Optional[ProgressCallback]:
+    """A run's progress callback reporting the fraction of the cohort: run `index` of `count` has an equal share,
+    split between its stages as overallProgress splits a single run (stages it does not know are not reported)."""
+    if progress is None:
+        return None
+
+    def report(stage: str, fraction: float) -> None:
+        withinRun = overallProgress(stage, fraction)
+        if withinRun is not None:
+            progress(stage, (index + withinRun) / count)
+
+    return report

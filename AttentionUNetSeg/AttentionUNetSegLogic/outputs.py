@@ -8,6 +8,7 @@ nothing, and an existing segmentation node is put back as it was if the run fail
 """
 from __future__ import annotations
 
+import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +37,11 @@ SEGMENT_COLUMN = "Segment"
 VOLUME_COLUMN = "Volume [mL]"
 RUN_TIME_COLUMN = "Run time [s]"
 COMPUTED_ON_COLUMN = "Computed on"
+COHORT = "cohort"
+COHORT_INPUT_ROLE = "attentionUNetSegCohortInput"
+INPUT_VOLUME_COLUMN = "Input volume"
+STATUS_COLUMN = "Status"
+DONE, FAILED, CANCELLED, NOT_RUN = "done", "failed", "cancelled", "not run"
 _GATE_NAME = re.compile(r"att(\d+)_gate(\d+)$")
 
 
@@ -61,6 +67,38 @@ class SegmentationOutputs:
     def computedOn(self) -> str:
         """Device, backend and precision in words, e.g. 'cpu (torch, float32)'."""
         return computedOn(self.device, self.backend, self.precision)
+
+
+@dataclass
+class VolumeRun:
+    """One input of a cohort run: its outputs when it was segmented, else why not."""
+
+    volume: slicer.vtkMRMLScalarVolumeNode
+    volumeName: str
+    outputs: Optional[SegmentationOutputs] = None
+    status: str = NOT_RUN
+    """DONE, FAILED, CANCELLED (the run it was in was stopped) or NOT_RUN (cancelled before its turn)."""
+    message: str = ""
+    """Why it failed or was cancelled."""
+
+
+@dataclass
+class CohortOutputs:
+    """What a cohort run made: one VolumeRun per input, in input order, and the cohort table."""
+
+    runs: List[VolumeRun]
+    table: slicer.vtkMRMLTableNode
+    cancelled: bool = False
+
+    @property
+    def failures(self) -> List[VolumeRun]:
+        """The inputs that failed (their names and messages)."""
+        return [run for run in self.runs if run.status == FAILED]
+
+    @property
+    def outputs(self) -> List[SegmentationOutputs]:
+        """The outputs of the inputs segmented, in input order."""
+        return [run.outputs for run in self.runs if run.outputs is not None]
 
 
 def computedOn(device: str, backend: str, precision: str) -> str:
@@ -210,8 +248,6 @@ def _addVolumesTable(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode
                      name: str, parentItem: int, seconds: float, device: str) -> slicer.vtkMRMLTableNode:
     """One row per segment: its volume, and how long the run took on which device (the same in every row,
     so that each row read or exported alone still says where it came from)."""
-    table = slicer.vtkMRMLTableNode()
-    table.SetName(name)
     columns = {SEGMENT_COLUMN: vtk.vtkStringArray(), VOLUME_COLUMN: vtk.vtkDoubleArray(),
                RUN_TIME_COLUMN: vtk.vtkDoubleArray(), COMPUTED_ON_COLUMN: vtk.vtkStringArray()}
     for segmentName, volume in volumes.items():
@@ -219,14 +255,61 @@ def _addVolumesTable(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode
         columns[VOLUME_COLUMN].InsertNextValue(volume)
         columns[RUN_TIME_COLUMN].InsertNextValue(round(seconds, 1))
         columns[COMPUTED_ON_COLUMN].InsertNextValue(device)
+    table = _newTable(name, columns)
+    _markAsOutput(table, inputVolume, VOLUMES)
+    scene.AddNode(table)
+    _placeInHierarchy(table, parentItem)
+    return table
+
+
+def writeCohortTable(scene: slicer.vtkMRMLScene, runs: List[VolumeRun], name: str) -> slicer.vtkMRMLTableNode:
+    """Add a table with one row per cohort input: its volume of each organ in mL (NaN where it was not
+    segmented), run time and device as in its own volumes table, and its status (with the error, if any).
+
+    The table refers to every input (role COHORT_INPUT_ROLE, not INPUT_ROLE: a later run for one input must
+    not replace it) and sits in the inputs' common subject hierarchy folder or study, else at the top.
+    """
+    organs = list(dict.fromkeys(organ for run in runs if run.outputs for organ in run.outputs.volumesMl))
+    columns = {INPUT_VOLUME_COLUMN: vtk.vtkStringArray(),
+               **{cohortVolumeColumn(organ): vtk.vtkDoubleArray() for organ in organs},
+               RUN_TIME_COLUMN: vtk.vtkDoubleArray(), COMPUTED_ON_COLUMN: vtk.vtkStringArray(),
+               STATUS_COLUMN: vtk.vtkStringArray()}
+    for run in runs:
+        outputs = run.outputs
+        columns[INPUT_VOLUME_COLUMN].InsertNextValue(run.volumeName)
+        for organ in organs:
+            columns[cohortVolumeColumn(organ)].InsertNextValue(outputs.volumesMl.get(organ, math.nan) if outputs
+                                                                else math.nan)
+        columns[RUN_TIME_COLUMN].InsertNextValue(round(outputs.seconds, 1) if outputs else math.nan)
+        columns[COMPUTED_ON_COLUMN].InsertNextValue(outputs.computedOn if outputs else "")
+        columns[STATUS_COLUMN].InsertNextValue(f"{run.status}: {run.message}" if run.message else run.status)
+    with sceneTransaction(scene):
+        table = _newTable(scene.GenerateUniqueName(name), columns)
+        table.SetAttribute(OUTPUT_ATTRIBUTE, COHORT)
+        inputs = [run.volume for run in runs if run.volume.GetScene() is scene]
+        for inputVolume in inputs:
+            table.AddNodeReferenceID(COHORT_INPUT_ROLE, inputVolume.GetID())
+        scene.AddNode(table)
+        parents = {_hierarchyParent(inputVolume) for inputVolume in inputs}
+        _placeInHierarchy(table, parents.pop() if len(parents) == 1 else
+                          scene.GetSubjectHierarchyNode().GetSceneItemID())
+    return table
+
+
+def cohortVolumeColumn(organ: str) -> str:
+    """The cohort table's column for one organ's volume, e.g. 'liver Volume [mL]'."""
+    return f"{organ} {VOLUME_COLUMN}"
+
+
+def _newTable(name: str, columns: Mapping[str, vtk.vtkAbstractArray]) -> slicer.vtkMRMLTableNode:
+    """A table node of `columns` (titles as headers), marked as created by this module; not yet in a scene."""
+    table = slicer.vtkMRMLTableNode()
+    table.SetName(name)
     for columnName, column in columns.items():
         column.SetName(columnName)
         table.AddColumn(column)
     table.SetUseColumnTitleAsColumnHeader(True)
-    _markAsOutput(table, inputVolume, VOLUMES)
     table.SetAttribute(CREATED_ATTRIBUTE, "1")
-    scene.AddNode(table)
-    _placeInHierarchy(table, parentItem)
     return table
 
 
