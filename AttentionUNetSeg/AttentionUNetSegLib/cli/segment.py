@@ -1,18 +1,25 @@
-"""`attention-unet segment`: segment one CT and write labels, attention maps and a summary."""
+"""`attention-unet segment`: segment one CT, or a cohort of them, and write labels, attention maps and a summary
+per CT (and cohort.csv for a cohort)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
+from typing import List, Optional
 
 from ..atomic import StagedOutputs
 from ..backends import BACKEND_CHOICES
+from ..cohort.case_outputs import model_record, settings_record, stage_case
+from ..cohort.inputs import CohortCase, resolve_inputs
+from ..cohort.runner import CohortJob, check_output_folder, run_cohort
+from ..cohort.shards import Shard, environment_shard, local_device, parse_shard
+from ..cohort.table import write_cohort_table
 from ..device import DEVICE_CHOICES, PRECISION_CHOICES
-from ..imageio import OUTPUT_FORMATS, image_stem, read_image, write_image, write_map
-from ..inference import SegmentationResult, segment
+from ..errors import InvalidOptionError
+from ..imageio import OUTPUT_FORMATS, read_image
+from ..inference import segment
 from ..inference_settings import InferenceSettings
 from ..model_file import read_model
 from ..registry import resolve_model_path
@@ -21,19 +28,18 @@ from .option_types import fraction, whole_number
 from .progress import ProgressPrinter
 
 
-WRITERS = 2
-"""Output images compressed and written at the same time."""
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "segment",
-        help="segment a CT volume",
-        description="Segment a CT (NIfTI, NRRD or MHA file, or a DICOM series folder) and write "
-        "<name>_seg.<ext>, one <name>_attention_<gate>.<ext> per attention gate, optional "
-        "<name>_prob_<class>.<ext>, and <name>_summary.json. Outputs appear only when the whole run succeeds.",
+        help="segment a CT volume or a cohort of them",
+        description="Segment CTs (NIfTI, NRRD or MHA files, DICOM series folders, folders of them, or .txt/.csv "
+        "lists of them) and write per CT <name>_seg.<ext>, one <name>_attention_<gate>.<ext> per attention gate, "
+        "optional <name>_prob_<class>.<ext>, and <name>_summary.json; a CT's outputs appear only when all of them "
+        "are written. A cohort (more than one CT) also gets cohort.csv; its complete CTs are skipped when run "
+        "again, and a CT that fails is recorded as <name>_error.json while the others go on.",
     )
-    parser.add_argument("input", type=Path, help="CT image file or DICOM series folder")
+    parser.add_argument("input", type=Path, nargs="+",
+                        help="CT image files, DICOM series folders, folders of them, or .txt/.csv lists")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
     parser.add_argument("--model", default=None,
                         help="registry name or .safetensors file (default: the registry's default model)")
@@ -55,34 +61,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "patches segments differently with more context: check on your data) (default: 0 = the "
                         "model's training patch)")
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="nii.gz", help="output file format")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo the cases already complete in the output folder, also those made with another "
+                        "model")
+    parser.add_argument("--shard", type=parse_shard, default=None, metavar="K/N",
+                        help="segment only shard K of N of the cohort (every N-th case from the K-th, e.g. a SLURM "
+                        "array task); under torchrun each process takes its rank's shard by itself")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
     settings = _settings(args)
+    shard = _shard(args)
+    if environment_shard() is not None and args.device == "auto" and local_device() is not None:
+        settings = replace(settings, device=local_device())  # torchrun: this process's own GPU
+    cases = resolve_inputs(args.input)
     preload_sliding_window()
     model_path = resolve_model_path(args.model)
-    image = read_image(args.input)
-    with StagedOutputs(args.output) as outputs:  # fails early on an unwritable folder
-        model = read_model(model_path)
-        with ProgressPrinter(enabled=not args.quiet) as progress:
-            result = segment(image, model, settings, progress=progress)
-        stem = image_stem(args.input)
-        write_started = time.perf_counter()
-        _write_result(result, outputs, stem, args.format)
-        result.timings["write_s"] = time.perf_counter() - write_started
-        result.timings["total_s"] = time.perf_counter() - started
-        summary = _summary(result, args.input, model_path.name, model)
-        outputs.path(f"{stem}_summary.json").write_text(json.dumps(summary, indent=2))
-        written = outputs.commit()
-    if not args.quiet:
-        for path in written:
-            print(path)
-    if not model.metadata.trained:
-        print(f"warning: model {model.metadata.name!r} is UNTRAINED: the output is not anatomical", file=sys.stderr)
-    return 0
+    if shard is None and len(args.input) == 1 and [case.path for case in cases] == args.input:
+        return _run_single(args, cases[0], settings, model_path)
+    return _run_cohort(args, cases, shard or Shard(), settings, model_path)
 
 
 def _settings(args: argparse.Namespace) -> InferenceSettings:
@@ -91,34 +90,64 @@ def _settings(args: argparse.Namespace) -> InferenceSettings:
                              attention=not args.no_attention, probabilities=args.probabilities)
 
 
-def _write_result(result: SegmentationResult, outputs: StagedOutputs, stem: str, extension: str) -> None:
-    """Write every output image. Maps are resampled onto the input grid here, one at a time (PyTorch uses
-    every core for that), while up to WRITERS earlier ones are compressed and written in threads (ITK and
-    zlib release the GIL), so memory holds at most WRITERS + 1 full-size maps."""
-    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        pending = [pool.submit(write_image, result.labels, outputs.path(f"{stem}_seg.{extension}"))]
-        for group, maps in (("attention", result.attention), ("prob", result.probabilities or {})):
-            for name in maps:
-                values = maps.array(name)
-                while sum(not job.done() for job in pending) >= WRITERS:
-                    wait(pending, return_when=FIRST_COMPLETED)
-                pending.append(pool.submit(write_map, values, maps.grid,
-                                           outputs.path(f"{stem}_{group}_{name}.{extension}"), maps.step))
-        for job in pending:
-            job.result()  # re-raises a failed write
+def _shard(args: argparse.Namespace) -> Optional[Shard]:
+    """--shard, or under torchrun this process's rank; both is an error."""
+    from_torchrun = environment_shard()
+    if from_torchrun is not None and args.shard is not None:
+        raise InvalidOptionError(f"--shard {args.shard} was given under torchrun, which shares the cohort by rank "
+                                 f"(this process: {from_torchrun}); drop --shard, or run without torchrun")
+    return from_torchrun or args.shard
 
 
-def _summary(result: SegmentationResult, input_path: Path, model_file: str, model) -> dict:
-    metadata = model.metadata
-    return {
-        "input": str(input_path),
-        "labels": {str(c.value): c.name for c in result.classes if c.value > 0},
-        "volumes_ml": result.volumes_ml(),
-        "attention_gates": list(result.attention),
-        "model": {"name": metadata.name, "file": model_file, "sha256": model.sha256, "trained": metadata.trained},
-        "device": result.device,
-        "precision": result.precision,
-        "backend": result.backend,
-        "timings_s": {k.removesuffix("_s"): round(v, 3) for k, v in result.timings.items()},
-        "warnings": result.warnings,
-    }
+def _run_single(args: argparse.Namespace, case: CohortCase, settings: InferenceSettings, model_path: Path) -> int:
+    """One CT: its outputs appear whole or not at all, and their paths are printed."""
+    started = time.perf_counter()
+    image = read_image(case.path)
+    with StagedOutputs(args.output) as outputs:  # fails early on an unwritable folder
+        model = read_model(model_path)
+        with ProgressPrinter(enabled=not args.quiet) as progress:
+            result = segment(image, model, settings, progress=progress)
+        stage_case(result, outputs, case.name, case.path, model_record(model, model_path.name),
+                   settings_record(settings, args.format), time.perf_counter() - started)
+        written = outputs.commit()
+    if not args.quiet:
+        for path in written:
+            print(path)
+    _warn_untrained(model)
+    return 0
+
+
+def _run_cohort(args: argparse.Namespace, cohort: List[CohortCase], shard: Shard, settings: InferenceSettings,
+                model_path: Path) -> int:
+    """Many CTs (or a shard of them): complete cases are skipped, failed ones recorded, cohort.csv rebuilt."""
+    model = read_model(model_path)
+    cases = shard.select(cohort)
+    job = CohortJob(cases, model, model_path.name, settings, args.output, args.format, args.overwrite)
+    check_output_folder(job, cohort)
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    if shard.count > 1:
+        say(f"shard {shard}: {len(cases)} of the cohort's {len(cohort)} case(s)")
+    try:
+        outcome = run_cohort(job, say, lambda: ProgressPrinter(enabled=not args.quiet))
+    except KeyboardInterrupt:
+        print("interrupted: the cases finished so far are kept, the one in progress was not written; run the same "
+              "command again to go on", file=sys.stderr)
+        return 130
+    finally:
+        table = write_cohort_table(args.output)
+    if not args.quiet:
+        print(table)
+    print(f"{len(outcome.done)} case(s) segmented, {len(outcome.skipped)} already complete, {len(outcome.failed)} "
+          f"failed", file=sys.stderr)
+    _warn_untrained(model)
+    if outcome.failed:
+        names = ", ".join(name for name, _ in outcome.failed)
+        print(f"error: {len(outcome.failed)} case(s) failed: {names}; see their <name>_error.json in {args.output}, "
+              "fix or remove those inputs and run again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _warn_untrained(model) -> None:
+    if not model.metadata.trained:
+        print(f"warning: model {model.metadata.name!r} is UNTRAINED: the output is not anatomical", file=sys.stderr)

@@ -1,0 +1,154 @@
+"""Segment the cases of a cohort with one loaded model, skipping those already complete in the output folder.
+
+Three steps overlap: while case k is segmented, a reader thread reads case k+1's CT and a writer thread writes
+case k-1's outputs; the writer takes a case only once the previous one is written, so at most two results
+(and one CT read ahead) are held. Each case's outputs are staged and committed as one set, by the writer
+thread, so a failure or Ctrl-C leaves every earlier case whole and the case it stopped in absent.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ContextManager, List, Optional, Sequence, Tuple
+
+import SimpleITK as sitk
+import torch
+
+from ..atomic import StagedOutputs
+from ..callbacks import ProgressCallback, no_progress
+from ..errors import AttentionUNetSegError, InvalidOptionError, OutputError
+from ..imageio import read_image
+from ..inference import SegmentationResult, segment
+from ..inference_settings import InferenceSettings
+from .case_outputs import (is_complete, model_conflicts, model_record, remove_error, settings_record,
+                           stage_case, write_error)
+from .inputs import CohortCase
+
+ProgressBars = Callable[[], ContextManager[ProgressCallback]]
+
+
+@dataclass
+class CohortOutcome:
+    """The names of the cases segmented, skipped as complete, and failed (with their messages)."""
+
+    done: List[str] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)
+    failed: List[Tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CohortJob:
+    """What one run does: `cases` segmented with `model` (loaded, read from `model_file`) and `settings`,
+    outputs in `output` as `extension` files; `overwrite` redoes complete cases."""
+
+    cases: Sequence[CohortCase]
+    model: torch.nn.Module
+    model_file: str
+    settings: InferenceSettings
+    output: Path
+    extension: str
+    overwrite: bool = False
+
+
+def check_output_folder(job: CohortJob, cohort: Sequence[CohortCase]) -> None:
+    """Refuse, before any work, an output folder holding cases of `cohort` made with another model (unless
+    overwriting), and make the folder."""
+    if not job.overwrite:
+        conflicts = model_conflicts(job.output, [case.name for case in cohort], job.model.sha256)
+        if conflicts:
+            names = sorted(conflicts)
+            other = conflicts[names[0]]
+            raise InvalidOptionError(
+                f"{job.output} holds {len(names)} case(s) of this cohort ({', '.join(names[:10])}"
+                f"{' ...' if len(names) > 10 else ''}) made with another model ({other.get('name')}, sha256 "
+                f"{str(other.get('sha256'))[:12]}...); give --overwrite to redo them with this model, or another -o")
+    try:
+        job.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write to output folder {job.output}: {exc.strerror}; choose a folder you can "
+                          "write to with -o") from exc
+
+
+def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
+               bars: ProgressBars = lambda: nullcontext(no_progress)) -> CohortOutcome:
+    """Segment every case of `job` not already complete; a case failing with an AttentionUNetSegError is
+    recorded as `<name>_error.json` and the run goes on. `say` receives a line per case and the ETA; `bars`
+    makes each case's progress callback."""
+    settings = settings_record(job.settings, job.extension)
+    model = model_record(job.model, job.model_file)
+    outcome = CohortOutcome()
+    total = len(job.cases)
+    todo: List[Tuple[int, CohortCase]] = []
+    for k, case in enumerate(job.cases, 1):
+        if not job.overwrite and is_complete(job.output, case.name, job.model.sha256, settings):
+            say(f"case {k}/{total}: {case.name}: already complete, skipped")
+            outcome.skipped.append(case.name)
+        else:
+            todo.append((k, case))
+    started = time.perf_counter()
+    with ThreadPoolExecutor(1, "cohort-reader") as reader, ThreadPoolExecutor(1, "cohort-writer") as writer:
+        reading = reader.submit(_read, todo[0][1].path) if todo else None
+        writing: Optional[Future] = None
+        for position, (k, case) in enumerate(todo):
+            say(f"case {k}/{total}: {case.name}")
+            image_job = reading
+            reading = reader.submit(_read, todo[position + 1][1].path) if position + 1 < len(todo) else None
+            try:
+                image, read_s = image_job.result()
+                clock = time.perf_counter()
+                with bars() as progress:
+                    result = segment(image, job.model, job.settings, progress=progress)
+                del image
+                result.timings = {"read_s": read_s, **result.timings}
+                elapsed_s = read_s + time.perf_counter() - clock
+            except AttentionUNetSegError as exc:
+                _fail(job, case, model, exc, outcome, say, f"case {k}/{total}")
+                continue
+            if writing is not None:
+                writing.result()
+            writing = writer.submit(_write, job, case, result, model, settings, elapsed_s, outcome, say,
+                                    f"case {k}/{total}")
+            del result
+            segmented = position + 1
+            left = len(todo) - segmented
+            if left:
+                mean = (time.perf_counter() - started) / segmented
+                say(f"cohort: {segmented} of {len(todo)} case(s) to segment done, about {_duration(left * mean)} left")
+        if writing is not None:
+            writing.result()
+    return outcome
+
+
+def _read(path: Path) -> Tuple[sitk.Image, float]:
+    clock = time.perf_counter()
+    return read_image(path), time.perf_counter() - clock
+
+
+def _write(job: CohortJob, case: CohortCase, result: SegmentationResult, model: dict, settings: dict,
+           elapsed_s: float, outcome: CohortOutcome, say: Callable[[str], None], label: str) -> None:
+    """Write and commit one case's outputs (in the writer thread); a failed write is the case's failure."""
+    try:
+        with StagedOutputs(job.output) as outputs:
+            stage_case(result, outputs, case.name, case.path, model, settings, elapsed_s)
+            outputs.commit()
+    except AttentionUNetSegError as exc:
+        _fail(job, case, model, exc, outcome, say, label)
+        return
+    remove_error(job.output, case.name)
+    outcome.done.append(case.name)
+
+
+def _fail(job: CohortJob, case: CohortCase, model: dict, error: AttentionUNetSegError, outcome: CohortOutcome,
+          say: Callable[[str], None], label: str) -> None:
+    write_error(job.output, case.name, case.path, model, error)
+    outcome.failed.append((case.name, str(error)))
+    say(f"{label}: {case.name} failed: {error}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
