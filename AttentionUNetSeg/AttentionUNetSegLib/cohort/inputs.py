@@ -52,7 +52,8 @@ def resolve_inputs(inputs: Sequence[Union[str, Path]]) -> List[CohortCase]:
     if not found and not problems:
         problems.append(f"the inputs {', '.join(map(str, inputs))} hold no CT image (files ending in "
                         f"{', '.join(IMAGE_SUFFIXES)}, or DICOM series folders)")
-    same = repeated([str(f.path.resolve()) for f in found])
+    given_as = {str(f.path.resolve()): str(f.path) for f in reversed(found)}  # as the user wrote it first
+    same = [given_as[path] for path in repeated([str(f.path.resolve()) for f in found])]
     if same:
         problems.append(f"input(s) given more than once: {', '.join(same[:10])}; give each CT once")
     if problems:
