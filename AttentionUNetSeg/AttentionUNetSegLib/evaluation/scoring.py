@@ -105,7 +105,7 @@ def _check_values(labels: np.ndarray, classes: Mapping[int, str], case: str, rol
     other = labels[~np.isin(labels, allowed)]
     if other.size:
         values = np.unique(other)
-        listed = ", ".join(map(str, values[:20])) + (" ..." if values.size > 20 else "")
+        listed = shortlist([str(v) for v in values], limit=20)
         mapping = ", map the reference's values with --label-map" if role == "reference" else ""
         raise DatasetError(f"case '{case}': the {role} holds label value(s) {listed} that are not among the classes "
                            f"({_spec(classes)}); a different numbering scores the wrong organs. Give every class "
