@@ -3,7 +3,10 @@
 - Medical Segmentation Decathlon: DATA/dataset.json whose "training" list holds {"image", "label"} paths.
 - A folder with images/ and labels/ (or imagesTr/ and labelsTr/): pairs matched by name; nnU-Net's
   channel suffix _0000 on image names is ignored. An image may be a DICOM series folder.
-- A CSV file with columns image and label (optional: case), paths relative to the CSV file.
+- A CSV file with columns image and label (optional: case, label_map), paths relative to the CSV file.
+  A case's label_map (a bundled map's name or a label-map file) overrides the run's: a dataset that
+  joins sources with different label numberings, or whose sources label different organs, gives each
+  case its own map; model classes that a case's map does not produce are unlabelled in that case.
 """
 from __future__ import annotations
 
@@ -23,11 +26,12 @@ CHANNEL_SUFFIX = "_0000"
 
 @dataclass(frozen=True)
 class Case:
-    """One training case: a CT (file or DICOM folder) and its label volume."""
+    """One training case: a CT (file or DICOM folder), its label volume and, optionally, its own label map."""
 
     name: str
     image: Path
     label: Path
+    label_map: Optional[str] = None
 
 
 def dataset_json(data: Path) -> Optional[Path]:
@@ -64,12 +68,20 @@ def _from_csv(path: Path) -> List[Case]:
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if not {"image", "label"} <= set(reader.fieldnames or ()):
-            raise DatasetError(f"{path} needs the columns image and label (optional: case), "
+            raise DatasetError(f"{path} needs the columns image and label (optional: case, label_map), "
                                f"found {reader.fieldnames}")
         rows = list(reader)
     base = path.parent
-    return [Case(row.get("case") or image_stem(Path(row["image"])), base / row["image"], base / row["label"])
+    return [Case(row.get("case") or image_stem(Path(row["image"])), base / row["image"], base / row["label"],
+                 _label_map_spec(row.get("label_map"), base))
             for row in rows]
+
+
+def _label_map_spec(spec: Optional[str], base: Path) -> Optional[str]:
+    """A CSV row's label map: empty is none, a file path is relative to the CSV, anything else a bundled name."""
+    if not spec:
+        return None
+    return str(base / spec) if (base / spec).is_file() else spec
 
 
 def _from_dataset_json(path: Path) -> List[Case]:

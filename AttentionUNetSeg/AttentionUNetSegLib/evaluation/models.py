@@ -4,11 +4,13 @@ the model's classes with a training label map, and score it with the metrics of 
 Cases come from the dataset layouts that training reads (MSD folder, image/label folders, CSV); a splits
 file and a fold choose that fold's held-out cases, the fair test of the fold's model. The predictions and
 the mapped references (both on the CT's own grid) are written beside the tables, so that
-`evaluate --pred --ref` gives the same scores again.
+`evaluate --pred --ref` gives the same scores again. A case may have its own label map (a CSV's label_map
+column); a class it does not produce is not labelled there, and its scores for that case are undefined.
 """
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import SimpleITK as sitk
 
 from ..atomic import StagedOutputs
+from ..classes import SegmentClass
 from ..datasets.cases import Case, dataset_json, discover_cases
 from ..datasets.grids import check_label_grid
 from ..datasets.label_maps import LabelMap, load_label_map
@@ -29,6 +32,7 @@ from ..model import AttentionUNet3D
 from ..model_file import model_metadata
 from ..registry import load_model
 from ..repeats import repeated
+from .metrics import ClassMetrics
 from .report import CaseResult, EvaluationReport
 from .scoring import evaluate_case, remapped_reference
 from .tables import write_text_files
@@ -80,17 +84,20 @@ def evaluate_model(model: str, data: Path, output: Path, label_map: Optional[str
     loaded = load_model(model)
     metadata = model_metadata(loaded)
     mapping = load_label_map(label_map, dataset_json(Path(data)))
-    unknown = [name for name in mapping.class_names if name not in metadata.class_names]
-    if unknown:
-        raise DatasetError(f"label map {mapping.name!r} produces class(es) {unknown} that model {metadata.name!r} "
-                           f"does not have (its classes: {metadata.class_names[1:]}); use a label map for them")
-    class_values = {c.name: c.value for c in metadata.classes if c.name in mapping.class_names}
+    class_values = _class_values(mapping, metadata.classes, metadata.name)
     classes = {value: name for name, value in sorted(class_values.items(), key=lambda item: item[1])}
     cases = selection.apply(discover_cases(Path(data)))
+    case_maps = {case.name: load_label_map(case.label_map) if case.label_map else mapping for case in cases}
+    case_values = {name: _class_values(case_map, metadata.classes, metadata.name) for name, case_map in case_maps.items()}
+    for case in cases:
+        unlisted = [name for name in case_values[case.name] if name not in class_values]
+        if unlisted:
+            raise DatasetError(f"case {case.name}: its label map {case_maps[case.name].name!r} produces {unlisted}, "
+                               f"which the run's label map {mapping.name!r} does not; give a --label-map that does")
     output = Path(output)
     created = not output.exists()
     try:
-        report = _segment_and_score(loaded, cases, mapping, class_values, classes, output, str(data), device,
+        report = _segment_and_score(loaded, cases, case_maps, case_values, classes, output, str(data), device,
                                     progress)
     except BaseException:
         if created:
@@ -100,24 +107,42 @@ def evaluate_model(model: str, data: Path, output: Path, label_map: Optional[str
     return report
 
 
-def _segment_and_score(model: AttentionUNet3D, cases: List[Case], mapping: LabelMap, class_values: Dict[str, int],
-                       classes: Dict[int, str], output: Path, source: str, device: str,
+def _class_values(mapping: LabelMap, model_classes: Sequence[SegmentClass], model_name: str) -> Dict[str, int]:
+    """Model class name -> value for the classes `mapping` produces; a class the model lacks is refused."""
+    names = [c.name for c in model_classes]
+    unknown = [name for name in mapping.class_names if name not in names]
+    if unknown:
+        raise DatasetError(f"label map {mapping.name!r} produces class(es) {unknown} that model {model_name!r} "
+                           f"does not have (its classes: {names[1:]}); use a label map for them")
+    return {c.name: c.value for c in model_classes if c.name in mapping.class_names}
+
+
+def _not_labelled(metrics: ClassMetrics) -> ClassMetrics:
+    """A class the case's labels do not hold: every score undefined, the predicted voxels still counted."""
+    return ClassMetrics(math.nan, math.nan, math.nan, math.nan, math.nan, metrics.pred_voxels, 0)
+
+
+def _segment_and_score(model: AttentionUNet3D, cases: List[Case], case_maps: Dict[str, LabelMap],
+                       case_values: Dict[str, Dict[str, int]], classes: Dict[int, str], output: Path, source: str,
+                       device: str,
                        progress) -> EvaluationReport:
     results: List[CaseResult] = []
     with StagedOutputs(output / PREDICTIONS_DIR) as predictions, StagedOutputs(output / REFERENCES_DIR) as references:
         for index, case in enumerate(cases, start=1):
             image = read_image(case.image)
-            reference = mapped_reference(case, image, mapping, class_values)
+            class_values = case_values[case.name]
+            reference = mapped_reference(case, image, case_maps[case.name], class_values)
             started = time.perf_counter()
             labels = segment(image, model, device=device, attention=False).labels
             seconds = time.perf_counter() - started
+            # the model's classes that no label map produces are not scored; those this case's map lacks are undefined
+            scores = evaluate_case(labels, reference, classes, case.name, ignore_other_labels=True)
             prediction_path = write_image(labels, predictions.path(f"{case.name}_seg.nii.gz"))
             write_image(reference, references.path(f"{case.name}.nii.gz"))
             results.append(CaseResult(case.name, str(output / PREDICTIONS_DIR / prediction_path.name),
                                       str(output / REFERENCES_DIR / f"{case.name}.nii.gz"),
-                                      # the model's classes that the label map does not produce are not scored
-                                      evaluate_case(labels, reference, classes, case.name,
-                                                    ignore_other_labels=True)))
+                                      {value: metrics if classes[value] in class_values else _not_labelled(metrics)
+                                       for value, metrics in scores.items()}))
             if progress is not None:
                 progress(index, len(cases), case.name, seconds)
         report = EvaluationReport(classes, results, f"model {model.metadata.name}", source)

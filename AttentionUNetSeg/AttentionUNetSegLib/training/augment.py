@@ -63,7 +63,7 @@ def training_transform(config: TrainConfig, patch_zyx: Sequence[int], num_classe
         ),
         RandAffined(
             KEYS, prob=1.0, spatial_size=tuple(patch_zyx), mode=("bilinear", "nearest"),
-            padding_mode=("border", "zeros"), rotate_range=(math.radians(config.rotation_deg), 0.0, 0.0),
+            padding_mode=("zeros", "zeros"), rotate_range=(math.radians(config.rotation_deg), 0.0, 0.0),
             scale_range=[(low - 1.0, high - 1.0)] * 3, translate_range=[config.shift * p for p in patch_zyx],
         ),
     ]

@@ -51,11 +51,13 @@ class CacheSettings:
 
 @dataclass(frozen=True)
 class CachedCase:
-    """A preprocessed case; arrays are (z, y, x), memory-mapped copy-on-write."""
+    """A preprocessed case; arrays are (z, y, x), memory-mapped copy-on-write. `labelled`: the class values
+    its label map produces (background included); the other trained classes are unlabelled in this case."""
 
     name: str
     folder: Path
     class_voxels: Tuple[int, ...]
+    labelled: Tuple[int, ...]
 
     def image(self) -> np.ndarray:
         """CT in HU on the model grid."""
@@ -84,7 +86,7 @@ def cached_case(case: Case, settings: CacheSettings, cache_dir: Path, create: bo
                                "while training started?")
         _preprocess(case, settings, folder)
     meta = json.loads(meta_path.read_text())
-    return CachedCase(case.name, folder, tuple(meta["class_voxels"]))
+    return CachedCase(case.name, folder, tuple(meta["class_voxels"]), (0, *sorted(settings.class_values.values())))
 
 
 def _key(case: Case, settings: CacheSettings) -> str:

@@ -22,18 +22,22 @@ Item = Tuple[int, int]  # (sample index, augmentation seed)
 
 
 class PatchDataset(Dataset):
-    """Sample (index, seed) -> {"image", "label"} patch of case index mod n, augmented with that seed."""
+    """Sample (index, seed) -> {"image", "label", "labelled"} patch of case index mod n, augmented with that seed;
+    "labelled" (num_classes booleans) marks the classes the case's labels hold."""
 
-    def __init__(self, cases: Sequence[CachedCase], transform: Compose) -> None:
+    def __init__(self, cases: Sequence[CachedCase], transform: Compose, num_classes: int) -> None:
         self.cases = list(cases)
         self.transform = transform
+        self.num_classes = num_classes
 
     def __getitem__(self, item: Item) -> Dict[str, torch.Tensor]:
         index, seed = item
         case = self.cases[index % len(self.cases)]
         self.transform.set_random_state(seed=seed)
-        patches = self.transform({"image": case.image()[None], "label": case.label()[None]})
-        return patches[0]
+        patch = self.transform({"image": case.image()[None], "label": case.label()[None]})[0]
+        patch["labelled"] = torch.zeros(self.num_classes, dtype=torch.bool)
+        patch["labelled"][list(case.labelled)] = True
+        return patch
 
 
 class EpochSampler(Sampler):

@@ -2,11 +2,13 @@
 
 Only the trained classes enter softmax and loss: when fine-tuning on data that labels fewer organs than
 the model outputs (the paper's AFT), the other outputs are left out rather than taught as background.
+The same holds per sample: a class its case does not label (a source without pancreas masks) is left out
+of that sample's softmax, so it contributes nothing to that class's Dice terms.
 With deep supervision "per_scale" the loss is the mean over the final output and the four scale maps.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 from monai.losses import DiceCELoss, DiceLoss
@@ -27,8 +29,18 @@ class SegmentationLoss(nn.Module):
         lookup[self.channels] = torch.arange(len(self.channels))
         self.register_buffer("lookup", lookup, persistent=False)
 
-    def forward(self, outputs: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, outputs: ModelOutput, labels: torch.Tensor,
+                labelled: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """`labelled` (N, num_classes) booleans: the classes each sample's labels hold (default: all)."""
         maps: List[torch.Tensor] = [outputs[0], *outputs[1]] if isinstance(outputs, tuple) else [outputs]
         target = self.lookup[labels.long()]
-        losses = [self.base(logits.float().index_select(1, self.channels), target) for logits in maps]
+        unlabelled = None
+        if labelled is not None and not bool(labelled[:, self.channels].all()):
+            unlabelled = ~labelled[:, self.channels].reshape(*labelled.shape[:1], -1, *(1,) * (labels.dim() - 2))
+        losses = []
+        for logits in maps:
+            logits = logits.float().index_select(1, self.channels)
+            if unlabelled is not None:  # probability exactly 0, gradient exactly 0
+                logits = logits.masked_fill(unlabelled, float("-inf"))
+            losses.append(self.base(logits, target))
         return torch.stack(losses).mean()

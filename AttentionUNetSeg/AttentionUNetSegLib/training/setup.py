@@ -6,16 +6,16 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from monai.utils import set_determinism
 
 from ..classes import SegmentClass, make_classes
 from ..datasets.cases import Case
-from ..datasets.label_maps import LabelMap
+from ..datasets.label_maps import LabelMap, load_label_map
 from ..device import resolve_precision
-from ..errors import InvalidOptionError, OutputError, TrainingError
+from ..errors import DatasetError, InvalidOptionError, OutputError, TrainingError
 from ..model import AttentionUNet3D, ModelConfig
 from ..preprocessing import IntensityNormalisation
 from ..registry import load_model
@@ -135,10 +135,30 @@ def prepare_output(output: Path, resume: bool) -> None:
                             "or choose a new output folder")
 
 
-def prepare_cases(cases: Sequence[Case], settings: CacheSettings, cache_dir: Path,
+def case_settings(cases: Sequence[Case], run_map: LabelMap, trained: Sequence[SegmentClass], num_classes: int,
+                  spacing_mm: Tuple[float, float, float]) -> Dict[str, CacheSettings]:
+    """Each case's cache settings: its own label map (or the run's), mapping onto the trained classes it produces."""
+    values = {c.name: c.value for c in trained[1:]}
+    maps: Dict[str, LabelMap] = {}
+    settings = {}
+    for case in cases:
+        if case.label_map and case.label_map not in maps:
+            maps[case.label_map] = load_label_map(case.label_map)
+        label_map = maps[case.label_map] if case.label_map else run_map
+        unknown = [n for n in label_map.class_names if n not in values]
+        if unknown:
+            raise DatasetError(f"case {case.name}: its label map {label_map.name!r} produces {unknown}, which are not "
+                               f"among the trained classes {list(values)}; rename them in that label map or give "
+                               "the run a label map that produces them")
+        settings[case.name] = CacheSettings(label_map, {n: values[n] for n in label_map.class_names}, num_classes,
+                                            spacing_mm)
+    return settings
+
+
+def prepare_cases(cases: Sequence[Case], settings: Mapping[str, CacheSettings], cache_dir: Path,
                   ctx: DistributedContext) -> Dict[str, CachedCase]:
     """Preprocess what is not cached yet (cases shared out over the ranks), then open every case."""
     for case in cases[ctx.rank::ctx.world_size]:
-        cached_case(case, settings, cache_dir)
+        cached_case(case, settings[case.name], cache_dir)
     ctx.barrier()
-    return {case.name: cached_case(case, settings, cache_dir, create=False) for case in cases}
+    return {case.name: cached_case(case, settings[case.name], cache_dir, create=False) for case in cases}

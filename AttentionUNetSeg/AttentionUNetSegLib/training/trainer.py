@@ -31,14 +31,14 @@ from ..model import AttentionUNet3D
 from ..model_file import ModelMetadata, save_model
 from ..preprocessing import IntensityNormalisation
 from .augment import training_transform
-from .cache import CacheSettings, auto_intensity
+from .cache import auto_intensity
 from .checkpoint import CHECKPOINT_FILE, RunState, check_identity, load_checkpoint, restore, save_checkpoint
 from .config import CONFIG_FILE, TrainConfig
 from .data import EpochSampler, PatchDataset, default_workers, make_loader, steps_per_epoch
 from .distributed import DistributedContext, init_distributed
 from .logs import LOG_FILE, TrainingLog
 from .losses import SegmentationLoss
-from .setup import plan_model, prepare_cases, prepare_output, seed_run, training_dtype
+from .setup import case_settings, plan_model, prepare_cases, prepare_output, seed_run, training_dtype
 from .snapshots import matplotlib_available, write_snapshot
 from .validation import ValidationResult, validate
 
@@ -96,6 +96,8 @@ class Trainer:
         excluded = [c.name for c in self.plan.classes if c not in self.trained_classes]
         if excluded and ctx.is_main:
             log.info("classes %s are left out of softmax and loss: the label map does not produce them", excluded)
+        self.case_settings = case_settings(cases, self.label_map, self.trained_classes, self.plan.config.num_classes,
+                                           self.plan.spacing_mm)
         if ctx.is_main:
             prepare_output(self.output, resume)
         self.checkpoint_path = self.output / CHECKPOINT_FILE
@@ -124,17 +126,20 @@ class Trainer:
         self.splits_path = Path(config.splits) if config.splits else self.output / "splits.json"
         train_names, val_names = fold_cases([c.name for c in cases], config.fold, config.folds, config.seed,
                                             self.splits_path, write=self.ctx.is_main)
-        settings = CacheSettings(self.label_map, {c.name: c.value for c in self.trained_classes[1:]},
-                                 self.plan.config.num_classes, self.plan.spacing_mm)
         used = [c for c in cases if c.name in set(train_names) | set(val_names)]
-        cached = prepare_cases(used, settings, Path(config.cache_dir or self.output / "cache"), self.ctx)
+        cached = prepare_cases(used, self.case_settings, Path(config.cache_dir or self.output / "cache"), self.ctx)
         self.train_cases = [cached[n] for n in train_names]
         self.val_cases = [cached[n] for n in val_names]
         organs = ", ".join(c.name for c in self.trained_classes[1:])
+        trained_values = {c.value: c.name for c in self.trained_classes}
         for case in cached.values():
             if not case.has_foreground and self.ctx.is_main:
                 log.warning("case %s has no foreground (%s) after label mapping and resampling; it is kept and "
                             "teaches background only", case.name, organs)
+            unlabelled = [name for value, name in trained_values.items() if value not in case.labelled]
+            if unlabelled and self.ctx.is_main:
+                log.info("case %s does not label %s (its label map does not produce them): they are left out of its "
+                         "loss and its validation scores", case.name, unlabelled)
 
     def _build_model(self, checkpoint: Optional[dict]) -> None:
         """Network (DDP-wrapped under torchrun), optimizer, scaler and loss; restored from `checkpoint` if given."""
@@ -167,7 +172,8 @@ class Trainer:
                                        [c.value for c in self.trained_classes], self.intensity)
         self.sampler = EpochSampler(self.steps * self.global_batch, config.seed, self.ctx.rank, self.ctx.world_size)
         workers = config.workers if config.workers is not None else default_workers(self.device, self.ctx.world_size)
-        self.loader = make_loader(PatchDataset(self.train_cases, transform), self.sampler, config.batch_size, workers,
+        dataset = PatchDataset(self.train_cases, transform, self.plan.config.num_classes)
+        self.loader = make_loader(dataset, self.sampler, config.batch_size, workers,
                                   self.device)
 
     def _apply_changed_options(self, saved: Dict[str, Any]) -> None:
@@ -247,11 +253,12 @@ class Trainer:
             if self.channels_last:
                 image = image.contiguous(memory_format=torch.channels_last_3d)
             labels = batch["label"].to(self.device, non_blocking=True)
+            labelled = batch["labelled"].to(self.device, non_blocking=True)
             last = micro_step % config.accumulate == 0
             with self.ctx.no_sync(self.distributed_model, skip=not last):
                 with autocast(self.device, self.dtype):
                     outputs = self.distributed_model(image, return_scale_logits=self.per_scale)
-                    loss = self.loss(outputs, labels) / config.accumulate
+                    loss = self.loss(outputs, labels, labelled) / config.accumulate
                 self.scaler.scale(loss).backward()
             step_loss += loss.detach()
             if not last:

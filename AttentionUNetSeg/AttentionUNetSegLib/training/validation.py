@@ -3,7 +3,7 @@
 Cases are shared out over the ranks and the scores gathered, so every rank gets the same result; rank 0
 logs each of its cases as it starts. The prediction is the argmax over the trained classes only (outputs
 left out of the loss are left out here too). Scores are the project's metrics (`metrics.label_metrics`):
-Dice and HD95 per class and case.
+Dice and HD95 per class and case; NaN for a class the case does not label.
 """
 from __future__ import annotations
 
@@ -99,9 +99,11 @@ def validate(model: torch.nn.Module, cases: Sequence[CachedCase], metadata: Mode
         outputs = sliding_window_outputs(backend, normalise(ct, metadata.intensity), metadata, settings)
         prediction = values[np.argmax(outputs[values], axis=0)].astype(np.uint8)
         reference = np.asarray(case.label())
-        metrics = label_metrics(prediction, reference, spacing_zyx, [c.value for c in trained[1:]])
-        scores.append(CaseScores(case.name, {c.name: metrics[c.value].dice for c in trained[1:]},
-                                 {c.name: metrics[c.value].hd95_mm for c in trained[1:]}))
+        scored = [c for c in trained[1:] if c.value in case.labelled]  # a class the case does not label: NaN
+        metrics = label_metrics(prediction, reference, spacing_zyx, [c.value for c in scored])
+        scores.append(CaseScores(case.name, {c.name: metrics[c.value].dice if c in scored else math.nan
+                                             for c in trained[1:]},
+                                 {c.name: metrics[c.value].hd95_mm if c in scored else math.nan for c in trained[1:]}))
         if snapshot and index == 0:
             gates = dict(zip(model.gate_names, outputs[metadata.architecture.num_classes:]))
             picture = _snapshot(case.name, ct, reference, prediction, gates, trained)
