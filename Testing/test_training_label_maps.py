@@ -84,8 +84,10 @@ def test_a_case_without_pancreas_labels_trains_and_validates_without_its_pancrea
     assert scores.name == "patient_b"
     assert math.isnan(scores.dice["pancreas"]) and math.isnan(scores.hd95_mm["pancreas"])
     assert math.isfinite(scores.dice["liver"])  # patient B's liver is labelled and scored
-    trained = read_model(result.files["final"]).metadata.provenance["trained_classes"]
-    assert trained == ["background", "pancreas", "spleen", "kidney", "liver"]  # the pancreas trains on patient A
+    provenance = read_model(result.files["final"]).metadata.provenance
+    assert provenance["trained_classes"] == ["background", "pancreas", "spleen", "kidney", "liver"]  # on patient A
+    assert list(provenance["case_label_maps"]) == ["patient_b"]
+    assert provenance["case_label_maps"]["patient_b"]["name"] == "no-pancreas"
 
 
 def test_a_case_label_map_with_a_class_the_run_does_not_train_is_refused_before_any_output(tmp_path: Path) -> None:

@@ -365,6 +365,8 @@ class Trainer:
             trained=True,
             provenance={
                 "data": config.data, "label_map": self.label_map.to_dict(),
+                "case_label_maps": {name: settings.label_map.to_dict() for name, settings in self.case_settings.items()
+                                    if settings.label_map != self.label_map},
                 "trained_classes": [c.name for c in self.trained_classes],
                 "fine_tuned_from": None if base is None else {"file": str(config.init_model),
                                                               "name": base.metadata.name, "sha256": base.sha256},
