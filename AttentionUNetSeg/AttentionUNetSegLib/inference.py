@@ -26,6 +26,7 @@ from .grid import Grid
 from .inference_settings import InferenceSettings
 from .maps import MapSet
 from .model_file import ModelMetadata, model_metadata
+from .plausibility import plausibility_warnings
 from .preprocessing import AIR_HU, model_grid, normalise, resample, validate_image
 from .registry import load_model
 from .resampling import argmax_on_grid, resample_linear
@@ -138,6 +139,9 @@ def segment(
     if settings.probabilities:
         softmax = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
         probability_maps = ResampledMaps({c.name: softmax[c.value] for c in metadata.classes}, grid, input_grid)
+    warnings = warnings + plausibility_warnings(sitk.GetArrayViewFromImage(labels), input_grid,
+                                                {c.value: c.name for c in metadata.classes},
+                                                sitk.GetArrayViewFromImage(image))
     timings["postprocess_s"] = time.perf_counter() - clock
     report("done", 1.0)
     return SegmentationResult(
