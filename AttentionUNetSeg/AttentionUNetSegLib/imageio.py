@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from .atomic import atomic_file
 from .errors import InputImageError
 from .grid import Grid
+from .gzip_files import open_gzip
 
 log = logging.getLogger(__name__)
 
@@ -214,25 +215,37 @@ def _atomic_image_file(path: Path) -> Iterator[Path]:
 
 
 def write_map(values: np.ndarray, grid: Grid, path: Path, step: Optional[float] = None) -> Path:
-    """Write a map's float32 values (z, y, x) on `grid` atomically, as a float32 image. Values that are multiples
-    of `step` go into a NIfTI file as int16 multiples with `step` as the scale factor (scl_slope), which every
-    NIfTI reader applies (ITK, Slicer and nibabel read the same float32 values): half the bytes to compress."""
+    """Write a map (z, y, x) on `grid` atomically; every reader gets float32 values. Without `step`, `values` are
+    those float32 values; with it, they are int16 multiples of `step` (value = multiple * step), which a NIfTI
+    file stores as they are with `step` as the scale factor (scl_slope), which every NIfTI reader applies (ITK,
+    Slicer and nibabel read the same float32 values): half the bytes to compress. NIfTI files hold what
+    nibabel would write, compressed on every core by gzip_files; other formats are written by ITK, as float32."""
     path = Path(path)
-    if step is None or not path.name.lower().endswith((".nii.gz", ".nii")):
-        return write_image(grid.image(values), path)
+    if step is not None and values.dtype != np.int16:
+        raise TypeError(f"a map with a step is written from its int16 multiples, not from {values.dtype} values")
+    if not path.name.lower().endswith((".nii.gz", ".nii")):
+        return write_image(grid.image(values if step is None else values * np.float32(step)), path)
+    header = _nifti_header(values, grid, step)
+    with _atomic_image_file(path) as tmp:
+        with (open_gzip(tmp) if path.name.lower().endswith(".gz") else open(tmp, "wb")) as stream:
+            header.write_to(stream)  # with a single file's empty extension field: the voxels start at 352
+            for plane in np.ascontiguousarray(values):  # (x, y, z) in Fortran order, as NIfTI stores voxels
+                stream.write(plane.data)
+    return path
+
+
+def _nifti_header(values: np.ndarray, grid: Grid, step: Optional[float]):
+    """The header nibabel writes for `values` (z, y, x) on `grid`, scaled by `step` if given."""
     import nibabel
 
-    multiples = np.empty(values.shape, dtype=np.int16)
-    np.multiply(values, 1.0 / step, out=multiples, casting="unsafe")  # exact: the values are multiples of step
     affine = np.eye(4)
     affine[:3, :3] = np.array(grid.direction).reshape(3, 3) * np.array(grid.spacing)
     affine[:3, 3] = grid.origin
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # ITK's LPS to NIfTI's RAS
-    nifti = nibabel.Nifti1Image(multiples.transpose(2, 1, 0), affine)  # (x, y, z), no copy
-    nifti.header.set_slope_inter(step, 0.0)
+    nifti = nibabel.Nifti1Image(values.transpose(2, 1, 0), affine)  # (x, y, z), no copy
+    nifti.header.set_slope_inter(1.0 if step is None else step, 0.0)  # 1: nibabel's "unscaled"
     nifti.header.set_xyzt_units("mm")
     nifti.set_qform(affine, code=1)
     nifti.set_sform(affine, code=1)
-    with _atomic_image_file(path) as tmp:
-        nibabel.save(nifti, str(tmp))
-    return path
+    nifti.update_header()
+    return nifti.header

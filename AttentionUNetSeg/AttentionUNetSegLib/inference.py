@@ -29,7 +29,7 @@ from .model_file import ModelMetadata, model_metadata
 from .plausibility import plausibility_warnings
 from .preprocessing import AIR_HU, model_grid, normalise, resample, validate_image
 from .registry import load_model
-from .resampling import argmax_on_grid, resample_linear
+from .resampling import argmax_on_grid, resample_linear, resample_multiples
 from .sliding_windows import preload_sliding_window, sliding_window_outputs, window_fitted_body_box
 from .window_backend import WindowBackend
 
@@ -43,16 +43,21 @@ OUTSIDE_LOGIT_MARGIN = 20.0  # background wins by this margin outside the body (
 
 class ResampledMaps(MapSet):
     """Maps (z, y, x arrays) kept on the model grid and resampled onto `grid` when read, one at a time,
-    clipped to [0, 1] and, with `step` (at least 2^-15), rounded to multiples of it."""
+    clipped to [0, 1] and, with `step` (a power of two, at least 2^-15), rounded to multiples of it."""
 
     def __init__(self, maps: Dict[str, np.ndarray], source: Grid, grid: Grid, step: Optional[float] = None) -> None:
         self._maps, self._source, self.grid, self.step = maps, source, grid, step
 
     def array(self, name: str) -> np.ndarray:
-        values = torch.from_numpy(resample_linear(self._maps[name], self._source, self.grid)).clamp_(0.0, 1.0)
         if self.step is not None:
-            values.mul_(1.0 / self.step).round_().mul_(self.step)
-        return values.numpy()
+            values = self.multiples(name).astype(np.float32)
+            return np.multiply(values, np.float32(self.step), out=values)  # exact: the step is a power of two
+        return torch.from_numpy(resample_linear(self._maps[name], self._source, self.grid)).clamp_(0.0, 1.0).numpy()
+
+    def multiples(self, name: str) -> np.ndarray:
+        if self.step is None:
+            return super().multiples(name)  # the refusal
+        return resample_multiples(self._maps[name], self._source, self.grid, self.step)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._maps)

@@ -1,15 +1,15 @@
-"""Linear resampling of model-grid outputs onto the input's grid: separable and multi-threaded where it can be.
+"""Linear resampling of model-grid outputs onto the input's grid: separable, and exact for the labels' argmax.
 
 The model grid has an identity direction; most CT grids differ from it only by axis flips (and perhaps a
 permutation), so each output axis reads one model axis and trilinear interpolation splits into three 1-D
-interpolations, done with PyTorch (threaded) instead of a general resampler. It gives what
-SimpleITK's linear `Resample` gives (the same clamping at the borders, values outside the grid set to `outside`);
-oblique grids go to SimpleITK itself.
+interpolations, done plane by plane with NumPy (maps) or with PyTorch (the argmax) instead of a general
+resampler. It gives what SimpleITK's linear `Resample` gives (the same clamping at the borders, values outside
+the grid set to `outside`); oblique grids go to SimpleITK itself.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -55,31 +55,71 @@ def resample_linear(array: np.ndarray, source: Grid, target: Grid, outside: floa
     if maps is None:
         image = source.image(np.ascontiguousarray(array, dtype=np.float32))
         return sitk.GetArrayFromImage(resample(image, target, sitk.sitkLinear, outside))
-    values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    values = values.permute(*(m.source_axis for m in maps))  # source axes in target order
+    resampled = np.empty(target.shape, dtype=np.float32)
+    for index, plane in _target_planes(array, maps, outside):
+        resampled[index] = plane
+    return resampled
+
+
+def resample_multiples(array: np.ndarray, source: Grid, target: Grid, step: float,
+                       bounds: Tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """`array` (z, y, x) on `source` linearly resampled onto `target` (0 outside it), clipped to `bounds` and
+    rounded to multiples of `step` (half to even), as those multiples: int16 (z, y, x), value = multiple * step.
+
+    `resample_linear` followed by the clip and the rounding, one output plane at a time (in cache, without
+    float32 temporaries of the target's size)."""
+    if not np.iinfo(np.int16).min <= round(bounds[0] / step) <= round(bounds[1] / step) <= np.iinfo(np.int16).max:
+        raise ValueError(f"multiples of {step} in {bounds} do not fit in int16")
+    multiples = np.empty(target.shape, dtype=np.int16)
+    maps = axis_maps(source, target)
+    planes = enumerate(resample_linear(array, source, target)) if maps is None else _target_planes(array, maps, 0.0)
+    for index, plane in planes:
+        np.clip(plane, *bounds, out=plane)
+        plane *= np.float32(1.0 / step)
+        multiples[index] = np.rint(plane, out=plane)
+    return multiples
+
+
+def _target_planes(array: np.ndarray, maps: List[AxisMap], outside: float) -> Iterator[Tuple[int, np.ndarray]]:
+    """Each output plane (its index along the target's first axis, the plane) of `array` linearly resampled, in
+    a buffer reused for the next one. Each source plane along that axis is interpolated in-plane once, when the
+    first output plane needs it, and kept while later ones do (the source indices are monotonic), so every step
+    works on planes in cache, in NumPy: one thread that lets go of the GIL (callers resample maps in parallel
+    threads; PyTorch's parallel steps, this short, stall on a busy CPU). Borders clamp as ITK does: the first
+    and last voxel repeat up to half a voxel beyond the first and last centre; further out is `outside`."""
+    values = np.ascontiguousarray(array, dtype=np.float32).transpose(*(m.source_axis for m in maps))
     corners = [_cell_corners(m.coordinates, values.shape[axis]) for axis, m in enumerate(maps)]
-    for axis in (2, 1, 0):  # x first: the gathers along the last axis then touch the smallest arrays
-        values = _interpolate_axis(values, axis, corners[axis])
-    if not _all_inside(corners):
-        values = torch.where(_inside_mask(corners), values, torch.tensor(outside, dtype=values.dtype))
-    return values.contiguous().numpy()
+    axes = [(c.low.numpy(), c.high.numpy(), c.weight.numpy()) for c in corners]
+    outside_plane = None if _all_inside(corners[1:]) else ~np.outer(corners[1].inside, corners[2].inside)
+    buffer = np.empty((len(axes[1][0]), len(axes[2][0])), dtype=np.float32)
+    kept: Dict[int, np.ndarray] = {}
+    for index, (low, high, weight, inside) in enumerate(zip(*(a.tolist() for a in axes[0]),
+                                                            corners[0].inside.tolist())):
+        if not inside:
+            buffer.fill(outside)
+        else:
+            kept = {k: kept[k] if k in kept else _interpolate_plane(values[k], axes[1:]) for k in (low, high)}
+            _lerp(kept[low], kept[high], np.float32(weight), buffer)
+            if outside_plane is not None:
+                np.copyto(buffer, np.float32(outside), where=outside_plane)
+        yield index, buffer
 
 
-def _interpolate_axis(values: torch.Tensor, axis: int, corners: _Corners) -> torch.Tensor:
-    """Linear interpolation along `axis` between each output index's neighbours (clamped at the borders, so
-    the first and last voxel repeat beyond the first and last centre, as ITK does). Along the first axis each
-    output plane is made from its two source planes, without full-size temporaries."""
-    if axis == 0:
-        planes = torch.empty((len(corners.low),) + tuple(values.shape[1:]), dtype=values.dtype)
-        for plane, low, high, weight in zip(planes, corners.low.tolist(), corners.high.tolist(),
-                                            corners.weight.tolist()):
-            torch.lerp(values[low], values[high], weight, out=plane)
-        return planes
-    lower = values.index_select(axis, corners.low)
-    upper = values.index_select(axis, corners.high)
-    shape = [1] * values.dim()
-    shape[axis] = -1
-    return lower.lerp_(upper, corners.weight.view(shape))
+def _interpolate_plane(plane: np.ndarray, axes: List[Tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """A source plane (y, x) interpolated along x, then along y (the gathers along x touch the smaller array)."""
+    (y_low, y_high, y_weight), (x_low, x_high, x_weight) = axes
+    rows = plane[:, x_high]
+    _lerp(plane[:, x_low], rows, x_weight, rows)
+    columns = rows[y_high]
+    return _lerp(rows[y_low], columns, y_weight[:, None], columns)
+
+
+def _lerp(low: np.ndarray, high: np.ndarray, weight, out: np.ndarray) -> np.ndarray:
+    """low + weight * (high - low) into `out` (which may be `high`)."""
+    np.subtract(high, low, out=out)
+    out *= weight
+    out += low
+    return out
 
 
 def argmax_on_grid(logits: np.ndarray, source: Grid, target: Grid,
