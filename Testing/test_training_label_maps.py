@@ -112,9 +112,10 @@ def test_evaluation_leaves_a_class_the_case_does_not_label_undefined(tmp_path: P
     assert report.summary()[1]["dice"].n == 1 and report.summary()[1]["dice"].undefined == 1
 
 
-def test_patches_reaching_past_a_thin_volume_are_padded_with_zeros_not_its_edge_slices(tmp_path: Path) -> None:
+def test_patches_reaching_past_a_thin_volume_are_padded_with_air_not_its_edge_slices(tmp_path: Path) -> None:
     """A scan thinner than the patch (patient B has 20 slices of 2 mm) must not repeat its edge slices, whose
-    organs would then be labelled background: the padding is 0 (the normalised mean) with background labels."""
+    organs would then be labelled background: the padding is air (normalised, as the sliding window pads at
+    inference) with background labels."""
     hu = np.full((1, 6, 64, 64), 60.0, np.float32)  # organ tissue up to the scan's edges
     label = np.ones((1, 6, 64, 64), np.uint8)
     config = TrainConfig(data=str(tmp_path), output=str(tmp_path / "o"), rotation_deg=0.0, scale_range=(1.0, 1.0),
@@ -125,5 +126,5 @@ def test_patches_reaching_past_a_thin_volume_are_padded_with_zeros_not_its_edge_
     image, labels = patch["image"].numpy()[0], patch["label"].numpy()[0]
     inside = labels.any(axis=(1, 2))
     assert inside.sum() == 6  # the six real slices, centred
-    assert np.allclose(image[~inside], 0, atol=1e-6) and np.all(labels[~inside] == 0)
+    assert np.allclose(image[~inside], (-200 - 50) / 100, atol=1e-6) and np.all(labels[~inside] == 0)
     assert np.allclose(image[inside], 0.1, atol=1e-5)  # (60 - 50) / 100

@@ -3,7 +3,8 @@
 A crop large enough for any allowed rotation, scaling and shift (`context_size`) is taken around a
 voxel of a randomly chosen class (organs equally often, so small organs are seen), normalised, and the
 random affine then samples the patch from it: cheaper than transforming the whole volume and with no
-padding inside the patch unless the volume itself is smaller. Optional intensity augmentation (not in the
+padding inside the patch unless the volume itself is smaller; where it pads (a scan thinner than the patch),
+it pads with air, as the sliding window does at inference. Optional intensity augmentation (not in the
 paper) scales and shifts the HU values before the window clip, as a change of contrast phase or scanner
 would. Arrays are channel-first (1, z, y, x).
 """
@@ -12,10 +13,11 @@ from __future__ import annotations
 import math
 from typing import Sequence, Tuple
 
+import numpy as np
 from monai.transforms import (Compose, RandAffined, RandCropByLabelClassesd, RandFlipd, RandScaleIntensityd,
-                              RandShiftIntensityd, ScaleIntensityRanged, ToTensord)
+                              RandShiftIntensityd, ScaleIntensityRanged, ShiftIntensityd, ToTensord)
 
-from ..preprocessing import IntensityNormalisation
+from ..preprocessing import AIR_HU, IntensityNormalisation, normalise
 from .config import TrainConfig
 
 KEYS = ("image", "label")
@@ -55,17 +57,19 @@ def training_transform(config: TrainConfig, patch_zyx: Sequence[int], num_classe
         transforms.append(RandScaleIntensityd("image", factors=config.intensity_scale, prob=1.0))
     if config.intensity_shift_hu > 0:
         transforms.append(RandShiftIntensityd("image", offsets=config.intensity_shift_hu, prob=1.0))
+    air = float(normalise(np.array([AIR_HU]), intensity)[0])
     transforms += [
-        ScaleIntensityRanged(
+        ScaleIntensityRanged(  # normalised, less the air value: the affine's zero padding is then air
             "image", a_min=intensity.clip_min, a_max=intensity.clip_max, clip=True,
-            b_min=(intensity.clip_min - intensity.mean) / intensity.std,
-            b_max=(intensity.clip_max - intensity.mean) / intensity.std,
+            b_min=(intensity.clip_min - intensity.mean) / intensity.std - air,
+            b_max=(intensity.clip_max - intensity.mean) / intensity.std - air,
         ),
         RandAffined(
             KEYS, prob=1.0, spatial_size=tuple(patch_zyx), mode=("bilinear", "nearest"),
             padding_mode=("zeros", "zeros"), rotate_range=(math.radians(config.rotation_deg), 0.0, 0.0),
             scale_range=[(low - 1.0, high - 1.0)] * 3, translate_range=[config.shift * p for p in patch_zyx],
         ),
+        ShiftIntensityd("image", offset=air),
     ]
     if config.flips:
         transforms += [RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in (1, 2)]  # y (AP), x (LR)
