@@ -47,6 +47,7 @@ CASES = [
     (["train", TOTALSEG, "-o", "OUT", "--fold", "7"], "fold must be 0..4 or 'all', not 7"),
     (["train", TOTALSEG, "-o", "OUT", "--overlap", "1.2"], "overlap must be in [0, 1)"),
     (["train", TOTALSEG, "-o", "OUT", "--lr", "0"], "lr must be > 0"),
+    (["train", TOTALSEG, "-o", "OUT", "--max-seconds", "0"], "max_seconds must be > 0, not 0.0"),
     (["train", TOTALSEG, "-o", "OUT", "--scale-range", "1.3", "0.7"], "scale_range must be two numbers 0 < low <= "
                                                                       "high"),
     (["models", "import-authors", AUTHORS / "att_unet_ct_multi_dsv_fs16_state_dict.safetensors", "-o", "OUT",

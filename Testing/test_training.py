@@ -162,6 +162,23 @@ def test_fine_tuning_leaves_unlabelled_classes_out_of_softmax_and_loss(smoke_run
         assert not torch.equal(after[1], before[1]), f"{name}: the pancreas output did not train"
 
 
+def test_a_time_budget_ends_the_run_after_a_step_with_its_final_model(tmp_path: Path, tmp_path_factory) -> None:
+    """`max_seconds` ends the run after the step that uses it up, as if its epochs were done: the checkpoint, the
+    log row and the final model are written; `on_step` saw every step, the last with nothing left to do."""
+    reports: list = []
+    result = train(TrainConfig(
+        data=str(real_ct_csv(tmp_path)), output=str(tmp_path / "budget"), label_map="totalsegmentator",
+        feature_scale=16, patch_size=(48, 48, 32), spacing_mm=(4.0, 4.0, 4.0), folds=2, epochs=5,
+        iterations_per_epoch=3, batch_size=1, max_seconds=1e-3, cache_dir=str(shared_cache(tmp_path_factory)),
+        tensorboard=False, snapshots=False,
+    ), on_step=reports.append)
+    assert not result.stopped and result.progress.global_step == 1 and result.progress.epoch == 1
+    assert set(result.files) >= {"final", "checkpoint", "log"}
+    assert [(r.step, r.total_steps, r.seconds_left) for r in reports] == [(1, 1, 0.0)] and reports[0].loss > 0
+    assert read_model(result.files["final"]).metadata.provenance["steps"] == 1
+    assert len(log_rows(tmp_path / "budget")) == 1
+
+
 def test_unet_baseline_with_per_scale_dice_ce_and_bf16(tmp_path: Path, tmp_path_factory) -> None:
     result = train(TrainConfig(
         data=str(real_ct_csv(tmp_path)), output=str(tmp_path / "unet"), label_map="totalsegmentator",

@@ -1,6 +1,7 @@
 """Per-case label maps (a CSV's label_map column): a source that labels fewer organs than the model has
 (3D-IRCADb has no pancreas masks) leaves them out of that case's loss, validation and evaluation scores,
-instead of teaching them as background. Real CT: the two TotalSegmentator example patients."""
+instead of teaching them as background; "ignore" values leave voxels out of the loss altogether. Real CT: the
+two TotalSegmentator example patients."""
 from __future__ import annotations
 
 import csv
@@ -15,7 +16,8 @@ from conftest import TOTALSEG, make_model_file
 from training_support import shared_cache
 
 from AttentionUNetSegLib.datasets.cases import discover_cases
-from AttentionUNetSegLib.errors import DatasetError
+from AttentionUNetSegLib.datasets.label_maps import IGNORE_LABEL, LabelMap, load_label_map
+from AttentionUNetSegLib.errors import DatasetError, InvalidOptionError
 from AttentionUNetSegLib.model_file import read_model
 from AttentionUNetSegLib.evaluation.models import CaseSelection, evaluate_model
 from AttentionUNetSegLib.preprocessing import IntensityNormalisation
@@ -66,6 +68,34 @@ def test_an_unlabelled_class_gets_no_gradient_from_that_sample_only() -> None:
     everything = torch.ones(2, 5, dtype=torch.bool)
     assert loss(logits, labels, everything) == loss(logits, labels)  # all labelled: the plain loss
     assert loss(logits, labels, everything) != value
+
+
+def test_ignored_voxels_get_no_gradient_and_leave_the_loss_of_the_others_as_it_is() -> None:
+    """Voxels labelled IGNORE_LABEL (a label map's "ignore" values) are out of every term: their logits get no
+    gradient, and the loss equals the loss of the same patch with those voxels cut away."""
+    torch.manual_seed(1)
+    for kind in ("dice", "dice_ce"):
+        loss = SegmentationLoss(5, [0, 1, 2, 3, 4], kind)
+        logits = torch.randn(2, 5, 4, 6, 6, requires_grad=True)
+        labels = torch.randint(0, 5, (2, 1, 4, 6, 6))
+        labels[:, :, 3] = IGNORE_LABEL  # the last slice of both samples
+        value = loss(logits, labels)
+        value.backward()
+        assert torch.isfinite(value) and torch.count_nonzero(logits.grad[:, :, 3]) == 0
+        assert torch.count_nonzero(logits.grad[:, :, :3]) > 0
+        if kind == "dice":  # Dice sums over voxels: the ignored ones count as if absent
+            assert torch.allclose(value, loss(logits[:, :, :3], labels[:, :, :3]), atol=1e-6)
+
+
+def test_ignore_values_of_a_label_map_become_the_ignore_label(tmp_path: Path) -> None:
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"classes": {"liver": [5]}, "ignore": [9], "unlisted": "background"}))
+    label_map = load_label_map(str(path))
+    remapped = label_map.remap(np.array([0, 5, 9, 7], np.uint8), {"liver": 4}, "case")
+    assert remapped.tolist() == [0, 4, IGNORE_LABEL, 0]
+    assert label_map.to_dict()["ignore"] == [9] and "ignore" not in load_label_map("totalsegmentator").to_dict()
+    with pytest.raises(InvalidOptionError, match="given to more than one class"):
+        LabelMap({"liver": (5,)}, ignore=(5,))
 
 
 def test_a_case_without_pancreas_labels_trains_and_validates_without_its_pancreas(tmp_path: Path,

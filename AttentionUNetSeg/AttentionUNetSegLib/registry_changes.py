@@ -25,7 +25,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 def add_file(name: str, file: Path, description: str = "") -> RegistryEntry:
     """Register a local model file under `name` (its sha256 is recorded, its metadata checked)."""
     file = Path(file).resolve()
-    _check_new_name(name)
+    check_new_name(name)
     if not file.is_file():
         raise ModelFileError(f"model file {file} does not exist")
     entry = check_model_file(RegistryEntry(name, file, file_sha256(file), description))
@@ -39,7 +39,7 @@ def add_url(name: str, url: str, sha256: str, description: str = "",
 
     On any failure the registry and the cache are as they were.
     """
-    _check_new_name(name)
+    check_new_name(name)
     url, sha256 = check_https_url(url), check_sha256(sha256)
     entry = RegistryEntry(name, cached_file(sha256), sha256, description, url=url)
     downloaded_here = not entry.available
@@ -88,7 +88,8 @@ def remove_model(name: str) -> Removal:
     return Removal(entry, remove_cache_entries(entry.sha256))
 
 
-def _check_new_name(name: str) -> None:
+def check_new_name(name: str) -> None:
+    """Raise InvalidOptionError unless `name` can name a model and is not registered yet."""
     if not NAME_PATTERN.match(name) or name.endswith(".safetensors"):
         raise InvalidOptionError(f"{name!r} cannot be a model name: use letters, digits, '-', '_' and '.', "
                                  "starting with a letter or digit and not ending in .safetensors")

@@ -1,5 +1,5 @@
-"""The per-user folders: the config folder (the user's model registry) and the cache folder (downloaded
-models, converted OpenVINO networks). `ATTENTION_UNET_SEG_HOME` moves both under one root (tests, shared
+"""The per-user folders: the config folder (the user's model registry and the models fine-tuned here) and the
+cache folder (downloaded models, converted OpenVINO networks). `ATTENTION_UNET_SEG_HOME` moves both under one root (tests, shared
 installations); otherwise they are the platform's (platformdirs).
 """
 from __future__ import annotations
@@ -32,6 +32,11 @@ def user_cache_dir() -> Path:
 def user_registry() -> Path:
     """The user's model registry file."""
     return user_config_dir() / "models.json"
+
+
+def user_models_dir() -> Path:
+    """Where models fine-tuned by the user are kept (they are registered in the user's registry)."""
+    return user_config_dir() / "models"
 
 
 def model_cache_dir() -> Path:

@@ -1,13 +1,17 @@
-"""Background segmentation worker: `python -m AttentionUNetSegLib.worker JOB_DIR`.
+"""Background worker: `python -m AttentionUNetSegLib.worker JOB_DIR`, for a segmentation or a fine-tuning.
 
-The Slicer module runs `segment` in this separate process so that its GUI stays responsive and a
-run can be cancelled by ending the process. Files are exchanged through JOB_DIR:
+The Slicer module runs `segment` (or `fine_tune`) in this separate process so that its GUI stays responsive
+and a run can be cancelled by ending the process. Files are exchanged through JOB_DIR:
 
-- `job.json` and `input.nrrd`, written by `write_job` in the calling process;
-- `result.json`, `labels.nrrd`, `attention-<n>.nrrd`, `probability-<n>.nrrd`, written by the
-  worker and read back by `read_result` as a `SegmentationResult`.
+- segmentation: `job.json` and `input.nrrd`, written by `write_job` in the calling process; `result.json`,
+  `labels.nrrd`, `attention-<n>.nrrd`, `probability-<n>.nrrd`, written by the worker and read back by
+  `read_result` as a `SegmentationResult`;
+- fine-tuning: `job.json` (kind "fine_tune") and `case-<n>-ct.nrrd`/`case-<n>-labels.nrrd`, written by
+  `write_fine_tune_job`; `result.json` and the new model file in `work/`, read back by `read_fine_tune_result`
+  as a `FineTuneResult` (the caller registers the model: a killed worker leaves none).
 
-Progress goes to stdout as one JSON object per line: `{"event": "progress", "stage": ..., "fraction": ...}`,
+Progress goes to stdout as one JSON object per line: `{"event": "progress", "stage": ..., "fraction": ...}`
+(fine-tuning adds step, total_steps, loss and seconds_left while training),
 then `{"event": "done"}` or `{"event": "error", "type": <exception class>, "message": ...}`; the exit
 status is 0 on success, 1 when the run failed, 2 on a usage error. Log messages go to stderr.
 """
@@ -18,7 +22,7 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -34,6 +38,10 @@ JOB_FILE = "job.json"
 INPUT_FILE = "input.nrrd"
 RESULT_FILE = "result.json"
 LABELS_FILE = "labels.nrrd"
+FINE_TUNE = "fine_tune"
+
+if TYPE_CHECKING:
+    from .fine_tuning import FineTuneCase, FineTuneResult, FineTuneSettings
 
 Emit = Callable[[dict], None]
 
@@ -47,12 +55,34 @@ def write_job(job_dir: Path, image: sitk.Image, *, model: Union[str, Path, None]
     (job_dir / JOB_FILE).write_text(json.dumps(job), encoding="utf-8")
 
 
-def run_job(job_dir: Path, emit: Emit) -> None:
-    """Segment the job's input and write the outputs into `job_dir`; `emit` receives the progress events."""
-    from .inference import segment
+def write_fine_tune_job(job_dir: Path, cases: Sequence["FineTuneCase"], settings: "FineTuneSettings",
+                        validation: Optional["FineTuneCase"] = None) -> None:
+    """Write the cases, the validation case and the settings of one fine-tuning into `job_dir` (which must exist)."""
+    entries = []
+    for index, case in enumerate([*cases, *([validation] if validation is not None else [])]):
+        files = {"image": f"case-{index}-ct.nrrd", "labels": f"case-{index}-labels.nrrd"}
+        sitk.WriteImage(case.image, str(job_dir / files["image"]), False)
+        sitk.WriteImage(case.labels, str(job_dir / files["labels"]), False)
+        entries.append({"name": case.name, **files})
+    job = {"kind": FINE_TUNE, "settings": asdict(settings), "cases": entries[:len(cases)],
+           "validation": entries[len(cases)] if validation is not None else None}
+    (Path(job_dir) / JOB_FILE).write_text(json.dumps(job), encoding="utf-8")
 
+
+def run_job(job_dir: Path, emit: Emit) -> None:
+    """Run the job in `job_dir` (a segmentation or a fine-tuning) and write its outputs there; `emit` receives
+    the progress events."""
     job_dir = Path(job_dir)
     job = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8"))
+    if job.get("kind") == FINE_TUNE:
+        _run_fine_tune(job_dir, job, emit)
+    else:
+        _run_segmentation(job_dir, job, emit)
+
+
+def _run_segmentation(job_dir: Path, job: dict, emit: Emit) -> None:
+    from .inference import segment
+
     image = sitk.ReadImage(str(job_dir / INPUT_FILE))
     result = segment(image, job["model"], InferenceSettings(**job["settings"]),
                      progress=lambda stage, fraction: emit({"event": "progress", "stage": stage, "fraction": fraction}))
@@ -66,6 +96,28 @@ def run_job(job_dir: Path, emit: Emit) -> None:
                "timings": result.timings,
                "warnings": result.warnings}
     (job_dir / RESULT_FILE).write_text(json.dumps(summary), encoding="utf-8")
+
+
+def _run_fine_tune(job_dir: Path, job: dict, emit: Emit) -> None:
+    from .fine_tuning import FineTuneCase, FineTuneSettings, fine_tune
+
+    def case(entry: dict) -> FineTuneCase:
+        return FineTuneCase(entry["name"], sitk.ReadImage(str(job_dir / entry["image"])),
+                            sitk.ReadImage(str(job_dir / entry["labels"])))
+
+    work = job_dir / "work"
+    work.mkdir()
+    result = fine_tune([case(entry) for entry in job["cases"]], FineTuneSettings(**job["settings"]), work,
+                       validation=case(job["validation"]) if job["validation"] else None,
+                       progress=lambda event: emit({"event": "progress", **asdict(event)}))
+    (job_dir / RESULT_FILE).write_text(json.dumps(result.to_dict()), encoding="utf-8")
+
+
+def read_fine_tune_result(job_dir: Path) -> "FineTuneResult":
+    """The `FineTuneResult` a finished fine-tuning job wrote (its model file still in `job_dir`)."""
+    from .fine_tuning import FineTuneResult
+
+    return FineTuneResult.from_dict(json.loads((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8")))
 
 
 def _write_maps(job_dir: Path, prefix: str, maps: MapSet) -> Dict[str, str]:
@@ -122,7 +174,7 @@ def error_from_event(event: dict) -> AttentionUNetSegError:
     cls = getattr(errors, str(event.get("type")), None)
     if not (isinstance(cls, type) and issubclass(cls, AttentionUNetSegError)):
         cls = AttentionUNetSegError
-    return cls(event.get("message") or "the segmentation process failed without a message")
+    return cls(event.get("message") or "the worker process failed without a message")
 
 
 def _print_event(event: dict) -> None:

@@ -1,10 +1,10 @@
-"""Segmentation in a separate Python process, advanced by polling so that a GUI stays responsive.
+"""Segmentation and fine-tuning in a separate Python process, advanced by polling so that a GUI stays responsive.
 
-The input image and options go into a temporary job folder (AttentionUNetSegLib.worker), the
-worker prints one JSON event per line on stdout, a reader thread queues those lines, and `poll()`
-(called from the main thread, e.g. by a qt.QTimer) hands them out. When the worker has finished,
-`poll()` reads its outputs and adds the nodes to the scene. `cancel()` kills the worker's whole
-process group (see processes.py) and returns at once: it never waits for the process or the reader.
+The inputs and options go into a temporary job folder (AttentionUNetSegLib.worker), the worker prints one
+JSON event per line on stdout, a reader thread queues those lines, and `poll()` (called from the main thread,
+e.g. by a qt.QTimer) hands them out. When the worker has finished, `poll()` commits its outputs (adds the nodes
+to the scene, or registers the fine-tuned model). `cancel()` kills the worker's whole process group (see
+processes.py) and returns at once: it never waits for the process or the reader.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import SimpleITK as sitk
 
@@ -30,7 +30,7 @@ from .processes import killProcessGroup, startProcessGroup
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
 Commit = Callable[[object, float], SegmentationOutputs]
-"""Adds the nodes for a finished run: (engine result, seconds since the run started) -> outputs."""
+"""Adds the nodes for a finished segmentation: (engine result, seconds since the run started) -> outputs."""
 
 
 def pythonExecutable() -> str:
@@ -42,26 +42,29 @@ def pythonExecutable() -> str:
     return sys.executable
 
 
-class BackgroundSegmentation:
-    """One segmentation running in a worker process; a future whose `poll()` drives it to completion."""
+class BackgroundRun:
+    """One job running in a worker process; a future whose `poll()` drives it to completion.
 
-    def __init__(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, image: sitk.Image, model: Optional[str],
-                 settings: InferenceSettings, commit: Commit, python: Optional[str] = None) -> None:
+    `writeJob(folder)` writes the job into its (new, empty) folder; `commit(folder, seconds)` turns the finished
+    job's files into the run's result. `watched`: nodes the job reads; deleting one stops the run. `what` names
+    the job in messages ("segmentation", "fine-tuning")."""
+
+    def __init__(self, writeJob: Callable[[Path], None], commit: Callable[[Path, float], object],
+                 watched: Sequence[slicer.vtkMRMLNode], what: str, python: Optional[str] = None) -> None:
         """`python`: the interpreter (or a launcher of it) that runs the worker; default `pythonExecutable()`."""
-        from AttentionUNetSegLib import worker
-
-        self.inputVolume = inputVolume
+        self.watched = list(watched)
+        self.what = what
         self.state = RUNNING
         self.started = time.monotonic()
         self._commit = commit
-        self._outputs: Optional[SegmentationOutputs] = None
+        self._result: Optional[object] = None
         self._error: Optional[BaseException] = None
         self._failure: Optional[dict] = None
         self._lock = threading.Lock()  # the reader's end and a stop agree on who removes the job folder
         self._ended = False
         self._jobDir = Path(tempfile.mkdtemp(prefix="AttentionUNetSeg-"))
         try:
-            worker.write_job(self._jobDir, image, model=model, settings=settings)
+            writeJob(self._jobDir)
             self._process = startProcessGroup(
                 [python or pythonExecutable(), "-m", "AttentionUNetSegLib.worker", str(self._jobDir)],
                 env={**os.environ, "PYTHONPATH": _pythonPath()})
@@ -94,25 +97,29 @@ class BackgroundSegmentation:
             if event["event"] == "error":
                 self._failure = event
             events.append(event)
-        if not finished and self.inputVolume.GetScene() is None:
-            self._stop(InputImageError(f"The input volume '{self.inputVolume.GetName()}' was deleted while it was "
-                                       "being segmented; nothing was added."), FAILED)
+        deleted = next((node for node in self.watched if node.GetScene() is None), None)
+        if not finished and deleted is not None:
+            self._stop(InputImageError(self._deletedMessage(deleted)), FAILED)
         elif finished:
             self._finish()
         return events
 
     def cancel(self) -> None:
-        """Kill the worker and its process group and return at once; nothing is added to the scene."""
+        """Kill the worker and its process group and return at once; nothing is added (no nodes, no model)."""
         if not self.done:
-            self._stop(CancelledError("Segmentation cancelled; nothing was added."), CANCELLED)
+            self._stop(CancelledError(f"{self.what.capitalize()} cancelled; nothing was added."), CANCELLED)
 
-    def result(self) -> SegmentationOutputs:
-        """The outputs of a successful run; raises why the run failed or was cancelled, or if it still runs."""
+    def result(self):
+        """The committed result of a successful run; raises why the run failed or was cancelled, or if it still
+        runs."""
         if self._error is not None:
             raise self._error
-        if self._outputs is None:
-            raise RuntimeError("the segmentation is still running: call poll() until done")
-        return self._outputs
+        if self._result is None:
+            raise RuntimeError(f"the {self.what} is still running: call poll() until done")
+        return self._result
+
+    def _deletedMessage(self, node: slicer.vtkMRMLNode) -> str:
+        return f"'{node.GetName()}' was deleted during the {self.what}; nothing was added."
 
     def _readLines(self) -> None:
         """Reader thread: queue the output lines (any bytes decode), then, whatever happened, the end (None)."""
@@ -134,8 +141,8 @@ class BackgroundSegmentation:
         try:
             if self._process.returncode != 0:
                 raise worker.error_from_event(self._failure) if self._failure else AttentionUNetSegError(
-                    f"the segmentation process ended with exit status {self._process.returncode}; see the log")
-            self._outputs = self._commit(worker.read_result(self._jobDir), time.monotonic() - self.started)
+                    f"the {self.what} process ended with exit status {self._process.returncode}; see the log")
+            self._result = self._commit(self._jobDir, time.monotonic() - self.started)
             self.state = SUCCEEDED
         except Exception as exc:
             self._error = exc
@@ -153,6 +160,22 @@ class BackgroundSegmentation:
             shutil.rmtree(self._jobDir, ignore_errors=True)
         else:
             killProcessGroup(self._process)
+
+
+class BackgroundSegmentation(BackgroundRun):
+    """A segmentation of `inputVolume` in a worker; its result is the SegmentationOutputs `commit` adds."""
+
+    def __init__(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, image: sitk.Image, model: Optional[str],
+                 settings: InferenceSettings, commit: Commit, python: Optional[str] = None) -> None:
+        from AttentionUNetSegLib import worker
+
+        self.inputVolume = inputVolume
+        super().__init__(lambda folder: worker.write_job(folder, image, model=model, settings=settings),
+                         lambda folder, seconds: commit(worker.read_result(folder), seconds),
+                         [inputVolume], "segmentation", python)
+
+    def _deletedMessage(self, node: slicer.vtkMRMLNode) -> str:
+        return f"The input volume '{node.GetName()}' was deleted while it was being segmented; nothing was added."
 
 
 def _parse(line: str) -> dict:

@@ -22,15 +22,7 @@ def volumeNodeToImage(volumeNode: slicer.vtkMRMLScalarVolumeNode) -> sitk.Image:
     non-linear one resamples the voxels onto the volume's own grid, as Slicer's "Harden transform" does.
     """
     world = _hardenedClone(volumeNode)
-    imageData = world.GetImageData()
-    extent = imageData.GetExtent()
-    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
-    voxels = numpy_support.vtk_to_numpy(imageData.GetPointData().GetScalars()).reshape(shape)
-    image = sitk.GetImageFromArray(voxels)  # copies
-    ijkToRas = _matrix(world)
-    ijkToRas[:3, 3] = (ijkToRas @ np.array([extent[0], extent[2], extent[4], 1.0]))[:3]
-    _setGeometry(image, ijkToRas)
-    return image
+    return _imageOf(world.GetImageData(), _matrix(world))
 
 
 def _hardenedClone(volumeNode: slicer.vtkMRMLScalarVolumeNode) -> slicer.vtkMRMLScalarVolumeNode:
@@ -67,6 +59,27 @@ def orientedImageFromImage(image: sitk.Image) -> slicer.vtkOrientedImageData:
     numpy_support.vtk_to_numpy(oriented.GetPointData().GetScalars())[:] = array.ravel()
     oriented.SetImageToWorldMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(image)))
     return oriented
+
+
+def imageFromOrientedImage(oriented: slicer.vtkOrientedImageData, toWorld: np.ndarray) -> sitk.Image:
+    """A SimpleITK image (LPS) of a vtkOrientedImageData's voxels, placed in the world by the 4x4 `toWorld`
+    (RAS to RAS, e.g. a segmentation's linear parent transform); the voxels are copied."""
+    imageToWorld = vtk.vtkMatrix4x4()
+    oriented.GetImageToWorldMatrix(imageToWorld)
+    return _imageOf(oriented, toWorld @ slicer.util.arrayFromVTKMatrix(imageToWorld))
+
+
+def _imageOf(imageData: vtk.vtkImageData, ijkToRas: np.ndarray) -> sitk.Image:
+    """A copy of `imageData`'s voxels as a SimpleITK image whose index (0, 0, 0) is the first voxel of its extent,
+    placed by the IJK-to-RAS matrix of the extent's indices."""
+    extent = imageData.GetExtent()
+    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+    voxels = numpy_support.vtk_to_numpy(imageData.GetPointData().GetScalars()).reshape(shape)
+    image = sitk.GetImageFromArray(voxels)  # copies
+    ijkToRas = ijkToRas.copy()
+    ijkToRas[:3, 3] = (ijkToRas @ np.array([extent[0], extent[2], extent[4], 1.0]))[:3]
+    _setGeometry(image, ijkToRas)
+    return image
 
 
 def ijkToRasMatrix(image: sitk.Image) -> np.ndarray:

@@ -6,6 +6,7 @@ imported only when a run starts, so the module loads even before its dependencie
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -18,8 +19,9 @@ from AttentionUNetSegLib.errors import CancelledError, InputImageError
 from AttentionUNetSegLib.inference_settings import InferenceSettings
 
 from . import dependencies, display
-from .background import BackgroundSegmentation
+from .background import BackgroundRun, BackgroundSegmentation
 from .conversion import volumeNodeToImage
+from .finetuning import FineTunePlan, Pair, planFineTune
 from .follower import overallProgress
 from .inputs import validateInputVolume
 from .outputs import (ATTENTION, CANCELLED, DONE, FAILED, GATE_ATTRIBUTE, INPUT_ROLE, OUTPUT_ATTRIBUTE, PROBABILITY,
@@ -123,6 +125,74 @@ class AttentionUNetSegLogic:
             inputVolume, image, str(modelPath), _settings(device, attention, probabilities),
             commit=lambda result, seconds: writeOutputs(inputVolume, result, seconds, outputSegmentation),
             python=python)
+
+    # --- fine-tuning ------------------------------------------------------------------------------------------
+
+    def fineTunePlan(self, pairs: Sequence[Pair], baseModel: ModelChoice = None, validation: Optional[Pair] = None,
+                     ignoredSegments: Sequence[str] = ()) -> FineTunePlan:
+        """Check (volume, segmentation) pairs for fine-tuning `baseModel` and match their segments to its classes;
+        `plan.describe()` says what each segment becomes and what looks doubtful. Raises InputImageError naming
+        a pair that cannot be used. Nothing is modified."""
+        return planFineTune(pairs, self.modelMetadata(baseModel).classes, ignoredSegments, validation)
+
+    def fineTune(self, pairs: Sequence[Pair], baseModel: ModelChoice = None, *, name: str, steps: int = 100,
+                 maxSeconds: Optional[float] = None, device: str = "auto", validation: Optional[Pair] = None,
+                 ignoredSegments: Sequence[str] = (), progress=None, cancel: Optional[CancelCheck] = None) -> str:
+        """Fine-tune `baseModel` (registry name, file, None: the default) on (volume, segmentation) pairs in this
+        process (synchronous) and add the new model to the user's models as `name`; returns that name.
+
+        Segments are matched to the model's classes (see fineTunePlan), classes the segmentations do not label
+        are left out of the loss, and training runs for `steps` optimizer steps or `maxSeconds`, whichever ends
+        first. With a `validation` pair, Dice before and after is recorded in the model file's metrics.
+        `progress(event)` gets AttentionUNetSegLib.fine_tuning.FineTuneEvent objects; `cancel()` returning True
+        stops it (CancelledError). Nothing is added on failure or cancel.
+        """
+        import tempfile
+
+        from AttentionUNetSegLib.fine_tuning import fine_tune, register_fine_tuned
+
+        plan, settings = self._prepareFineTune(pairs, baseModel, name, steps, maxSeconds, device, validation,
+                                               ignoredSegments)
+        deleted = lambda: next((node for node in plan.watched if node.GetScene() is None), None)  # noqa: E731
+        with tempfile.TemporaryDirectory(prefix="AttentionUNetSeg-finetune-") as work:
+            try:
+                result = fine_tune(plan.cases, settings, Path(work), plan.validationCase, progress,
+                                   cancel=lambda: bool(deleted()) or (cancel is not None and cancel()))
+            except CancelledError:
+                if deleted() is not None:
+                    raise InputImageError(f"'{deleted().GetName()}' was deleted during the fine-tuning; nothing was "
+                                          "added.") from None
+                raise
+            return register_fine_tuned(result).name
+
+    def startFineTune(self, pairs: Sequence[Pair], baseModel: ModelChoice = None, *, name: str, steps: int = 100,
+                      maxSeconds: Optional[float] = None, device: str = "auto", validation: Optional[Pair] = None,
+                      ignoredSegments: Sequence[str] = (), python: Optional[str] = None) -> BackgroundRun:
+        """`fineTune` in a worker process: drive it with `poll()` (progress events carry step, total_steps, loss
+        and seconds_left while training), end it with `cancel()`; `result()` is the new model's name once it is
+        registered. The pairs, the name and the user's model folder are checked before the process starts."""
+        from AttentionUNetSegLib import worker
+        from AttentionUNetSegLib.fine_tuning import register_fine_tuned
+
+        plan, settings = self._prepareFineTune(pairs, baseModel, name, steps, maxSeconds, device, validation,
+                                               ignoredSegments)
+        return BackgroundRun(
+            lambda folder: worker.write_fine_tune_job(folder, plan.cases, settings, plan.validationCase),
+            lambda folder, seconds: register_fine_tuned(worker.read_fine_tune_result(folder)).name,
+            plan.watched, "fine-tuning", python)
+
+    def _prepareFineTune(self, pairs, baseModel, name, steps, maxSeconds, device, validation, ignoredSegments):
+        """The engine's settings, the new model's name and folder checked, then the checked plan (its matches
+        and warnings logged)."""
+        from AttentionUNetSegLib.fine_tuning import FineTuneSettings, new_model_file
+        from AttentionUNetSegLib.registry import resolve_model_path
+
+        settings = FineTuneSettings(name, str(resolve_model_path(baseModel)), steps, maxSeconds, device)
+        new_model_file(settings.name)
+        plan = self.fineTunePlan(pairs, baseModel, validation, ignoredSegments)
+        for line in plan.describe():
+            logging.info("fine-tuning %s", line)
+        return plan, settings
 
     @staticmethod
     def inputImage(inputVolume: Optional[slicer.vtkMRMLScalarVolumeNode]) -> sitk.Image:

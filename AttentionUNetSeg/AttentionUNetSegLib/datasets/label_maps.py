@@ -11,6 +11,8 @@ Two forms of one concept:
   Class order is the model's output order after background (value 0, always background). A "background"
   entry lists further values that become background. "unlisted" says what happens to any other value
   found in a label volume: "error" (default: such a case stops the run, naming it) or "background".
+  An "ignore" entry lists values whose voxels are neither a class nor background: they become IGNORE_LABEL
+  and are left out of the loss (a segment a user marked as not to be learnt from, say a tumour in an organ).
   Ready maps ship in data/label_maps (see its README); the value->name forms allow no other values.
 """
 from __future__ import annotations
@@ -28,6 +30,8 @@ from ..repeats import repeated
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "data" / "label_maps"
 UNLISTED_CHOICES = ("error", "background")
+IGNORE_LABEL = 255
+"""The model label of voxels that training leaves out of the loss (a label map's "ignore" values)."""
 _HELP = ("give `VALUE=NAME` pairs separated by commas (e.g. `1=pancreas,2=spleen`) or a JSON file mapping "
          "values to names ({\"1\": \"pancreas\"}) or a dataset.json with a \"labels\" entry")
 
@@ -41,6 +45,7 @@ class LabelMap:
     background: Tuple[int, ...] = ()
     name: str = ""
     description: str = field(default="", compare=False)
+    ignore: Tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"label map {self.name!r}"
@@ -49,7 +54,7 @@ class LabelMap:
         if not self.classes or "background" in self.classes:
             raise InvalidOptionError(f"{where} must name at least one class, and list background values under "
                                      "\"background\", not as a class")
-        sources = [v for values in self.classes.values() for v in values] + list(self.background)
+        sources = [v for values in self.classes.values() for v in values] + list(self.background) + list(self.ignore)
         if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in sources):
             raise InvalidOptionError(f"{where}: source values must be integers >= 1 (0 is always background), "
                                      f"not {sources}")
@@ -62,11 +67,15 @@ class LabelMap:
         return list(self.classes)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "classes": {k: list(v) for k, v in self.classes.items()},
-                "background": list(self.background), "unlisted": self.unlisted}
+        values = {"name": self.name, "classes": {k: list(v) for k, v in self.classes.items()},
+                  "background": list(self.background), "unlisted": self.unlisted}
+        if self.ignore:  # only where used, so that the caches of maps without it keep their keys
+            values["ignore"] = list(self.ignore)
+        return values
 
     def remap(self, labels: np.ndarray, class_values: Mapping[str, int], case: str) -> np.ndarray:
-        """Source labels -> model class values (uint8); unlisted values raise DatasetError naming `case`."""
+        """Source labels -> model class values (uint8), "ignore" values -> IGNORE_LABEL; unlisted values raise
+        DatasetError naming `case`."""
         if not np.issubdtype(labels.dtype, np.integer):
             if not np.array_equal(labels, np.round(labels)):
                 raise DatasetError(f"case {case}: the label volume holds non-integer values; give a label map image")
@@ -74,10 +83,12 @@ class LabelMap:
         if labels.size and labels.min() < 0:
             raise DatasetError(f"case {case}: the label volume holds negative values; label values must be >= 0")
         present = np.flatnonzero(np.bincount(labels.ravel()))
-        table = np.zeros(max(int(present.max(initial=0)), *(max(v) for v in self.classes.values())) + 1, np.uint8)
+        table = np.zeros(max(int(present.max(initial=0)), *(max(v) for v in self.classes.values()), *self.ignore) + 1,
+                         np.uint8)
         for name, values in self.classes.items():
             table[list(values)] = class_values[name]
-        known = {0, *self.background, *(v for values in self.classes.values() for v in values)}
+        table[list(self.ignore)] = IGNORE_LABEL
+        known = {0, *self.background, *self.ignore, *(v for values in self.classes.values() for v in values)}
         unknown = [int(v) for v in present if int(v) not in known]
         if unknown and self.unlisted == "error":
             raise DatasetError(
@@ -120,7 +131,7 @@ def _from_file(path: Path) -> LabelMap:
         raise InvalidOptionError(f"cannot read label map file {path}: {exc}") from exc
     if not (isinstance(content, dict) and isinstance(content.get("classes"), dict)):
         return _from_value_names(parse_label_map(str(path)), str(path))
-    unknown = set(content) - {"name", "description", "classes", "background", "unlisted"}
+    unknown = set(content) - {"name", "description", "classes", "background", "unlisted", "ignore"}
     if unknown:
         raise InvalidOptionError(f"label map file {path}: unknown key(s) {sorted(unknown)}")
     try:
@@ -130,6 +141,7 @@ def _from_file(path: Path) -> LabelMap:
             background=tuple(_as_list(content.get("background", []))),
             name=str(content.get("name", path.stem)),
             description=str(content.get("description", "")),
+            ignore=tuple(_as_list(content.get("ignore", []))),
         )
     except InvalidOptionError as exc:
         raise InvalidOptionError(f"label map file {path}: {exc}") from exc

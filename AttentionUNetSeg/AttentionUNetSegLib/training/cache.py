@@ -23,7 +23,7 @@ import SimpleITK as sitk
 from ..atomic import atomic_file
 from ..datasets.cases import Case
 from ..datasets.grids import check_label_grid
-from ..datasets.label_maps import LabelMap
+from ..datasets.label_maps import IGNORE_LABEL, LabelMap
 from ..errors import DatasetError, InputImageError
 from ..imageio import read_image
 from ..preprocessing import AIR_HU, IntensityNormalisation, model_grid, resample, validate_image
@@ -117,14 +117,14 @@ def _preprocess(case: Case, settings: CacheSettings, folder: Path) -> None:
     grid = model_grid(image, settings.spacing_mm)
     ct = sitk.GetArrayFromImage(resample(image, grid, sitk.sitkLinear, AIR_HU))
     label = sitk.GetArrayFromImage(resample(label_image, grid, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
-    foreground = ct[label > 0]
+    foreground = ct[(label > 0) & (label != IGNORE_LABEL)]
     if foreground.size > FOREGROUND_SAMPLES:
         foreground = foreground[np.linspace(0, foreground.size - 1, FOREGROUND_SAMPLES).astype(np.int64)]
     for name, array in (("image", ct), ("label", label), ("foreground_hu", foreground)):
         with atomic_file(folder / f"{name}.npy") as tmp, open(tmp, "wb") as handle:
             np.save(handle, array)
     meta = {"name": case.name, "image": str(case.image), "label": str(case.label), "shape": list(ct.shape),
-            "class_voxels": np.bincount(label.ravel(), minlength=settings.num_classes).tolist(),
+            "class_voxels": np.bincount(label.ravel(), minlength=settings.num_classes)[:settings.num_classes].tolist(),
             "spacing_mm": list(settings.spacing_mm)}
     with atomic_file(folder / META_FILE) as tmp:
         tmp.write_text(json.dumps(meta, indent=1))

@@ -104,6 +104,9 @@ class TrainConfig:
     foreground_probability: float = option(0.5, "share of patches centred on an organ voxel (organs equally "
                                            "often, so small organs are seen)", type=float)
     epochs: int = option(200, "epochs to train", type=int)
+    max_seconds: Optional[float] = option(None, "time budget: end the run after the step that uses up this many "
+                                          "seconds of training, as if its epochs were done (validation, final "
+                                          "model); default: no limit", type=float, metavar="SECONDS")
     iterations_per_epoch: Optional[int] = option(None, "optimizer steps per epoch (default: one patch per "
                                                  "training case)", type=int)
     batch_size: int = option(2, "patches per forward pass and process", type=int)
@@ -167,6 +170,8 @@ class TrainConfig:
             problems.append(f"spacing_mm must be three positive numbers, not {self.spacing_mm}")
         if not (self.lr > 0 and self.weight_decay >= 0):
             problems.append("lr must be > 0 and weight_decay >= 0")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            problems.append(f"max_seconds must be > 0, not {self.max_seconds}")
         if not 0 < self.foreground_probability <= 1:
             problems.append(f"foreground_probability must be in (0, 1], not {self.foreground_probability}")
         if self.intensity_shift_hu < 0 or not 0 <= self.intensity_scale < 1:

@@ -3,7 +3,8 @@
 Only the trained classes enter softmax and loss: when fine-tuning on data that labels fewer organs than
 the model outputs (the paper's AFT), the other outputs are left out rather than taught as background.
 The same holds per sample: a class its case does not label (a source without pancreas masks) is left out
-of that sample's softmax, so it contributes nothing to that class's Dice terms.
+of that sample's softmax, so it contributes nothing to that class's Dice terms. Voxels labelled IGNORE_LABEL
+are left out of every term (MONAI's masked Dice; cross-entropy ignores them).
 With deep supervision "per_scale" the loss is the mean over the final output and the four scale maps.
 """
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Union
 
 import torch
-from monai.losses import DiceCELoss, DiceLoss
+from monai.losses import DiceCELoss, DiceLoss, MaskedDiceLoss
+from monai.networks.utils import one_hot
 from torch import nn
+
+from ..datasets.label_maps import IGNORE_LABEL
 
 ModelOutput = Union[torch.Tensor, tuple]
 
@@ -24,6 +28,8 @@ class SegmentationLoss(nn.Module):
         super().__init__()
         settings = dict(include_background=True, to_onehot_y=True, softmax=True, batch=True)
         self.base = DiceCELoss(**settings) if kind == "dice_ce" else DiceLoss(**settings)
+        self.masked_dice = MaskedDiceLoss(**{**settings, "to_onehot_y": False})  # masks a one-hot target
+        self.with_cross_entropy = kind == "dice_ce"
         self.register_buffer("channels", torch.tensor(sorted(trained_values)), persistent=False)
         lookup = torch.zeros(num_classes, dtype=torch.long)
         lookup[self.channels] = torch.arange(len(self.channels))
@@ -33,7 +39,9 @@ class SegmentationLoss(nn.Module):
                 labelled: Optional[torch.Tensor] = None) -> torch.Tensor:
         """`labelled` (N, num_classes) booleans: the classes each sample's labels hold (default: all)."""
         maps: List[torch.Tensor] = [outputs[0], *outputs[1]] if isinstance(outputs, tuple) else [outputs]
-        target = self.lookup[labels.long()]
+        ignored = labels == IGNORE_LABEL
+        ignoring = bool(ignored.any())
+        target = self.lookup[labels.long().masked_fill(ignored, 0)]
         unlabelled = None
         if labelled is not None and not bool(labelled[:, self.channels].all()):
             unlabelled = ~labelled[:, self.channels].reshape(*labelled.shape[:1], -1, *(1,) * (labels.dim() - 2))
@@ -42,5 +50,14 @@ class SegmentationLoss(nn.Module):
             logits = logits.float().index_select(1, self.channels)
             if unlabelled is not None:  # probability exactly 0, gradient exactly 0
                 logits = logits.masked_fill(unlabelled, float("-inf"))
-            losses.append(self.base(logits, target))
+            losses.append(self._masked(logits, target, ~ignored) if ignoring else self.base(logits, target))
         return torch.stack(losses).mean()
+
+    def _masked(self, logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The loss over the voxels `keep` marks only (the target one-hot before masking: a masked class index
+        would read as background)."""
+        loss = self.masked_dice(logits, one_hot(target, logits.shape[1]), keep.to(logits.dtype))
+        if self.with_cross_entropy:
+            classes = target[:, 0].masked_fill(~keep[:, 0], -100)
+            loss = loss + nn.functional.cross_entropy(logits, classes, ignore_index=-100)
+        return loss

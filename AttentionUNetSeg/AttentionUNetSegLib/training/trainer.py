@@ -4,7 +4,8 @@ The paper's recipe: Adam, Sørensen-Dice loss over all classes, batch plus gradi
 with affine and flip augmentation; channels-last, and mixed precision on CUDA. Validation runs on whole
 volumes every `validate_every` epochs and after the last, each case logged as it starts, and the time
 left counts the validations to come at their measured pace; the best one is kept as best.safetensors,
-the last as final.safetensors, both with full metadata. Checkpoints are written atomically and a run
+the last as final.safetensors, both with full metadata. A time budget (`max_seconds`) ends the run early
+after a step, as if its epochs were done. Checkpoints are written atomically and a run
 resumes exactly; a non-finite loss stops the run and leaves the last checkpoint as it was.
 """
 from __future__ import annotations
@@ -44,10 +45,24 @@ from .validation import ValidationResult, validate
 
 log = logging.getLogger(__name__)
 
-SAFE_TO_CHANGE = ("output", "cache_dir", "workers", "tensorboard", "snapshots", "epochs")
+SAFE_TO_CHANGE = ("output", "cache_dir", "workers", "tensorboard", "snapshots", "epochs", "max_seconds")
 """Options that may change on resume without making the run differ from an uninterrupted one."""
 FINAL_MODEL = "final.safetensors"
+EPOCH_DONE, STOPPED, OUT_OF_TIME = "epoch done", "stopped", "out of time"
 BEST_MODEL = "best.safetensors"
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What `train`'s `on_step` callback gets after every optimizer step."""
+
+    step: int
+    total_steps: int
+    loss: float
+    seconds_left: float
+
+
+StepCallback = Callable[[StepReport], None]
 
 
 @dataclass
@@ -61,16 +76,18 @@ class TrainResult:
     files: Dict[str, Path] = field(default_factory=dict)
 
 
-def train(config: TrainConfig, resume: bool = False, should_stop: Optional[Callable[[], bool]] = None) -> TrainResult:
+def train(config: TrainConfig, resume: bool = False, should_stop: Optional[Callable[[], bool]] = None,
+          on_step: Optional[StepCallback] = None) -> TrainResult:
     """Run (or with `resume`, continue) the training `config` describes.
 
     `should_stop()` is polled after every optimizer step; when it returns True on any rank, the run writes
-    a checkpoint and returns with `stopped` set, and `resume=True` continues it exactly.
+    a checkpoint and returns with `stopped` set, and `resume=True` continues it exactly. `on_step(report)` is
+    called on rank 0 after every optimizer step (step, total steps, loss, estimated seconds left).
     """
     ctx = init_distributed(config.device)
     try:
         with logging_redirect_tqdm():  # log lines go above the progress bar, not through it
-            return Trainer(config, ctx, resume).run(should_stop or (lambda: False))
+            return Trainer(config, ctx, resume).run(should_stop or (lambda: False), on_step)
     finally:
         ctx.close()
 
@@ -206,8 +223,9 @@ class Trainer:
                      "std %.1f", intensity.clip_min, intensity.clip_max, intensity.mean, intensity.std)
         return intensity
 
-    def run(self, should_stop: Callable[[], bool]) -> TrainResult:
+    def run(self, should_stop: Callable[[], bool], on_step: Optional[StepCallback] = None) -> TrainResult:
         config, ctx, progress = self.config, self.ctx, self.progress
+        self.on_step = on_step if ctx.is_main else None
         logs = TrainingLog(self.output, [c.name for c in self.trained_classes[1:]], progress.epoch, progress.global_step,
                            config.tensorboard, ctx.is_main)
         snapshots = config.snapshots and ctx.is_main and bool(self.val_cases) and matplotlib_available()
@@ -215,24 +233,31 @@ class Trainer:
                    disable=None if ctx.is_main else True)
         validation: Optional[ValidationResult] = None
         try:
-            while progress.epoch < config.epochs:
+            out_of_time = False
+            while progress.epoch < config.epochs and not out_of_time:
                 clock, first_step = time.perf_counter(), progress.step
-                if self._train_epoch(bar, logs, should_stop):
+                ended = self._train_epoch(bar, logs, should_stop, clock)
+                if ended == STOPPED:
                     progress.seconds += time.perf_counter() - clock
                     self._checkpoint()
                     return TrainResult(self.model, progress, stopped=True, files=self._files())
+                out_of_time = ended == OUT_OF_TIME
+                if out_of_time and ctx.is_main:
+                    log.info("time budget of %g s used up after step %d: ending the run", config.max_seconds,
+                             progress.global_step)
                 seconds = time.perf_counter() - clock
                 progress.seconds += seconds
                 row = {"epoch": progress.epoch + 1, "step": progress.global_step,
-                       "loss": ctx.mean(progress.loss_sum / self.steps), "lr": self._lr(),
+                       "loss": ctx.mean(progress.loss_sum / max(progress.step, 1)), "lr": self._lr(),
                        "samples_per_s": (progress.step - first_step) * self.global_batch / max(seconds, 1e-9),
                        "seconds": seconds}
                 progress.epoch, progress.step, progress.loss_sum = progress.epoch + 1, 0, 0.0
-                current = self._validate(snapshots) if self._validates_after(progress.epoch) else None
+                due = self._validates_after(progress.epoch) or (out_of_time and bool(self.val_cases))
+                current = self._validate(snapshots) if due else None
                 validation = current or validation
                 logs.epoch(row, current.summary() if current else None)
                 self._report(row, current)
-                if progress.epoch % config.checkpoint_every == 0 or progress.epoch == config.epochs:
+                if progress.epoch % config.checkpoint_every == 0 or progress.epoch == config.epochs or out_of_time:
                     self._checkpoint()
         finally:
             bar.close()
@@ -242,8 +267,9 @@ class Trainer:
             save_model(self.model, self._metadata(validation), self.output / FINAL_MODEL)
         return TrainResult(self.model, progress, stopped=False, validation=validation, files=self._files())
 
-    def _train_epoch(self, bar: tqdm, logs: TrainingLog, should_stop: Callable[[], bool]) -> bool:
-        """Train until the epoch ends (False) or a stop is asked for on any rank (True)."""
+    def _train_epoch(self, bar: tqdm, logs: TrainingLog, should_stop: Callable[[], bool], started: float) -> str:
+        """Train until the epoch ends (EPOCH_DONE), a stop is asked for on any rank (STOPPED) or the time budget
+        is used up (OUT_OF_TIME); `started`: when this epoch began (perf_counter)."""
         config, progress = self.config, self.progress
         self.sampler.set_epoch(progress.epoch, skip=progress.step * config.accumulate * config.batch_size)
         self.distributed_model.train()
@@ -264,7 +290,9 @@ class Trainer:
             if not last:
                 continue
             value = float(step_loss)
-            diverged, stop = self.ctx.any(not math.isfinite(value), should_stop())
+            used = self.progress.seconds + time.perf_counter() - started
+            budget_spent = config.max_seconds is not None and used >= config.max_seconds
+            diverged, stop, out_of_time = self.ctx.any(not math.isfinite(value), should_stop(), budget_spent)
             if diverged:
                 raise TrainingError(self._divergence_message(value))
             self.scaler.step(self.optimizer)
@@ -277,9 +305,24 @@ class Trainer:
             logs.step(progress.global_step, value, self._lr())
             bar.update(1)
             bar.set_postfix(epoch=progress.epoch + 1, loss=f"{value:.4f}")
+            if self.on_step is not None:
+                total = self._total_steps(used)
+                self.on_step(StepReport(progress.global_step, total, value,
+                                        (total - progress.global_step) * used / progress.global_step))
             if stop:
-                return True
-        return False
+                return STOPPED
+            if out_of_time:
+                return OUT_OF_TIME
+        return EPOCH_DONE
+
+    def _total_steps(self, used: float) -> int:
+        """The steps the run will have made at its end: every epoch's, or as many as the time budget allows at
+        the pace so far (`used` seconds of training for the steps done)."""
+        progress, total = self.progress, self.config.epochs * self.steps
+        if self.config.max_seconds is None:
+            return total
+        affordable = int(max(self.config.max_seconds - used, 0.0) * progress.global_step / max(used, 1e-9))
+        return min(total, progress.global_step + affordable)
 
     def _divergence_message(self, value: float) -> str:
         where = f"epoch {self.progress.epoch + 1}, step {self.progress.step + 1}"
@@ -371,6 +414,8 @@ class Trainer:
                 "fine_tuned_from": None if base is None else {"file": str(config.init_model),
                                                               "name": base.metadata.name, "sha256": base.sha256},
                 "cases": {"train": len(self.train_cases), "validation": len(self.val_cases)},
+                "training_voxels": {c.name: sum(int(case.class_voxels[c.value]) for case in self.train_cases)
+                                    for c in self.trained_classes},  # on the model grid
                 "fold": config.fold, "folds": config.folds, "splits": str(self.splits_path),
                 "epochs": progress.epoch, "steps": progress.global_step, "seed": config.seed,
                 "world_size": self.ctx.world_size, "device": _device_name(self.device),

@@ -19,6 +19,7 @@ from ..model_file import ModelMetadata
 from ..classes import SegmentClass
 from ..backends import TorchBackend
 from ..inference_settings import InferenceSettings
+from ..datasets.label_maps import IGNORE_LABEL
 from ..evaluation.metrics import label_metrics
 from ..preprocessing import normalise
 from ..sliding_windows import sliding_window_outputs
@@ -99,6 +100,10 @@ def validate(model: torch.nn.Module, cases: Sequence[CachedCase], metadata: Mode
         outputs = sliding_window_outputs(backend, normalise(ct, metadata.intensity), metadata, settings)
         prediction = values[np.argmax(outputs[values], axis=0)].astype(np.uint8)
         reference = np.asarray(case.label())
+        ignored = reference == IGNORE_LABEL
+        if ignored.any():  # voxels left out of training are left out of its scores
+            prediction[ignored] = 0
+            reference = np.where(ignored, 0, reference).astype(np.uint8)
         scored = [c for c in trained[1:] if c.value in case.labelled]  # a class the case does not label: NaN
         metrics = label_metrics(prediction, reference, spacing_zyx, [c.value for c in scored])
         scores.append(CaseScores(case.name, {c.name: metrics[c.value].dice if c in scored else math.nan

@@ -1,0 +1,275 @@
+"""Fine-tuning from the scene on real CT (TotalSegmentator s0009 and its organ masks as a user's segmentation):
+the new model is registered, loads and segments; the background path gives the in-process weights; cancel,
+failures and bad pairs leave no model, no registry entry and unmodified inputs."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import vtk
+from vtk.util import numpy_support
+from conftest import SHARED
+from safetensors.torch import load_file
+from slicer_scene import add_volume
+from test_segment_matching import serialized
+
+import slicer
+from AttentionUNetSegLib.errors import CancelledError, DatasetError, InputImageError, InvalidOptionError, OutputError
+from AttentionUNetSegLib.fine_tuning import FineTuneEvent
+from AttentionUNetSegLib.model_file import read_metadata
+from AttentionUNetSegLib.registry import find_model, list_models, load_model
+from AttentionUNetSegLib.registry_changes import add_file
+from AttentionUNetSegLib.user_folders import user_models_dir
+from AttentionUNetSegLogic import AttentionUNetSegLogic
+from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED
+from AttentionUNetSegLogic.conversion import orientedImageFromImage
+
+S0009 = SHARED / "data" / "totalsegmentator_s0009"
+TIMEOUT_S = 600
+
+
+@pytest.fixture(scope="module")
+def s0009() -> Dict[str, sitk.Image]:
+    """The CT (1.5 mm) and its organ masks, as read from disk."""
+    images = {"ct": sitk.ReadImage(str(S0009 / "ct.nii.gz"))}
+    for organ in ("pancreas", "kidney_left", "kidney_right", "liver", "spleen"):
+        images[organ] = sitk.ReadImage(str(S0009 / "segmentations" / f"{organ}.nii.gz"), sitk.sitkUInt8)
+    return images
+
+
+def add_segment(node: slicer.vtkMRMLSegmentationNode, name: str, mask: sitk.Image, terminology: str = "") -> str:
+    """Add a binary mask (a SimpleITK image in LPS) as a segment of its own, as a user's segment would be."""
+    segment = slicer.vtkSegment()
+    segment.SetName(name)
+    if terminology:
+        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
+    segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(),
+                              orientedImageFromImage(sitk.Cast(mask > 0, sitk.sitkUInt8)))
+    node.GetSegmentation().AddSegment(segment)
+    return node.GetSegmentation().GetSegmentIdBySegmentName(name)
+
+
+def user_segmentation(scene: slicer.vtkMRMLScene, masks: Dict[str, sitk.Image], name: str = "Corrected",
+                      extra: Optional[Dict[str, sitk.Image]] = None) -> slicer.vtkMRMLSegmentationNode:
+    """A segmentation node as a user would make it: names of their own, terminology on one segment, a spleen
+    cut off at the top of the scan, and any `extra` segments."""
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    node.CreateDefaultDisplayNodes()
+    add_segment(node, "Pancreas", masks["pancreas"])
+    add_segment(node, "Left Kidney", masks["kidney_left"])
+    add_segment(node, "kidney_right", masks["kidney_right"])
+    add_segment(node, "Segment_4", masks["liver"], serialized("10200004", "Liver"))
+    add_segment(node, "Spleen (cut)", masks["spleen"])
+    for segment, mask in (extra or {}).items():
+        add_segment(node, segment, mask)
+    return node
+
+
+def pair(scene: slicer.vtkMRMLScene, s0009: Dict[str, sitk.Image], name: str = "s0009"):
+    return add_volume(scene, s0009["ct"], name), user_segmentation(scene, s0009, f"{name} corrected")
+
+
+def snapshot(volume: slicer.vtkMRMLScalarVolumeNode, segmentation: slicer.vtkMRMLSegmentationNode) -> tuple:
+    """What must not change: the CT's voxels and geometry, the segments, their voxels and representations."""
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    segments = segmentation.GetSegmentation()
+    binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    voxels = [(segments.GetNthSegment(i).GetName(), int(numpy_support.vtk_to_numpy(
+        segments.GetNthSegment(i).GetRepresentation(binary).GetPointData().GetScalars()).sum()))
+        for i in range(segments.GetNumberOfSegments())]
+    surfaces = segments.ContainsRepresentation(slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName())
+    return slicer.util.arrayFromVolume(volume).copy(), slicer.util.arrayFromVTKMatrix(matrix), voxels, surfaces
+
+
+def assert_unchanged(before: tuple, after: tuple) -> None:
+    np.testing.assert_array_equal(before[0], after[0])
+    np.testing.assert_array_equal(before[1], after[1])
+    assert before[2:] == after[2:]
+
+
+def registered() -> List[str]:
+    return sorted(entry.name for entry in list_models())
+
+
+def drive(run, until=lambda events: False) -> list:
+    """Poll a background run as the panel's timer does, until it is done or `until(events so far)`."""
+    events: list = []
+    deadline = time.monotonic() + TIMEOUT_S
+    while not run.done and not until(events):
+        assert time.monotonic() < deadline, "the background fine-tuning did not finish in time"
+        events += run.poll()
+        time.sleep(0.05)
+    return events
+
+
+def training_started(events: list) -> bool:
+    return any(e.get("event") == "progress" and e.get("stage") == "training" and e.get("step") for e in events)
+
+
+def test_fine_tuned_model_is_registered_and_segments_the_volume(scene, s0009, tiny_model_path: Path) -> None:
+    volume, segmentation = pair(scene, s0009)
+    validation = (add_volume(scene, s0009["ct"][:, :, 40:], "s0009 lower"), user_segmentation(scene, {
+        organ: mask[:, :, 40:] for organ, mask in s0009.items()}, "s0009 lower corrected"))
+    before = snapshot(volume, segmentation)
+    logic = AttentionUNetSegLogic()
+    plan = logic.fineTunePlan([(volume, segmentation)], tiny_model_path, ignoredSegments=["Spleen (cut)"])
+    assert plan.describe()[0] == ("training: 's0009' with 's0009 corrected': Pancreas -> pancreas (by name); "
+                                  "Left Kidney -> kidney (by name); kidney_right -> kidney (by name); "
+                                  "Segment_4 -> liver (by terminology); Spleen (cut) -> ignored")
+    labels = sitk.GetArrayViewFromImage(plan.cases[0].labels)
+    assert set(np.unique(labels)) == {0, 1, 3, 4, 255}  # pancreas, kidney, liver, ignored spleen
+    assert np.count_nonzero(labels == 3) == sum(int(np.count_nonzero(sitk.GetArrayViewFromImage(s0009[k])))
+                                                for k in ("kidney_left", "kidney_right"))
+    events: List[FineTuneEvent] = []
+
+    name = logic.fineTune([(volume, segmentation)], tiny_model_path, name="s0009-tuned", steps=2,
+                          validation=validation, ignoredSegments=["Spleen (cut)"], progress=events.append)
+
+    assert name == "s0009-tuned" and name in registered()
+    entry = find_model(name)
+    assert entry.file.parent == user_models_dir() and entry.file.is_file()
+    metadata = read_metadata(entry.file)
+    base = read_metadata(tiny_model_path)
+    provenance = metadata.provenance
+    assert provenance["fine_tuned_from"]["name"] == "tiny" and provenance["steps"] == 2
+    assert provenance["fine_tuning"]["cases"] == 1 and provenance["fine_tuning"]["validation_case"] == "s0009 lower"
+    assert set(provenance["fine_tuning"]["class_voxels"]) == {"pancreas", "kidney", "liver"}  # spleen ignored
+    assert provenance["trained_classes"] == ["background", "pancreas", "kidney", "liver"]  # spleen left out (AFT)
+    assert metadata.classes == base.classes and metadata.spacing_mm == base.spacing_mm
+    assert metadata.intensity == base.intensity and metadata.license == base.license
+    for when in ("before", "after"):
+        dice = metadata.metrics[f"validation_dice_{when}"]
+        assert set(dice) == {"pancreas", "kidney", "liver"} and all(0.0 <= v <= 1.0 for v in dice.values())
+    steps = [e for e in events if e.stage == "training" and e.step]
+    assert [e.step for e in steps] == [1, 2] and all(e.total_steps == 2 and e.loss > 0 for e in steps)
+    assert steps[-1].seconds_left == 0 and events[-1] == FineTuneEvent("saving", 1.0)
+    assert_unchanged(before, snapshot(volume, segmentation))
+
+    model = load_model(name)
+    outputs = logic.process(volume, name, attention=False)
+    assert model.metadata.name == name and outputs.segmentation is not None
+    assert set(outputs.volumesMl) == {"pancreas", "spleen", "kidney", "liver"}
+
+
+def test_background_gives_the_in_process_weights_and_cancel_leaves_nothing(scene, s0009,
+                                                                           tiny_model_path: Path) -> None:
+    volume, segmentation = pair(scene, s0009)
+    logic = AttentionUNetSegLogic()
+    in_process = logic.fineTune([(volume, segmentation)], tiny_model_path, name="in-process", steps=2, device="cpu")
+
+    run = logic.startFineTune([(volume, segmentation)], tiny_model_path, name="background", steps=2, device="cpu")
+    events = drive(run)
+
+    assert run.state == SUCCEEDED and run.result() == "background"
+    training = [e for e in events if e.get("event") == "progress" and e.get("stage") == "training" and e.get("step")]
+    assert [e["step"] for e in training] == [1, 2] and all("loss" in e and "seconds_left" in e for e in training)
+    ours, theirs = (load_file(str(find_model(n).file)) for n in (in_process, "background"))
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert ours[key].equal(theirs[key]), key  # same cases, seed and CPU: the same weights
+
+    models, files = registered(), sorted(os.listdir(user_models_dir()))
+    run = logic.startFineTune([(volume, segmentation)], tiny_model_path, name="cancelled", steps=50, device="cpu")
+    drive(run, until=training_started)
+    started = time.monotonic()
+    run.cancel()
+    assert time.monotonic() - started < 1.0 and run.state == CANCELLED
+    with pytest.raises(CancelledError, match="nothing was added"):
+        run.result()
+    with pytest.raises(CancelledError):
+        logic.fineTune([(volume, segmentation)], tiny_model_path, name="cancelled", steps=50,
+                       cancel=lambda: True)
+    assert registered() == models and sorted(os.listdir(user_models_dir())) == files
+
+
+def test_input_deleted_during_training_adds_no_model(scene, s0009, tiny_model_path: Path) -> None:
+    volume, segmentation = pair(scene, s0009)
+    models = registered()
+    run = AttentionUNetSegLogic().startFineTune([(volume, segmentation)], tiny_model_path, name="deleted", steps=50)
+    drive(run, until=training_started)
+    scene.RemoveNode(segmentation)
+    drive(run)
+    assert run.state == FAILED
+    with pytest.raises(InputImageError, match="'s0009 corrected' was deleted during the fine-tuning"):
+        run.result()
+    assert registered() == models and not (user_models_dir() / "deleted.safetensors").exists()
+
+
+def test_pairs_that_cannot_be_used_are_refused_before_any_work(scene, s0009, tiny_model_path: Path) -> None:
+    logic = AttentionUNetSegLogic()
+    volume, segmentation = pair(scene, s0009)
+    models = registered()
+    with pytest.raises(InputImageError, match="No training pairs"):
+        logic.fineTune([], tiny_model_path, name="none", steps=1)
+    unnamed = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Unnamed")
+    add_segment(unnamed, "Segment_1", s0009["liver"])
+    with pytest.raises(InputImageError, match="No segment of 'Unnamed' matches a class of the model"):
+        logic.fineTune([(volume, unnamed)], tiny_model_path, name="unnamed", steps=1)
+    moved = user_segmentation(scene, s0009, "Moved")
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    shift = np.eye(4)
+    shift[2, 3] = 1000.0  # a metre up: nowhere near the CT
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(shift))
+    moved.SetAndObserveTransformNodeID(transform.GetID())
+    with pytest.raises(InputImageError, match="No matched segment of 'Moved' overlaps the volume 's0009'"):
+        logic.fineTune([(volume, moved)], tiny_model_path, name="moved", steps=1)
+    with pytest.raises(InputImageError, match="more than one training pair"):
+        logic.fineTune([(volume, segmentation), (volume, moved)], tiny_model_path, name="twice", steps=1)
+    with pytest.raises(InputImageError, match="is also a training volume"):
+        logic.fineTune([(volume, segmentation)], tiny_model_path, name="self", validation=(volume, segmentation),
+                       steps=1)
+    add_file("tiny-user", tiny_model_path)
+    with pytest.raises(InvalidOptionError, match="'tiny-user' is already registered"):
+        logic.fineTune([(volume, segmentation)], tiny_model_path, name="tiny-user", steps=1)
+    with pytest.raises(InvalidOptionError, match="cannot be a model name"):
+        logic.startFineTune([(volume, segmentation)], tiny_model_path, name="../escape")
+    assert registered() == sorted(models + ["tiny-user"])
+
+
+def test_doubtful_pairs_are_warned_about_and_their_empty_segments_skipped(scene, s0009,
+                                                                          tiny_model_path: Path) -> None:
+    ct = s0009["ct"]
+    bright = sitk.Cast(sitk.RescaleIntensity(ct, 0, 255), sitk.sitkUInt8)  # an 8-bit export, not HU
+    volume = add_volume(scene, bright, "8-bit export")
+    empty = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(ct)
+    single = sitk.Image(empty)
+    single[60, 60, 90] = 1
+    segmentation = user_segmentation(scene, s0009, extra={"Liver": empty, "pancreas_left": single})
+    plan = AttentionUNetSegLogic().fineTunePlan([(volume, segmentation)], tiny_model_path)
+    warnings = " | ".join(plan.warnings)
+    assert "'8-bit export': intensities range from 0 to 255, which does not look like CT" in warnings
+    assert "segment 'Liver' of 'Corrected' has 0 voxel(s) on its volume's grid: skipped (liver is unlabelled" in warnings
+    assert "segment 'pancreas_left' of 'Corrected' has 1 voxel(s) on its volume's grid: skipped" in warnings
+    labels = sitk.GetArrayViewFromImage(plan.cases[0].labels)
+    assert labels[90, 60, 60] == 0 or s0009["pancreas"][60, 60, 90]  # the stray voxel is not drawn
+    assert np.count_nonzero(labels == 4) > 0  # the other, real liver segment is
+
+
+def test_an_unwritable_user_model_folder_is_refused_before_training(scene, s0009, tiny_model_path: Path,
+                                                                     monkeypatch, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").write_text("a file where the model folder should be")
+    monkeypatch.setenv("ATTENTION_UNET_SEG_HOME", str(home))
+    volume, segmentation = pair(scene, s0009)
+    with pytest.raises(OutputError, match="cannot write to the user's model folder"):
+        AttentionUNetSegLogic().fineTune([(volume, segmentation)], tiny_model_path, name="nowhere", steps=1)
+    assert not (home / "models.json").exists()
+
+
+def test_a_case_labelling_no_class_is_refused_by_the_engine(tmp_path: Path, s0009, tiny_model_path: Path) -> None:
+    from AttentionUNetSegLib.fine_tuning import FineTuneCase, FineTuneSettings, fine_tune
+
+    empty = sitk.Image(s0009["ct"].GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(s0009["ct"])
+    with pytest.raises(DatasetError, match="labels none of the base model's classes"):
+        fine_tune([FineTuneCase("empty", s0009["ct"], empty)], FineTuneSettings("e", str(tiny_model_path)), tmp_path)
+    with pytest.raises(InvalidOptionError, match="steps must be >= 1"):
+        FineTuneSettings("e", steps=0)
