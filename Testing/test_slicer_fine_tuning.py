@@ -273,3 +273,31 @@ def test_a_case_labelling_no_class_is_refused_by_the_engine(tmp_path: Path, s000
         fine_tune([FineTuneCase("empty", s0009["ct"], empty)], FineTuneSettings("e", str(tiny_model_path)), tmp_path)
     with pytest.raises(InvalidOptionError, match="steps must be >= 1"):
         FineTuneSettings("e", steps=0)
+
+
+def test_the_panel_follower_reports_steps_and_the_validation_dice(scene, s0009, tiny_model_path: Path) -> None:
+    from AttentionUNetSegLogic.finetuning import FineTuneFollower, validationSummary
+
+    volume, segmentation = pair(scene, s0009)
+    validation = (add_volume(scene, s0009["ct"][:, :, 60:], "lower"), user_segmentation(scene, {
+        organ: mask[:, :, 60:] for organ, mask in s0009.items()}, "lower corrected"))
+    logic = AttentionUNetSegLogic()
+    follower = FineTuneFollower(logic.startFineTune([(volume, segmentation)], tiny_model_path, name="followed",
+                                                    steps=2, validation=validation))
+    updates = []
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (updates and updates[-1].ended):
+        assert time.monotonic() < deadline
+        updates.append(follower.tick())
+        time.sleep(0.05)
+    assert updates[-1].modelName == "followed" and updates[-1].error is None
+    progress = [u.progress for u in updates if u.progress is not None]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    messages = [m for u in updates for m in u.messages if m.startswith("Stage: ")]
+    assert messages == ["Stage: preparing", "Stage: validating before", "Stage: training", "Stage: validating after",
+                        "Stage: saving"]
+    statuses = [u.status for u in updates if u.status]
+    assert statuses[-1].startswith("step 2 of 2, loss ") and statuses[-1].endswith("under a minute left")
+    summary = validationSummary(logic.modelMetadata("followed").metrics)
+    assert [line.split(":")[0] for line in summary] == ["kidney", "liver", "pancreas"]  # "Spleen (cut)": background
+    assert all(" -> " in line for line in summary)

@@ -30,6 +30,8 @@ else:  # the test extras install tomli there
 MODULE_FILE = MODULE_DIR / "AttentionUNetSeg.py"
 APP_DIR = MODULE_DIR / "AttentionUNetSegApp"
 WIDGET_FILE = APP_DIR / "widget.py"
+PANEL_FILES = (WIDGET_FILE, APP_DIR / "finetune.py")
+"""The files whose `self.ui` is the panel's .ui (the widget and its Fine-tune section)."""
 PARAMETER_FILE = APP_DIR / "parameters.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "AttentionUNetSeg.ui"
 PARAMETER_CLASS = "AttentionUNetSegParameterNode"
@@ -37,6 +39,7 @@ PARAMETER_CLASS = "AttentionUNetSegParameterNode"
 BUTTONS = {"QPushButton", "QToolButton", "ctkPushButton", "ctkCheckablePushButton"}
 COMBOS = {"QComboBox", "ctkComboBox"}
 NODE_COMBOS = {"qMRMLNodeComboBox"}
+TABLES = {"QTableWidget"}
 SLIDERS = {"ctkSliderWidget", "QSlider", "QDoubleSpinBox", "QSpinBox"}
 ANY_WIDGET = None  # every widget has the property
 # What the widget code may do with a .ui widget, by the member it uses: the classes that have that member.
@@ -49,8 +52,10 @@ MEMBER_CLASSES = {
     "appendPlainText": {"QPlainTextEdit"},
     "addItem": COMBOS, "insertItem": COMBOS, "findData": COMBOS, "itemData": COMBOS, "setItemData": COMBOS,
     "count": COMBOS, "currentIndex": COMBOS,
-    "addAttribute": NODE_COMBOS,
+    "addAttribute": NODE_COMBOS, "currentNode": NODE_COMBOS, "currentText": COMBOS,
     "setMRMLTableNode": {"qMRMLTableView"},
+    "rowCount": TABLES, "insertRow": TABLES, "removeRow": TABLES, "currentRow": TABLES, "setCellWidget": TABLES,
+    "cellWidget": TABLES, "horizontalHeader": TABLES,
 }
 SIGNAL_CLASSES = {"clicked(bool)": BUTTONS | {"QCheckBox"}, "activated(int)": COMBOS, "timeout()": set()}
 # Classes the parameterNodeWrapper connects to a parameter of each type (its connectors check the exact class).
@@ -68,12 +73,13 @@ def ui_widgets() -> Dict[str, Tuple[str, Dict[str, str]]]:
 
 
 def widget_code_uses() -> Set[Tuple[str, str, str]]:
-    """(widget, member, signal) for every `self.ui.<widget>.<member>` in the widget file (signal for .connect).
+    """(widget, member, signal) for every `self.ui.<widget>.<member>` in the panel files (signal for .connect).
 
     Local aliases (`combo = self.ui.modelComboBox`, then `combo.addItem`) count as uses of the widget.
     """
     uses = set()
-    for function in ast.walk(ast.parse(WIDGET_FILE.read_text(encoding="utf-8"))):
+    functions = [f for path in PANEL_FILES for f in ast.walk(ast.parse(path.read_text(encoding="utf-8")))]
+    for function in functions:
         if not isinstance(function, ast.FunctionDef):
             continue
         aliases = {target.id: statement.value.attr for statement in ast.walk(function)

@@ -17,6 +17,7 @@ from AttentionUNetSegLogic.outputs import ATTENTION, OUTPUT_ATTRIBUTE, VOLUMES
 from AttentionUNetSegLogic.reloading import reloadPackages
 from AttentionUNetSegLogic.reporting import reportedErrors
 
+from .finetune import FineTuneSection
 from .parameters import AttentionUNetSegParameterNode
 
 POLL_INTERVAL_MS = 200
@@ -57,15 +58,17 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.modelComboBox.connect("activated(int)", self.onModelActivated)
         self.ui.showAllGatesButton.connect("clicked(bool)", self.onShowAllGates)
+        self.fineTuneSection = FineTuneSection(self.ui, self.logic, self.log, self.reportError, self.onModelAdded)
 
         self.initializeParameterNode()
         self.updateEngineInfo()
 
     def cleanup(self) -> None:
-        """Called when the application closes or the module reloads: stop a running segmentation and all observations."""
+        """Called when the application closes or the module reloads: stop running work and all observations."""
         if self._run is not None:
             self._run.run.cancel()
             self.onPoll()
+        self.fineTuneSection.cancel()
         self.setParameterNode(None)
         self.removeObservers()
 
@@ -85,6 +88,7 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         if self._run is not None:
             self.onSegmentButton()  # cancels: the outputs would have no scene to go to
+        self.fineTuneSection.cancel()  # its pairs are leaving the scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -160,11 +164,13 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo = self.ui.modelComboBox
         combo.clear()
         with self.reportingErrors(_("Cannot read the model registry.")):
-            for entry in self.logic.models():
+            entries = self.logic.models()
+            for entry in entries:
                 combo.addItem(entry.name + (_(" (default)") if entry.default else ""), entry.name)
                 combo.setItemData(combo.count - 1, entry.description, qt.Qt.ToolTipRole)
                 if entry.default:
                     self._defaultModel = entry.name
+            self.fineTuneSection.fillModels([entry.name for entry in entries], self._defaultModel)
         combo.addItem(_("Load from file..."), "")
         with self.reportingErrors(_("Cannot detect the device.")):
             self.ui.deviceInfoLabel.text = _("Detected: {device}").format(device=self.logic.deviceDescription())
@@ -191,6 +197,12 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         warning = "" if metadata.trained else _("UNTRAINED: results are not anatomical. ")
         self.ui.modelInfoLabel.text = warning + metadata.description
+
+    def onModelAdded(self, name: str) -> None:
+        """A model was fine-tuned: list it and select it for segmentation."""
+        self.updateEngineInfo()
+        if self._parameterNode is not None:
+            self._parameterNode.model = name
 
     def onModelActivated(self, index: int) -> None:
         combo = self.ui.modelComboBox

@@ -196,3 +196,84 @@ def _segmentMask(segmentation: slicer.vtkSegmentation, segmentId: str, toWorld: 
     layer = imageFromOrientedImage(labelmap, toWorld)
     mask = sitk.Cast(layer == segment.GetLabelValue(), sitk.sitkUInt8)
     return sitk.GetArrayFromImage(resample(mask, grid, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
+
+
+# Share of the progress bar for each stage of a fine-tuning ("validating" comes before and after training).
+_FINE_TUNE_SPANS: Dict[str, Tuple[float, float]] = {
+    "preparing": (0.0, 0.05), "validating before": (0.05, 0.1), "training": (0.1, 0.9),
+    "validating after": (0.9, 0.95), "saving": (0.95, 1.0),
+}
+
+
+@dataclass
+class FineTuneUpdate:
+    """What happened in a background fine-tuning since the last tick."""
+
+    progress: Optional[float] = None
+    """Overall fraction done (None: no news)."""
+    status: str = ""
+    """The latest step in words: "step 12 of 100, loss 0.4321, about 2 min left"."""
+    messages: List[str] = field(default_factory=list)
+    """Stages entered and the worker's log lines."""
+    ended: bool = False
+    modelName: Optional[str] = None
+    error: Optional[BaseException] = None
+
+
+class FineTuneFollower:
+    """Drives a background fine-tuning (logic.startFineTune) tick by tick for a panel, without needing one."""
+
+    def __init__(self, run) -> None:
+        self.run = run
+        self._stage: Optional[str] = None
+        self._trained = False
+
+    def tick(self) -> FineTuneUpdate:
+        """Hand out the run's news; when it has ended, the new model's name or the error. Never raises."""
+        update = FineTuneUpdate()
+        for event in self.run.poll():
+            if event.get("event") == "progress":
+                self._progress(update, event)
+            elif event.get("event") == "log":
+                update.messages.append(str(event.get("message", "")))
+        if self.run.done:
+            update.ended = True
+            try:
+                update.modelName = self.run.result()
+            except Exception as exc:
+                update.error = exc
+        return update
+
+    def _progress(self, update: FineTuneUpdate, event: dict) -> None:
+        stage = str(event.get("stage"))
+        self._trained = self._trained or stage == "training"
+        if stage == "validating":
+            stage = "validating after" if self._trained else "validating before"
+        if stage != self._stage:
+            self._stage = stage
+            update.messages.append(f"Stage: {stage}")
+        span = _FINE_TUNE_SPANS.get(stage)
+        fraction = event.get("fraction")
+        if span is not None and isinstance(fraction, (int, float)):
+            update.progress = span[0] + (span[1] - span[0]) * min(max(float(fraction), 0.0), 1.0)
+        if stage == "training" and event.get("step"):
+            update.status = stepStatus(event)
+
+
+def stepStatus(event: dict) -> str:
+    """A training step's progress event in words."""
+    text = f"step {event['step']} of {event.get('total_steps', '?')}"
+    if event.get("loss") is not None:
+        text += f", loss {event['loss']:.4f}"
+    if event.get("seconds_left") is not None:
+        minutes = event["seconds_left"] / 60.0
+        text += f", about {minutes:.0f} min left" if minutes >= 1 else ", under a minute left"
+    return text
+
+
+def validationSummary(metrics: dict) -> List[str]:
+    """Lines with the validation Dice before and after, per class, from a fine-tuned model's metrics."""
+    before, after = metrics.get("validation_dice_before"), metrics.get("validation_dice_after")
+    if not before or not after:
+        return []
+    return [f"{name}: Dice {before[name]:.3f} -> {after.get(name, float('nan')):.3f}" for name in before]
