@@ -32,9 +32,10 @@ class AttentionUNetSeg(ScriptedLoadableModule):
 Segments the pancreas, spleen, kidneys and liver in abdominal CT with the 3D Attention U-Net and shows
 the network's attention-coefficient maps over the CT, gate by gate, so that you can see where it looked.
 Choose the CT volume and a model, click Segment; the run happens in a background process and can be
-cancelled. The model shipped by default is a demonstration model trained on two partial CT scans and
-synthetic phantoms: not for clinical use. Its model card (attention-unet-abdomen-v1.md, beside the model
-file) gives its training data and its accuracy on a scan it did not see.
+cancelled. The model shipped by default is a research model trained on five real CT scans, two of them
+from 3D-IRCADb-01 (CC BY-NC-ND 4.0): for non-commercial research only, not for clinical use. Its model
+card (attention-unet-abdomen-v2.md, beside the model file) gives its training data, licences and its
+accuracy on scans it did not see.
 """)
         self.parent.acknowledgementText = _("""
 The network follows Oktay O, Schlemper J, Le Folgoc L, Lee M, Heinrich M, Misawa K, Mori K, McDonagh S,

@@ -38,11 +38,28 @@ def check_same_grid(image: sitk.Image, other: sitk.Image, where: str, roles: Tup
                            f"({_describe(image)}) in {differences}; {fix}")
 
 
-def check_label_grid(image: sitk.Image, label: sitk.Image, case: str) -> None:
-    """A case's label must cover its image's voxels, in any axis order or direction."""
+def check_label_grid(image: sitk.Image, label: sitk.Image, case: str, allow_crop: bool = False) -> None:
+    """A case's label must cover its image's voxels, in any axis order or direction; with `allow_crop` it may
+    also cover a box of them on the same lattice (a Slicer segmentation saved cropped to its segments: the voxels
+    outside the box are background)."""
+    if allow_crop and is_crop_of(image, label):
+        return
     check_same_grid(image, label, f"case {case}", ("image", "label"),
                     "the label must cover the same voxels as its image (resample it onto the image, or pair the "
                     "right files)", any_axis_order=True)
+
+
+def is_crop_of(image: sitk.Image, other: sitk.Image) -> bool:
+    """Whether `other`'s voxels are a box of `image`'s: same spacing and direction, its first voxel centre on one
+    of `image`'s, and its last one inside `image`."""
+    if image.GetDimension() != other.GetDimension() or not (
+            np.allclose(image.GetSpacing(), other.GetSpacing(), rtol=1e-5)
+            and np.allclose(image.GetDirection(), other.GetDirection(), atol=1e-5)):
+        return False
+    first = np.array(image.TransformPhysicalPointToContinuousIndex(other.GetOrigin()))
+    last = first + np.array(other.GetSize()) - 1
+    on_lattice = np.all(np.abs(first - np.round(first)) < GRID_TOLERANCE)
+    return bool(on_lattice and np.all(np.round(first) >= 0) and np.all(np.round(last) < np.array(image.GetSize())))
 
 
 def _same_voxels(image: sitk.Image, other: sitk.Image, any_axis_order: bool) -> bool:

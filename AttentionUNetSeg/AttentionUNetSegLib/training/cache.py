@@ -24,6 +24,7 @@ from ..atomic import atomic_file
 from ..datasets.cases import Case
 from ..datasets.grids import check_label_grid
 from ..datasets.label_maps import IGNORE_LABEL, LabelMap
+from ..datasets.segment_names import SEGMENTATION_SUFFIX
 from ..errors import DatasetError, InputImageError
 from ..imageio import read_image
 from ..preprocessing import AIR_HU, IntensityNormalisation, model_grid, resample, validate_image
@@ -110,7 +111,7 @@ def _preprocess(case: Case, settings: CacheSettings, folder: Path) -> None:
     except InputImageError as exc:
         raise DatasetError(f"case {case.name}: {exc}") from exc
     reference = read_image(case.label)
-    check_label_grid(image, reference, case.name)
+    check_label_grid(image, reference, case.name, allow_crop=str(case.label).lower().endswith(SEGMENTATION_SUFFIX))
     values = settings.label_map.remap(sitk.GetArrayViewFromImage(reference), settings.class_values, case.name)
     label_image = sitk.GetImageFromArray(values)
     label_image.CopyInformation(reference)

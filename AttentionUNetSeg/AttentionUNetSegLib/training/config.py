@@ -71,6 +71,15 @@ class TrainConfig:
     classes: Optional[List[str]] = option(None, "model output classes, background first, comma-separated "
                                           "(default: background + the label map's classes)", type=_names,
                                           metavar="NAMES")
+    segment_names: Optional[str] = option(None, "name the label values as segments and match them to the classes of "
+                                          "--init-model by terminology or name, as the Slicer module does: "
+                                          "VALUE=NAME pairs (or a value->name JSON file) for every case, or without "
+                                          "a value each label file's own segments (Slicer .seg.nrrd); unmatched "
+                                          "segments are background", nargs="?", const="from-label-files",
+                                          metavar="VALUE=NAME,...")
+    ignore_segments: Optional[List[str]] = option(None, "with --segment-names: segment names to leave out of the "
+                                                  "loss (comma-separated), e.g. a tumour inside an organ",
+                                                  type=_names, metavar="NAMES")
     cache_dir: Optional[str] = option(None, "folder for the preprocessed cache (default: OUTPUT/cache)")
     name: Optional[str] = option(None, "model name written into the model files (default: the output folder's name)")
     init_model: Optional[str] = option(None, "fine-tune this model (a model file or registry name); its classes that the label map does not "
@@ -149,8 +158,9 @@ class TrainConfig:
             if missing or set(self.intensity) - set(INTENSITY_KEYS):
                 raise InvalidOptionError(f"intensity must have exactly the keys {INTENSITY_KEYS}, "
                                          f"not {sorted(self.intensity)}")
-        if self.classes is not None:
-            self.classes = list(self.classes)
+        for name in ("classes", "ignore_segments"):
+            if getattr(self, name) is not None:
+                setattr(self, name, list(getattr(self, name)))
         self._check()
 
     def _check(self) -> None:
@@ -170,6 +180,13 @@ class TrainConfig:
             problems.append(f"spacing_mm must be three positive numbers, not {self.spacing_mm}")
         if not (self.lr > 0 and self.weight_decay >= 0):
             problems.append("lr must be > 0 and weight_decay >= 0")
+        if self.segment_names is not None and self.init_model is None:
+            problems.append("--segment-names matches segments to the classes of the model being fine-tuned: give "
+                            "--init-model")
+        if self.segment_names is not None and self.label_map is not None:
+            problems.append("give --segment-names or --label-map, not both")
+        if self.ignore_segments and self.segment_names is None:
+            problems.append("--ignore-segments needs --segment-names")
         if self.max_seconds is not None and not self.max_seconds > 0:
             problems.append(f"max_seconds must be > 0, not {self.max_seconds}")
         if not 0 < self.foreground_probability <= 1:

@@ -58,8 +58,9 @@ class ModelPlan:
         return model.train()
 
 
-def plan_model(config: TrainConfig, label_map: LabelMap) -> ModelPlan:
-    """The model from the options, or from the model file being fine-tuned (options may not contradict it)."""
+def plan_model(config: TrainConfig, label_map: Optional[LabelMap]) -> ModelPlan:
+    """The model from the options (its classes from `label_map` unless --classes names them), or from the model
+    file being fine-tuned (options may not contradict it; `label_map` is not needed)."""
     if config.init_model is None:
         values = {k: getattr(config, k) if getattr(config, k) is not None else MODEL_DEFAULTS[k]
                   for k in ARCHITECTURE_OPTIONS}
@@ -136,15 +137,18 @@ def prepare_output(output: Path, resume: bool) -> None:
 
 
 def case_settings(cases: Sequence[Case], run_map: LabelMap, trained: Sequence[SegmentClass], num_classes: int,
-                  spacing_mm: Tuple[float, float, float]) -> Dict[str, CacheSettings]:
-    """Each case's cache settings: its own label map (or the run's), mapping onto the trained classes it produces."""
+                  spacing_mm: Tuple[float, float, float],
+                  case_maps: Optional[Mapping[str, LabelMap]] = None) -> Dict[str, CacheSettings]:
+    """Each case's cache settings: its label map (from `case_maps`, its own spec, or the run's), mapping onto the
+    trained classes it produces."""
     values = {c.name: c.value for c in trained[1:]}
     maps: Dict[str, LabelMap] = {}
     settings = {}
     for case in cases:
-        if case.label_map and case.label_map not in maps:
+        given = (case_maps or {}).get(case.name)
+        if given is None and case.label_map and case.label_map not in maps:
             maps[case.label_map] = load_label_map(case.label_map)
-        label_map = maps[case.label_map] if case.label_map else run_map
+        label_map = given or (maps[case.label_map] if case.label_map else run_map)
         unknown = [n for n in label_map.class_names if n not in values]
         if unknown:
             raise DatasetError(f"case {case.name}: its label map {label_map.name!r} produces {unknown}, which are not "

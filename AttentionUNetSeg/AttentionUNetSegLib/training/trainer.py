@@ -24,7 +24,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..datasets.cases import Case, dataset_json, discover_cases
-from ..datasets.label_maps import load_label_map
+from ..datasets.label_maps import LabelMap, load_label_map
+from ..datasets.segment_names import segment_label_maps
 from ..datasets.splits import fold_cases
 from ..device import autocast
 from ..errors import TrainingError
@@ -104,17 +105,26 @@ class Trainer:
         seed_run(config.seed, config.deterministic)
         # everything that can be refused from the options and the dataset's listing, before anything is written
         cases = discover_cases(Path(config.data))
-        self.label_map = load_label_map(config.label_map, dataset_json(Path(config.data)))
-        if ctx.is_main and self.label_map.description:
-            log.info("label map %s: %s", self.label_map.name, self.label_map.description)
-        self.plan = plan_model(config, self.label_map)
+        case_maps: Dict[str, LabelMap] = {}
+        if config.segment_names is not None:
+            self.plan = plan_model(config, None)
+            self.label_map, case_maps = segment_label_maps(cases, config.segment_names, self.plan.classes,
+                                                           config.ignore_segments or ())
+            for name, case_map in case_maps.items():
+                if ctx.is_main:
+                    log.info("case %s: %s", name, case_map.description)
+        else:
+            self.label_map = load_label_map(config.label_map, dataset_json(Path(config.data)))
+            if ctx.is_main and self.label_map.description:
+                log.info("label map %s: %s", self.label_map.name, self.label_map.description)
+            self.plan = plan_model(config, self.label_map)
         self.dtype = training_dtype(config.precision, self.device, self.plan.patch_size, len(self.plan.config.channels))
         self.trained_classes = self.plan.trained_classes(self.label_map)
         excluded = [c.name for c in self.plan.classes if c not in self.trained_classes]
         if excluded and ctx.is_main:
             log.info("classes %s are left out of softmax and loss: the label map does not produce them", excluded)
         self.case_settings = case_settings(cases, self.label_map, self.trained_classes, self.plan.config.num_classes,
-                                           self.plan.spacing_mm)
+                                           self.plan.spacing_mm, case_maps)
         if ctx.is_main:
             prepare_output(self.output, resume)
         self.checkpoint_path = self.output / CHECKPOINT_FILE
