@@ -16,8 +16,8 @@ from slicer_scene import add_volume, scene_state
 
 import slicer
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, ModelFileError
-from AttentionUNetSegLogic import AttentionUNetSegLogic, BackgroundSegmentation, overallProgress
-from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED
+from AttentionUNetSegLogic import AttentionUNetSegLogic, overallProgress
+from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED, BackgroundRun
 
 
 TIMEOUT_S = 300
@@ -26,12 +26,12 @@ CANCEL_BOUND_S = 5.0
 measured time is printed (pytest -s) and recorded in the test report."""
 
 
-def drive(run: BackgroundSegmentation, until=lambda events: False) -> list:
+def drive(run: BackgroundRun, until=lambda events: False) -> list:
     """Poll `run` (as the panel's timer does) until it is done or `until(events so far)`; return the events."""
     events = []
     deadline = time.monotonic() + TIMEOUT_S
     while not run.done and not until(events):
-        assert time.monotonic() < deadline, "background segmentation did not finish in time"
+        assert time.monotonic() < deadline, "the background run did not finish in time"
         events += run.poll()
         time.sleep(0.05)
     return events

@@ -16,6 +16,7 @@ from vtk.util import numpy_support
 from conftest import SHARED
 from safetensors.torch import load_file
 from slicer_scene import add_volume
+from test_slicer_background import drive
 from test_segment_matching import serialized
 
 import slicer
@@ -95,17 +96,6 @@ def assert_unchanged(before: tuple, after: tuple) -> None:
 
 def registered() -> List[str]:
     return sorted(entry.name for entry in list_models())
-
-
-def drive(run, until=lambda events: False) -> list:
-    """Poll a background run as the panel's timer does, until it is done or `until(events so far)`."""
-    events: list = []
-    deadline = time.monotonic() + TIMEOUT_S
-    while not run.done and not until(events):
-        assert time.monotonic() < deadline, "the background fine-tuning did not finish in time"
-        events += run.poll()
-        time.sleep(0.05)
-    return events
 
 
 def training_started(events: list) -> bool:
