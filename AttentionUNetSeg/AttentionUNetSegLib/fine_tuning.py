@@ -15,9 +15,9 @@ import csv
 import json
 import re
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -104,7 +104,6 @@ class FineTuneResult:
     device: str
     validation_before: Optional[Dict[str, float]] = None
     validation_after: Optional[Dict[str, float]] = None
-    warnings: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "model_file": str(self.model_file)}
