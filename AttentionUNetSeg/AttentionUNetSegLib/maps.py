@@ -1,14 +1,22 @@
-"""`MapSet`: named maps on one grid (attention gates, class probabilities), produced one at a time."""
+"""`MapSet`: named maps on one grid (attention gates, class probabilities), produced one at a time, and writing
+them, several at a time."""
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Optional
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 from .grid import Grid
+from .imageio import write_map
+
+MAX_WRITERS = 4
+"""Output images made at the same time at most (each holds a full-size map: 157 MB for a 512x512x300 CT)."""
 
 
 class MapSet(Mapping[str, sitk.Image]):
@@ -31,3 +39,23 @@ class MapSet(Mapping[str, sitk.Image]):
 
     def __getitem__(self, name: str) -> sitk.Image:
         return self.grid.image(self.array(name))
+
+
+def write_map_file(maps: MapSet, name: str, path: Path) -> None:
+    """Write one map (resampled as it is read) to `path`: maps with a step as their int16 multiples."""
+    values = maps.array(name) if maps.step is None else maps.multiples(name)
+    write_map(values, maps.grid, path, maps.step)
+
+
+def write_in_parallel(jobs: Sequence[Tuple[Path, Callable[[Path], None]]]) -> None:
+    """Run `write(path)` for each job, up to `writers()` at a time in threads (NumPy, ISA-L and ITK let go of the
+    GIL while they resample and compress), so memory holds at most that many full-size maps; the first failure
+    is raised once all have ended."""
+    with ThreadPoolExecutor(max_workers=writers()) as pool:
+        for done in [pool.submit(write, path) for path, write in jobs]:
+            done.result()
+
+
+def writers() -> int:
+    """How many output images are made at a time: one per core PyTorch uses, at most MAX_WRITERS."""
+    return max(1, min(torch.get_num_threads(), MAX_WRITERS))

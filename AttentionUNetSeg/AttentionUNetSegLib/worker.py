@@ -4,7 +4,7 @@ The Slicer module runs `segment` (or `fine_tune`) in this separate process so th
 and a run can be cancelled by ending the process. Files are exchanged through JOB_DIR:
 
 - segmentation: `job.json` and `input.nrrd`, written by `write_job` in the calling process; `result.json`,
-  `labels.nrrd`, `attention-<n>.nrrd`, `probability-<n>.nrrd`, written by the worker and read back by
+  `labels.nrrd`, `attention-<n>.nii`, `probability-<n>.nii`, written by the worker and read back by
   `read_result` as a `SegmentationResult`;
 - fine-tuning: `job.json` (kind "fine_tune") and `case-<n>-ct.nrrd`/`case-<n>-labels.nrrd`, written by
   `write_fine_tune_job`; `result.json` and the new model file in `work/`, read back by `read_fine_tune_result`
@@ -21,6 +21,7 @@ import json
 import logging
 import sys
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, Optional, Sequence, Union
 
@@ -32,7 +33,7 @@ from .classes import SegmentClass
 from .errors import AttentionUNetSegError
 from .grid import Grid
 from .inference_settings import InferenceSettings
-from .maps import MapSet
+from .maps import MapSet, write_in_parallel, write_map_file
 
 JOB_FILE = "job.json"
 INPUT_FILE = "input.nrrd"
@@ -121,11 +122,10 @@ def read_fine_tune_result(job_dir: Path) -> "FineTuneResult":
 
 
 def _write_maps(job_dir: Path, prefix: str, maps: MapSet) -> Dict[str, str]:
-    """Write every map (one at a time) as `<prefix>-<n>.nrrd`; return map name -> file name."""
-    files = {}
-    for index, name in enumerate(maps):
-        files[name] = f"{prefix}-{index}.nrrd"
-        sitk.WriteImage(maps[name], str(job_dir / files[name]), False)
+    """Write every map as `<prefix>-<n>.nii`, several at a time; return map name -> file name. Uncompressed NIfTI
+    holds maps with a step as int16 multiples with the step as scale factor: half the bytes, read back as float32."""
+    files = {name: f"{prefix}-{index}.nii" for index, name in enumerate(maps)}
+    write_in_parallel([(job_dir / file, partial(write_map_file, maps, name)) for name, file in files.items()])
     return files
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -14,13 +13,11 @@ from typing import Dict, List, Optional
 import torch
 
 from ..atomic import StagedOutputs, atomic_file
-from ..imageio import write_image, write_map
+from ..imageio import write_image
 from ..inference import SegmentationResult
 from ..inference_settings import InferenceSettings
-from ..maps import MapSet
+from ..maps import write_in_parallel, write_map_file
 
-MAX_WRITERS = 4
-"""Output images made at the same time at most (each holds a full-size map: 157 MB for a 512x512x300 CT)."""
 SUMMARY_SUFFIX = "_summary.json"
 ERROR_SUFFIX = "_error.json"
 
@@ -45,27 +42,13 @@ def stage_case(result: SegmentationResult, outputs: StagedOutputs, name: str, in
 
 
 def _write_images(result: SegmentationResult, outputs: StagedOutputs, name: str, extension: str) -> List[str]:
-    """Write every output image. Each map is resampled onto the input grid (maps with a step as their int16
-    multiples) and compressed in a thread of its own, up to `writers()` at a time (NumPy, ISA-L and ITK let go
-    of the GIL), so memory holds at most that many full-size maps."""
+    """Write every output image, several at a time; each map is resampled onto the input grid as it is written."""
     jobs = [(f"{name}_seg.{extension}", lambda path: write_image(result.labels, path))]
     for group, maps in (("attention", result.attention), ("prob", result.probabilities or {})):
-        jobs += [(f"{name}_{group}_{map_name}.{extension}", partial(_write_one_map, maps, map_name))
+        jobs += [(f"{name}_{group}_{map_name}.{extension}", partial(write_map_file, maps, map_name))
                  for map_name in maps]
-    with ThreadPoolExecutor(max_workers=writers()) as pool:
-        for done in [pool.submit(write, outputs.path(file)) for file, write in jobs]:
-            done.result()  # re-raises a failed write
+    write_in_parallel([(outputs.path(file), write) for file, write in jobs])
     return [file for file, _ in jobs]
-
-
-def writers() -> int:
-    """How many output images are made at a time: one per core PyTorch uses, at most MAX_WRITERS."""
-    return max(1, min(torch.get_num_threads(), MAX_WRITERS))
-
-
-def _write_one_map(maps: MapSet, name: str, path: Path) -> None:
-    values = maps.array(name) if maps.step is None else maps.multiples(name)
-    write_map(values, maps.grid, path, maps.step)
 
 
 def _summary(result: SegmentationResult, input_path: Path, model: dict, settings: dict, files: List[str]) -> dict:
