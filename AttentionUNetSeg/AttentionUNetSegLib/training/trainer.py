@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 SAFE_TO_CHANGE = ("output", "cache_dir", "workers", "tensorboard", "snapshots", "epochs", "max_seconds")
 """Options that may change on resume without making the run differ from an uninterrupted one."""
 FINAL_MODEL = "final.safetensors"
-EPOCH_DONE, STOPPED, OUT_OF_TIME = "epoch done", "stopped", "out of time"
 BEST_MODEL = "best.safetensors"
+EPOCH_DONE, STOPPED, OUT_OF_TIME = "epoch done", "stopped", "out of time"
+"""How an epoch of training ended."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,8 @@ class Trainer:
             self.plan = plan_model(config, None)
             self.label_map, case_maps = segment_label_maps(cases, config.segment_names, self.plan.classes,
                                                            config.ignore_segments or ())
-            for name, case_map in case_maps.items():
-                if ctx.is_main:
-                    log.info("case %s: %s", name, case_map.description)
+            for name, case_map in case_maps.items() if ctx.is_main else ():
+                log.info("case %s: %s", name, case_map.description)
         else:
             self.label_map = load_label_map(config.label_map, dataset_json(Path(config.data)))
             if ctx.is_main and self.label_map.description:
