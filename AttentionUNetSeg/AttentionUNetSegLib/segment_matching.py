@@ -3,8 +3,8 @@
 A segment matches a class when the type code of its terminology (Slicer stores the serialized entry
 `context~category~type~modifier~...`, each code `scheme^value^meaning`) is the class's type code or a
 side-specific code of the same organ (left or right kidney for kidney); else when its name matches: case,
-punctuation and the words "left" and "right" do not count, and a plural matches ("Left Kidney", "kidney_right"
-and "Kidneys" all match "kidney"). Segments listed as ignored are left out of training; any other segment that
+punctuation and "left" and "right" (also glued on, as in "LeftKidney") do not count, and a plural matches
+("Left Kidney", "kidney_right", "leftkidney" and "Kidneys" all match "kidney"). Segments listed as ignored are left out of training; any other segment that
 matches no class is background.
 """
 from __future__ import annotations
@@ -24,7 +24,8 @@ SIDE_CODES: Dict[Tuple[str, str], Tuple[Tuple[str, str], ...]] = {
     ("SCT", "64033007"): (("SCT", "18639004"), ("SCT", "9846003")),  # kidney: left kidney, right kidney
 }
 """Organ type codes (scheme, value) and the codes of their left and right counterparts."""
-SIDE_WORDS = {"left", "right"}
+SIDE_WORDS = ("left", "right")
+GLUED_SIDE = re.compile(r"^(?:left|right)(?=[a-z])|(?<=[a-z])(?:left|right)$")
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,9 @@ def _match_by_code(terminology: str, classes: Sequence[SegmentClass]) -> Optiona
 
 def _match_by_name(name: str, classes: Sequence[SegmentClass]) -> Optional[SegmentClass]:
     wanted = normalised_name(name)
+    unglued = GLUED_SIDE.sub("", wanted) if " " not in wanted else wanted  # "leftkidney", "kidneyright"
     for segment_class in classes:
         own = normalised_name(segment_class.name)
-        if wanted in (own, own + "s"):
+        if wanted in (own, own + "s") or unglued in (own, own + "s"):
             return segment_class
     return None
