@@ -24,6 +24,7 @@ if str(MODULE_DIR) not in sys.path:  # the module folder, as Slicer puts it on s
 
 from AttentionUNetSegLib.imageio import read_image  # noqa: E402
 from AttentionUNetSegLogic import updateVolumeFromImage  # noqa: E402
+from AttentionUNetSegLogic.conversion import orientedImageFromImage  # noqa: E402
 from AttentionUNetSegLogic.transaction import nodeIds  # noqa: E402
 
 
@@ -69,6 +70,18 @@ def add_volume(scene: slicer.vtkMRMLScene, image: sitk.Image, name: str,
     if parent_item is not None:
         scene.GetSubjectHierarchyNode().CreateItem(parent_item, node)
     return node
+
+
+def add_segment(node: slicer.vtkMRMLSegmentationNode, name: str, mask: sitk.Image, terminology: str = "") -> str:
+    """Add a binary mask (a SimpleITK image in LPS) as a segment of its own, as a user's segment would be."""
+    segment = slicer.vtkSegment()
+    segment.SetName(name)
+    if terminology:
+        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
+    segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(),
+                              orientedImageFromImage(sitk.Cast(mask > 0, sitk.sitkUInt8)))
+    node.GetSegmentation().AddSegment(segment)
+    return node.GetSegmentation().GetSegmentIdBySegmentName(name)
 
 
 def add_study(scene: slicer.vtkMRMLScene, patient: str = "Patient B", study: str = "Abdomen CT") -> int:

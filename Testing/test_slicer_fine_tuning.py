@@ -15,7 +15,7 @@ import vtk
 from vtk.util import numpy_support
 from conftest import SHARED
 from safetensors.torch import load_file
-from slicer_scene import add_volume
+from slicer_scene import add_segment, add_volume
 from test_slicer_background import drive
 from test_segment_matching import serialized
 
@@ -28,7 +28,6 @@ from AttentionUNetSegLib.registry_changes import add_file
 from AttentionUNetSegLib.user_folders import user_models_dir
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED
-from AttentionUNetSegLogic.conversion import orientedImageFromImage
 
 S0009 = SHARED / "data" / "totalsegmentator_s0009"
 TIMEOUT_S = 600
@@ -41,18 +40,6 @@ def s0009() -> Dict[str, sitk.Image]:
     for organ in ("pancreas", "kidney_left", "kidney_right", "liver", "spleen"):
         images[organ] = sitk.ReadImage(str(S0009 / "segmentations" / f"{organ}.nii.gz"), sitk.sitkUInt8)
     return images
-
-
-def add_segment(node: slicer.vtkMRMLSegmentationNode, name: str, mask: sitk.Image, terminology: str = "") -> str:
-    """Add a binary mask (a SimpleITK image in LPS) as a segment of its own, as a user's segment would be."""
-    segment = slicer.vtkSegment()
-    segment.SetName(name)
-    if terminology:
-        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
-    segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(),
-                              orientedImageFromImage(sitk.Cast(mask > 0, sitk.sitkUInt8)))
-    node.GetSegmentation().AddSegment(segment)
-    return node.GetSegmentation().GetSegmentIdBySegmentName(name)
 
 
 def user_segmentation(scene: slicer.vtkMRMLScene, masks: Dict[str, sitk.Image], name: str = "Corrected",
