@@ -157,6 +157,28 @@ def test_progress_is_reported_in_order(patient_a: sitk.Image, tiny_model) -> Non
     assert len(inference) > 1 and inference == sorted(inference) and inference[-1] == 1.0
 
 
+def test_the_model_file_chooses_its_windows_unless_the_settings_do(patient_a: sitk.Image, tiny_model_path: Path,
+                                                                   tmp_path: Path) -> None:
+    """A model file's `window_voxels` sets the windows when the settings leave them (None); 0 in the settings
+    means the training patch, N up to N voxels. One progress report per window tells how many there were."""
+    from dataclasses import replace
+
+    from AttentionUNetSegLib.model_file import save_model
+
+    tiny = read_model(tiny_model_path)
+    large = read_model(save_model(tiny, replace(tiny.metadata, window_voxels=10**9), tmp_path / "large.safetensors"))
+    image = patient_a[:60, :60, :60]
+
+    def windows(model, **options) -> int:
+        reports = []
+        segment(image, model, attention=False, progress=lambda stage, f: reports.append(stage), **options)
+        return reports.count("inference")
+
+    patch_windows = windows(tiny)
+    assert patch_windows > 1 and windows(large) == 1  # the file's choice: one window over the whole scan
+    assert windows(large, window_voxels=0) == patch_windows and windows(tiny, window_voxels=10**9) == 1
+
+
 def test_cancel_between_windows(patient_a: sitk.Image, tiny_model) -> None:
     calls = []
 

@@ -13,16 +13,17 @@ class InferenceSettings:
     """`device` (device.DEVICE_CHOICES or cuda:N), `precision` (device.PRECISION_CHOICES) and `backend`
     (backends.BACKEND_CHOICES) are resolved when the run starts. `overlap` of the sliding windows in [0, 1);
     `batch_size` windows per forward pass (None: 4 on CUDA, 1 elsewhere); `window_voxels` > 0 enlarges the
-    windows up to that many voxels (0: the model's training patch; a model trained on small patches segments
-    differently with much more context: docs/benchmarks.md). `attention` and `probabilities`: which maps to
-    compute besides the labels."""
+    windows up to that many voxels, 0 keeps them at the model's training patch, None takes the model's own
+    choice (its file's `window_voxels`: a model trained on small patches may segment differently with more
+    context, so a model records what it was checked with; docs/benchmarks.md). `attention` and
+    `probabilities`: which maps to compute besides the labels."""
 
     device: str = "auto"
     precision: str = "auto"
     backend: str = "auto"
     overlap: float = 0.25
     batch_size: Optional[int] = None
-    window_voxels: int = 0
+    window_voxels: Optional[int] = None
     attention: bool = True
     probabilities: bool = False
 
@@ -32,8 +33,9 @@ class InferenceSettings:
         if self.batch_size is not None and self.batch_size < 1:
             raise InvalidOptionError(f"batch_size must be >= 1 windows (None: the device's default), not "
                                      f"{self.batch_size}")
-        if self.window_voxels < 0:
-            raise InvalidOptionError(f"window_voxels must be >= 0 (0: the training patch), not {self.window_voxels}")
+        if self.window_voxels is not None and self.window_voxels < 0:
+            raise InvalidOptionError(f"window_voxels must be >= 0 (0: the training patch, None: the model's "
+                                     f"choice), not {self.window_voxels}")
 
     def windows_per_batch(self, device_type: str) -> int:
         """`batch_size`, or the default for a device of this type."""

@@ -1,8 +1,8 @@
 """Model files: one .safetensors holding the weights and a JSON metadata header.
 
 The header key `attention_unet_seg` holds `ModelMetadata` as JSON: format version, architecture and
-hyperparameters, classes (names, colours, terminology), voxel spacing, patch size, intensity
-normalisation, provenance, metrics and licence. Loading never unpickles anything.
+hyperparameters, classes (names, colours, terminology), voxel spacing, patch size, the sliding-window size
+inference uses, intensity normalisation, provenance, metrics and licence. Loading never unpickles anything.
 """
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ REQUIRED_FIELDS = ("format_version", "name", "architecture", "classes", "spacing
 
 @dataclass
 class ModelMetadata:
-    """Everything besides the weights that inference and the Slicer module need to know."""
+    """Everything besides the weights that inference and the Slicer module need to know. `patch_size` is the
+    training patch (x, y, z), and the default patch of fine-tuning; `window_voxels` > 0 lets inference use
+    windows of up to that many voxels, shaped like the scan (sliding_windows.window_size), 0 windows of
+    `patch_size`: what the model was checked to do best with (a file without it reads as 0)."""
 
     name: str
     architecture: ModelConfig
@@ -41,6 +44,7 @@ class ModelMetadata:
     license: str = ""
     provenance: Dict[str, Any] = field(default_factory=dict)
     metrics: Dict[str, Any] = field(default_factory=dict)
+    window_voxels: int = 0
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -50,6 +54,8 @@ class ModelMetadata:
             raise ValueError(f"spacing_mm must be three positive numbers (x, y, z), not {self.spacing_mm}")
         if len(self.patch_size) != 3 or any(p < 16 or p % 16 for p in self.patch_size):
             raise ValueError(f"patch_size must be three multiples of 16 (x, y, z), not {self.patch_size}")
+        if self.window_voxels < 0:
+            raise ValueError(f"window_voxels must be >= 0 (0: windows of patch_size), not {self.window_voxels}")
         if [c.value for c in self.classes] != list(range(self.architecture.num_classes)):
             raise ValueError(
                 f"classes must have values 0..{self.architecture.num_classes - 1}, one per network output, "

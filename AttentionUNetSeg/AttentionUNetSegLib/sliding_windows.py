@@ -63,11 +63,12 @@ def sliding_window_outputs(backend: WindowBackend, model_input: np.ndarray, meta
     """Blended logits and (with `settings.attention`) attention maps, (classes + gates, z, y, x) on the model
     grid, of the normalised `model_input` (z, y, x).
 
-    Windows are the model's training patch, or with `settings.window_voxels` > 0 as large as that allows
-    (`window_size`); an input smaller than a window is padded with air."""
+    Windows are the model's training patch, or as large as `settings.window_voxels` (or, where that is None, the
+    model's own `window_voxels`) allows (`window_size`); an input smaller than a window is padded with air."""
     from monai.inferers import sliding_window_inference
 
-    roi = window_size(model_input.shape, tuple(reversed(metadata.patch_size)), settings.window_voxels)
+    max_voxels = metadata.window_voxels if settings.window_voxels is None else settings.window_voxels
+    roi = window_size(model_input.shape, tuple(reversed(metadata.patch_size)), max_voxels)
     total = window_count(model_input.shape, roi, settings.overlap)
     done = 0
 

@@ -17,7 +17,7 @@ from ..openvino_backend import CacheEntry, cache_entries, cache_root, remove_cac
 from ..registry import RegistryEntry, list_models, resolve_model_path, verify_models
 from ..registry_changes import add_file, add_url, download_model, remove_model
 from ..user_folders import user_registry
-from .option_types import multiple_of_16, positive_number
+from .option_types import multiple_of_16, positive_number, whole_number
 from .progress import DownloadBar
 
 
@@ -89,6 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--name", default=None, help="new model name")
     export.add_argument("--description", default=None, help="new description")
     export.add_argument("--license", default=None, help="licence of the weights, e.g. Apache-2.0")
+    export.add_argument("--window-voxels", type=whole_number(0), default=None, metavar="N",
+                        help="inference windows of up to N voxels by default (0: the training patch), once checked "
+                        "on held-out scans (default: keep the model's)")
     export.set_defaults(handler=_export)
 
     convert = commands.add_parser(
@@ -202,7 +205,8 @@ def _info(args: argparse.Namespace) -> int:
     print(f"architecture:  {config.architecture}, channels {config.channels}, "
           f"{count_parameters(AttentionUNet3D(config)):,} parameters")
     print(f"classes:       {', '.join(f'{c.value}={c.name}' for c in metadata.classes)}")
-    print(f"spacing (mm):  {metadata.spacing_mm}   patch (voxels): {metadata.patch_size}")
+    windows = f"up to {metadata.window_voxels} voxels" if metadata.window_voxels else "the patch"
+    print(f"spacing (mm):  {metadata.spacing_mm}   patch (voxels): {metadata.patch_size}   windows: {windows}")
     intensity = metadata.intensity
     print(f"intensity:     clip [{intensity.clip_min:g}, {intensity.clip_max:g}] HU, "
           f"(x - {intensity.mean:g}) / {intensity.std:g}")
@@ -216,7 +220,8 @@ def _export(args: argparse.Namespace) -> int:
     source = resolve_model_path(args.model)
     model = read_model(source)
     changes = {key: value for key, value in (("name", args.name), ("description", args.description),
-                                             ("license", args.license)) if value is not None}
+                                             ("license", args.license), ("window_voxels", args.window_voxels))
+               if value is not None}
     metadata = replace(model.metadata, **changes,
                        provenance={**model.metadata.provenance, "exported_from": {"file": source.name,
                                                                                   "sha256": model.sha256}})

@@ -56,10 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sliding-window overlap in [0, 1) (default: 0.25)")
     parser.add_argument("--batch-size", type=whole_number(1), default=None,
                         help="windows per forward pass (default: 4 on CUDA, 1 on CPU)")
-    parser.add_argument("--window-voxels", type=whole_number(0), default=0, metavar="N",
-                        help="enlarge sliding windows up to N voxels (fewer windows; but a model trained on small "
-                        "patches segments differently with more context: check on your data) (default: 0 = the "
-                        "model's training patch)")
+    parser.add_argument("--window-voxels", type=whole_number(0), default=None, metavar="N",
+                        help="sliding windows of up to N voxels, shaped like the scan (fewer windows; but a model "
+                        "trained on small patches may segment differently with more context: check on your data); "
+                        "0: the model's training patch (default: the model's own choice, in its file)")
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="nii.gz", help="output file format")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo the cases already complete in the output folder, also those made with another "
