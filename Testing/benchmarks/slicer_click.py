@@ -1,10 +1,11 @@
-"""Click to result in the Slicer module's logic: the sample CT segmented in the background process.
+"""Click to result in the Slicer module's logic: a CT segmented in the background process.
 
-A headless scene (slicer-core, as the tests build it) gets the bundled sample CT; the logic's background
-run (what the Segment button starts) is polled as the panel's timer does, until the segmentation node and
-the attention volumes are in the scene. Prints the wall time from the start of the run to that moment.
+A headless scene (slicer-core, as the tests build it) gets the CT (the bundled sample CT, or `--ct`, e.g. the
+512x512x300 real CT that whole_volume.py leaves in its work folder); the logic's background run (what the
+Segment button starts) is polled as the panel's timer does, until the segmentation node and the attention
+volumes are in the scene. Prints the wall time from the start of the run to that moment, per round.
 
-Usage: python Testing/benchmarks/slicer_click.py [--no-attention]
+Usage: python Testing/benchmarks/slicer_click.py [--ct FILE] [--no-attention] [--rounds N]
 """
 from __future__ import annotations
 
@@ -28,12 +29,19 @@ from AttentionUNetSegLogic.background import SUCCEEDED  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-attention", action="store_true", help="labels only")
+    parser.add_argument("--ct", type=Path, default=SAMPLE_CT, help="the CT (default: the bundled sample CT)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs, one after the other (default 1)")
     args = parser.parse_args()
+    for _ in range(args.rounds):
+        click(args.ct, not args.no_attention)
+
+
+def click(ct: Path, attention: bool) -> None:
     with tempfile.TemporaryDirectory() as cache:
         scene = new_scene(Path(cache))
-        node = add_volume(scene, sitk.ReadImage(str(SAMPLE_CT)), "CT")
+        node = add_volume(scene, sitk.ReadImage(str(ct)), "CT")
         started = time.perf_counter()
-        run = AttentionUNetSegLogic().startBackground(node, None, attention=not args.no_attention)
+        run = AttentionUNetSegLogic().startBackground(node, None, attention=attention)
         while not run.done:
             run.poll()
             time.sleep(0.05)
