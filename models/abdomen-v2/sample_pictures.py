@@ -1,8 +1,9 @@
 """Pictures of a model's segmentation of the bundled sample CT (patient A's full 112 slices) for its model
 card: one axial and one coronal slice in radiological orientation (the patient's right on the viewer's
-left), and the organ volumes it labels in the pelvis (make_dataset.PELVIS_SLICES).
+left), and the organ volumes it labels in the pelvis (make_dataset.PELVIS_SLICES); with --attention, a second
+picture of every attention gate's map on the same axial slice.
 
-    python models/abdomen-v2/sample_pictures.py MODEL OUT.png
+    python models/abdomen-v2/sample_pictures.py MODEL OUT.png [--attention ATTENTION.png]
 """
 from __future__ import annotations
 
@@ -41,10 +42,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="model file or registry name")
     parser.add_argument("output", type=Path, help="PNG to write")
+    parser.add_argument("--attention", type=Path, help="also draw the attention maps into this PNG")
     args = parser.parse_args()
     model = load_model(args.model)
     image = read_image(SAMPLE)
-    result = segment(image, model, attention=False)
+    result = segment(image, model, attention=args.attention is not None)
     labels = sitk.GetArrayFromImage(result.labels)
     voxel_ml = math.prod(image.GetSpacing()) / 1000.0
     pelvis = labels[PELVIS_SLICES]
@@ -80,6 +82,23 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=90, bbox_inches="tight")
     print(args.output)
+    if args.attention:
+        draw_attention(result, ct[z], z, spacing[1] / spacing[0], model.metadata.name, args.attention)
+
+
+def draw_attention(result, ct_slice: np.ndarray, z: int, aspect: float, name: str, output: Path) -> None:
+    """The six gates' maps (alpha from 0 to 1) over the axial slice `z` of the LPS-oriented CT."""
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7.4))
+    for ax, gate in zip(axes.ravel(), result.attention):
+        alpha = sitk.GetArrayFromImage(sitk.DICOMOrient(result.attention[gate], "LPS"))[z]
+        ax.imshow(np.clip(ct_slice, -200, 300), cmap="gray", aspect=aspect, interpolation="nearest")
+        shown = ax.imshow(alpha, cmap="jet", vmin=0, vmax=1, alpha=0.45, aspect=aspect, interpolation="nearest")
+        ax.set_title(gate, fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.colorbar(shown, ax=axes, shrink=0.6, label="attention coefficient α")
+    fig.suptitle(f"{name}: attention maps on the sample CT, axial slice {z} (patient's right on the left)", fontsize=10)
+    fig.savefig(output, dpi=80, bbox_inches="tight")
+    print(output)
 
 
 if __name__ == "__main__":
