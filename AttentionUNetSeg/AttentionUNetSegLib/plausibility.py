@@ -6,7 +6,7 @@ thresholds and why). Left/right are the patient's: positions are taken in physic
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -31,42 +31,63 @@ def _physical(grid: Grid, index_xyz: np.ndarray) -> np.ndarray:
     return np.asarray(grid.origin) + (index_xyz * np.asarray(grid.spacing)) @ direction.T
 
 
-def _touches_border(mask: np.ndarray) -> bool:
-    """True when the mask reaches any face of the volume (the organ may be cut by the field of view)."""
-    return any(np.take(mask, i, axis=a).any() for a in range(3) for i in (0, -1))
+def _box(mask: np.ndarray) -> Tuple[slice, ...]:
+    """The bounding box (z, y, x slices) of a non-empty mask, from its projections (no index lists)."""
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+def _centroid_xyz(mask: np.ndarray, box: Optional[Tuple[slice, ...]] = None) -> np.ndarray:
+    """The mean voxel index (x, y, z) of a non-empty mask, cut out of its volume at `box` if given, from its
+    projections (no index lists)."""
+    count = np.count_nonzero(mask)
+    zyx = [float(mask.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64) @ np.arange(mask.shape[axis]))
+           / count + (box[axis].start if box else 0) for axis in range(3)]
+    return np.asarray(zyx[::-1])
 
 
 def _midline_x(grid: Grid, ct: Optional[np.ndarray]) -> float:
     """LPS x of the patient's midline: the body's (HU > -500) centroid, else the field of view's centre."""
-    if ct is not None and (ct > -500).any():
-        zyx = np.argwhere(ct > -500)[:: max(1, int((ct > -500).sum() // 200000))]
-        return float(_physical(grid, zyx[:, ::-1].astype(float))[:, 0].mean())
-    centre = (np.asarray(grid.size, dtype=float) - 1) / 2
+    body = ct > -500 if ct is not None else None
+    centre = _centroid_xyz(body) if body is not None and body.any() else (np.asarray(grid.size, dtype=float) - 1) / 2
     return float(_physical(grid, centre[None])[0, 0])
 
 
 def _fragment_share(mask: np.ndarray, pieces: int) -> float:
     """Share of the mask's voxels outside its `pieces` largest 26-connected components."""
-    components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True))
-    sizes = np.sort(np.bincount(components.ravel())[1:])[::-1]
-    return float(sizes[pieces:].sum() / max(1, sizes.sum()))
+    components = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.view(np.uint8)), True)
+    relabel = sitk.RelabelComponentImageFilter()  # sorts the components by size, largest first
+    relabel.Execute(components)
+    sizes = relabel.GetSizeOfObjectsInPixels()
+    return float(sum(sizes[pieces:]) / max(1, sum(sizes)))
 
 
 def plausibility_warnings(labels: np.ndarray, grid: Grid, classes: Mapping[int, str],
                           ct: Optional[np.ndarray] = None) -> List[str]:
-    """Warnings for `labels` (z, y, x on `grid`) with `classes` {value: name}; `ct` (HU, same grid) optional."""
+    """Warnings for `labels` (z, y, x on `grid`) with `classes` {value: name}; `ct` (HU, same grid) optional.
+
+    Each organ is examined inside its bounding box, so a whole CT costs little more than its organs."""
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
-    found = {name: labels == value for value, name in classes.items() if value > 0 and (labels == value).any()}
-    if not found:
+    boxes = {}
+    for value, name in classes.items():
+        mask = labels == value if value > 0 else None
+        if mask is not None and mask.any():
+            boxes[name] = (value, _box(mask))
+    if not boxes:
         return [f"No organ was found ({', '.join(n for v, n in sorted(classes.items()) if v > 0)}): the scan may "
                 "not show the abdomen, or the model failed on it."]
     warnings: List[str] = []
     midline = _midline_x(grid, ct)
-    for name, mask in found.items():
+    for name, (value, box) in boxes.items():
         key = name.lower()
-        volume = mask.sum() * voxel_ml
+        mask = labels[box] == value
+        volume = np.count_nonzero(mask) * voxel_ml
         minimum = MIN_WHOLE_ML.get(key)
-        if minimum is not None and volume < minimum and not _touches_border(mask):
+        touches_border = any(b.start == 0 or b.stop == n for b, n in zip(box, labels.shape))
+        if minimum is not None and volume < minimum and not touches_border:
             warnings.append(f"The {name} is {volume:.1f} mL, whole inside the scan: an adult {name} is rarely "
                             f"under {minimum:.0f} mL; this is probably not the {name}.")
         share = _fragment_share(mask, MAIN_PIECES.get(key, 1))
@@ -74,30 +95,30 @@ def plausibility_warnings(labels: np.ndarray, grid: Grid, classes: Mapping[int, 
             warnings.append(f"{share:.0%} of the {name} lies in pieces apart from its main body: "
                             "check it for false positives.")
         if ct is not None:
-            air = float(np.count_nonzero(ct[mask] < AIR_HU)) / mask.sum()
+            air = float(np.count_nonzero(ct[box][mask] < AIR_HU)) / np.count_nonzero(mask)
             if air > MAX_AIR_SHARE:
                 warnings.append(f"{air:.0%} of the {name} ({volume:.0f} mL) lies in air (below {AIR_HU} HU), "
                                 "where no organ can be: the scan is probably outside what the model knows.")
         side = PATIENT_SIDE.get(key)
         if side is not None:
-            x = float(_physical(grid, np.argwhere(mask)[:, ::-1].mean(axis=0)[None].astype(float))[0, 0])
+            x = float(_physical(grid, _centroid_xyz(mask, box)[None])[0, 0])
             actual = "left" if x > midline else "right"
             if actual != side:
                 warnings.append(f"The {name} lies on the patient's {actual} side ({abs(x - midline):.0f} mm from "
                                 f"the midline); it belongs on the {side}: check the orientation or the labels.")
-    warnings.extend(_field_of_view_warnings(found, grid))
+    warnings.extend(_field_of_view_warnings([box for _, box in boxes.values()], grid))
     return warnings
 
 
-def _field_of_view_warnings(found: Mapping[str, np.ndarray], grid: Grid) -> List[str]:
-    """A warning when the organs cover under a quarter of a long (> 200 mm) scan's craniocaudal extent."""
+def _field_of_view_warnings(boxes: List[Tuple[slice, ...]], grid: Grid) -> List[str]:
+    """A warning when the organs (their bounding boxes) cover under a quarter of a long (> 200 mm) scan's
+    craniocaudal extent."""
     direction = np.asarray(grid.direction, dtype=float).reshape(3, 3)
     axis_xyz = int(np.argmax(np.abs(direction[2])))  # the voxel axis closest to the patient's S axis
     axis_zyx = 2 - axis_xyz
     extent_mm = grid.size[axis_xyz] * grid.spacing[axis_xyz]
-    union = np.logical_or.reduce(list(found.values()))
-    covered = np.flatnonzero(union.any(axis=tuple(a for a in range(3) if a != axis_zyx)))
-    share = (covered[-1] - covered[0] + 1) / grid.size[axis_xyz]
+    first, last = min(b[axis_zyx].start for b in boxes), max(b[axis_zyx].stop for b in boxes)
+    share = (last - first) / grid.size[axis_xyz]
     if extent_mm > 200 and share < 0.25:
         return [f"The organs found cover {share:.0%} of the scan's {extent_mm:.0f} mm head-to-foot extent: most "
                 "of the scan lies outside the abdomen the model was trained on; check the results there."]
