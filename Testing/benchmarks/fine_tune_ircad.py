@@ -1,8 +1,13 @@
-"""Fine-tuning from Slicer's logic on real CT: the default model fine-tuned on one 3D-IRCADb-01 scan (its manual
-masks as a user's segmentation, named as IRCAD names its mask files) and validated on the other, with the Dice
-before and after, the time and the device.
+"""Fine-tuning from Slicer's logic on real CT: a model fine-tuned on one 3D-IRCADb-01 scan (its manual masks as
+a user's segmentation, named as IRCAD names its mask files) and validated on the other, with the Dice before and
+after, the time and the device.
 
     python Testing/benchmarks/fine_tune_ircad.py [--train 1.1] [--validate 1.7] [--steps 50] [--minutes M]
+        [--model attention-unet-abdomen-v1]
+
+The default model v2 was trained on both 3D-IRCADb-01 scans, so its validation here is no unseen scan; the
+first model, attention-unet-abdomen-v1, never saw them: `--model attention-unet-abdomen-v1` shows what a user's
+fine-tuning does for a hospital's scans that the base model never met.
 
 Runs on a headless MRML scene (slicer-core), through AttentionUNetSegLogic.fineTune as the panel's background
 run does it; the user's registry and the new model live in a temporary folder that is removed at the end (the

@@ -7,11 +7,12 @@ Two inputs, each a 512x512x300 CT at 0.8x0.8x1.0 mm, segmented at 2 mm:
   folder by default, never inside the repository);
 - phantom: a synthetic abdominal CT from our phantom generator.
 
-Rows per input, run interleaved round by round (ours labels only, ours default, MONAI; then the next round):
-(a) our CLI with `--no-attention` (labels only), (b) our CLI with its default outputs (labels and the six
-attention maps), both with the bundled model's weights (the paper-size Attention U-Net, feature_scale 4) run
-with the peer's 160x160x96 windows, so that the labels and attention maps have realistic structure and the
-work per window matches, and (c) MONAI's AttentionUnet (channels 16-256) with MONAI's sliding-window inference
+Rows per input, run interleaved round by round (ours labels only, ours default, ours as shipped, MONAI; then the
+next round): (a) our CLI with `--no-attention` (labels only), (b) our CLI with its default outputs (labels and
+the six attention maps), both with the default model's weights (the paper-size Attention U-Net, feature_scale 4)
+run with the peer's 160x160x96 windows, so that the labels and attention maps have realistic structure and the
+work per window matches, (c) the plain command `attention-unet segment CT -o OUT`, the default model with its
+own windows, what a user runs, and (d) MONAI's AttentionUnet (channels 16-256) with MONAI's sliding-window inference
 (160x160x96, overlap 0.25, Gaussian blending), resampled back to the input grid (labels only), in bf16
 channels-last where the CPU supports it. Each run is its own subprocess; its wall time and peak RSS (by
 /usr/bin/time -v) are reported. The peer's weights are random: this measures speed, not accuracy. Our model's
@@ -40,9 +41,10 @@ REPO = Path(__file__).resolve().parents[2]
 REAL_CT = REPO.parent / "shared" / "data" / "ircad" / "3Dircadb1.1" / "ct.nii.gz"
 INPUT_NAMES = {"real": "ircad1_512", "phantom": "phantom_512"}
 INPUT_TITLES = {"real": "3D-IRCADb-01 patient 1.1, resampled", "phantom": "phantom"}
-ROWS = ("ours-labels", "ours-default", "monai")
+ROWS = ("ours-labels", "ours-default", "ours-shipped", "monai")
 ROW_TITLES = {"ours-labels": "ours, labels only (`--no-attention`)",
               "ours-default": "ours, default (labels + six attention maps)",
+              "ours-shipped": "ours, default outputs, the default model as shipped (its own windows)",
               "monai": "MONAI pipeline, labels only"}
 
 
@@ -77,17 +79,20 @@ def make_input(kind: str, workdir: Path, real_ct: Path) -> Path:
 
 
 def make_model(workdir: Path) -> Path:
-    """The bundled model with 160x160x96 windows in `workdir`, its OpenVINO conversion cached."""
+    """The default model with 160x160x96 windows in `workdir`; its and the shipped file's OpenVINO conversions
+    cached."""
     from dataclasses import replace
 
-    from AttentionUNetSegLib.model_file import read_model, save_model
+    from AttentionUNetSegLib.model_file import file_sha256, read_model, save_model
     from AttentionUNetSegLib.registry import resolve_model_path
 
-    model_path = workdir / "bundled_160.safetensors"
+    shipped = resolve_model_path(None)
+    model_path = workdir / f"default_{file_sha256(shipped)[:12]}_160.safetensors"
     if not model_path.exists():
-        model = read_model(resolve_model_path(None))
-        save_model(model, replace(model.metadata, patch_size=PATCH, name="bundled-160x160x96"), model_path)
+        model = read_model(shipped)
+        save_model(model, replace(model.metadata, patch_size=PATCH, name="default-160x160x96"), model_path)
     _convert_once(model_path)
+    _convert_once(shipped)
     return model_path
 
 
@@ -167,8 +172,9 @@ def run_row(row: str, ct_path: Path, model_path: Path, out_dir: Path) -> dict:
         out_dir.mkdir(parents=True)
         return timed_subprocess([sys.executable, __file__, "--peer-only-run", str(ct_path),
                                  str(out_dir / "monai.nii.gz")])
-    command = [sys.executable, "-m", "AttentionUNetSegLib", "segment", str(ct_path), "-o", str(out_dir),
-               "--model", str(model_path), "--quiet"]
+    command = [sys.executable, "-m", "AttentionUNetSegLib", "segment", str(ct_path), "-o", str(out_dir), "--quiet"]
+    if row != "ours-shipped":
+        command += ["--model", str(model_path)]
     if row == "ours-labels":
         command.append("--no-attention")
     result = timed_subprocess(command)
@@ -228,7 +234,7 @@ def main() -> None:
     print(to_markdown(results, args.rounds))
     print("\nOur timings_s, fastest run of each row:")
     for kind, rows in results.items():
-        for row in ROWS[:2]:
+        for row in ROWS[:3]:
             fastest = min(rows[row], key=lambda r: r["wall_s"])
             print(f"- {INPUT_TITLES[kind]}, {ROW_TITLES[row]} ({fastest['wall_s']:.1f} s): "
                   f"{json.dumps(fastest['timings_s'])}")
