@@ -16,7 +16,7 @@ from AttentionUNetSegLib.atomic import StagedOutputs
 from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES, make_classes
 from AttentionUNetSegLib.cohort.case_outputs import stage_case
 from AttentionUNetSegLib.grid import Grid
-from AttentionUNetSegLib.imageio import read_image
+from AttentionUNetSegLib.imageio import read_image, read_map, write_map
 from AttentionUNetSegLib.inference import ATTENTION_STEP, ResampledMaps, SegmentationResult
 from AttentionUNetSegLib.preprocessing import model_grid, resample
 
@@ -69,3 +69,19 @@ def test_written_maps_are_within_one_step_and_labels_exact(tmp_path: Path, ct_pa
         assert off.max() <= 1 and np.count_nonzero(off) <= ONE_STEP_OFF_AT_MOST * off.size, \
             f"{name}: {np.count_nonzero(off)} voxels off, by up to {off.max()} steps"
         assert 0.05 < np.mean(ours == 0) < 0.95 and 0.0 < np.mean((ours > 0) & (ours < 1024))  # ramps, not flat
+
+
+@pytest.mark.parametrize("step", [ATTENTION_STEP, None], ids=["int16 multiples", "float32 values"])
+def test_read_map_gives_what_itk_reads(tmp_path: Path, step) -> None:
+    """The Slicer logic reads the worker's uncompressed map files with read_map instead of ITK: same values,
+    same pixel type, same geometry, on a real CT's oblique-free grid with its RAS/LPS flips."""
+    ct = read_image(TOTALSEG / "example_ct.nii.gz")
+    grid = Grid.of(ct)
+    values = np.clip((sitk.GetArrayFromImage(ct).astype(np.float32) + 160.0) / 400.0, 0.0, 1.0)
+    stored = np.rint(values / step).astype(np.int16) if step else values
+    path = write_map(stored, grid, tmp_path / "map.nii", step)
+    ours, itk = read_map(path, grid), sitk.ReadImage(str(path))
+    assert ours.GetPixelID() == itk.GetPixelID() == sitk.sitkFloat32
+    assert np.array_equal(sitk.GetArrayViewFromImage(ours), sitk.GetArrayViewFromImage(itk))
+    for geometry in ("GetOrigin", "GetSpacing", "GetDirection"):
+        np.testing.assert_allclose(getattr(ours, geometry)(), getattr(itk, geometry)(), atol=1e-5)

@@ -32,6 +32,7 @@ from . import errors
 from .classes import SegmentClass
 from .errors import AttentionUNetSegError
 from .grid import Grid
+from .imageio import read_map
 from .inference_settings import InferenceSettings
 from .maps import MapSet, write_in_parallel, write_map_file
 
@@ -136,7 +137,7 @@ class MapFiles(MapSet):
         self._folder, self._files, self.grid = folder, files, grid
 
     def __getitem__(self, name: str) -> sitk.Image:
-        return sitk.ReadImage(str(self._folder / self._files[name]))
+        return read_map(self._folder / self._files[name], self.grid)
 
     def array(self, name: str) -> np.ndarray:
         return sitk.GetArrayFromImage(self[name])

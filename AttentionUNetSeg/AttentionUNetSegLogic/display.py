@@ -45,9 +45,11 @@ def configureMapDisplay(volumeNode: slicer.vtkMRMLScalarVolumeNode, colorNode: s
                         threshold: float) -> None:
     """Colour map, fixed window 0..1 and a lower threshold (voxels below it are transparent in slice views)."""
     displayNode = volumeNode.GetDisplayNode()
-    if displayNode is None:
-        volumeNode.CreateDefaultDisplayNodes()
-        displayNode = volumeNode.GetDisplayNode()
+    if displayNode is None:  # not CreateDefaultDisplayNodes: its automatic window would scan every voxel
+        displayNode = slicer.vtkMRMLScalarVolumeDisplayNode()
+        displayNode.SetAutoWindowLevel(False)
+        volumeNode.GetScene().AddNode(displayNode)
+        volumeNode.SetAndObserveDisplayNodeID(displayNode.GetID())
     with slicer.util.NodeModify(displayNode):
         displayNode.SetAndObserveColorNodeID(colorNode.GetID())
         displayNode.SetAutoWindowLevel(False)

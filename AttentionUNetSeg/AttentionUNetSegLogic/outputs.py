@@ -238,7 +238,6 @@ def _addMapVolume(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode, i
     _markAsOutput(volumeNode, inputVolume, kind)
     volumeNode.SetAttribute(CREATED_ATTRIBUTE, "1")
     scene.AddNode(volumeNode)
-    volumeNode.CreateDefaultDisplayNodes()
     configureMapDisplay(volumeNode, colorNode, DEFAULT_THRESHOLD)
     _placeInHierarchy(volumeNode, folder)
     return volumeNode
