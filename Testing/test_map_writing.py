@@ -80,7 +80,7 @@ def test_read_map_gives_what_itk_reads(tmp_path: Path, step) -> None:
     values = np.clip((sitk.GetArrayFromImage(ct).astype(np.float32) + 160.0) / 400.0, 0.0, 1.0)
     stored = np.rint(values / step).astype(np.int16) if step else values
     path = write_map(stored, grid, tmp_path / "map.nii", step)
-    ours, itk = read_map(path, grid), sitk.ReadImage(str(path))
+    ours, itk = grid.image(read_map(path)), sitk.ReadImage(str(path))
     assert ours.GetPixelID() == itk.GetPixelID() == sitk.sitkFloat32
     assert np.array_equal(sitk.GetArrayViewFromImage(ours), sitk.GetArrayViewFromImage(itk))
     for geometry in ("GetOrigin", "GetSpacing", "GetDirection"):

@@ -234,16 +234,15 @@ def write_map(values: np.ndarray, grid: Grid, path: Path, step: Optional[float] 
     return path
 
 
-def read_map(path: Path, grid: Grid) -> sitk.Image:
-    """A map that `write_map` wrote as uncompressed NIfTI on `grid`, as float32: the values ITK's reader gives
-    (multiple * scl_slope), computed in float32 from the stored voxels without ITK's conversion through double,
-    which takes several times as long on a whole CT."""
+def read_map(path: Path) -> np.ndarray:
+    """The float32 values (z, y, x) of a map that `write_map` wrote as uncompressed NIfTI: those ITK's reader
+    gives (multiple * scl_slope), computed in float32 from the stored voxels without ITK's conversion through
+    double, which takes several times as long on a whole CT."""
     import nibabel
 
     stored = nibabel.load(str(path)).dataobj
     slope = np.float32(1.0 if stored.slope is None or np.isnan(stored.slope) else stored.slope)
-    values = np.multiply(np.asarray(stored.get_unscaled()).T, slope, dtype=np.float32)  # (z, y, x)
-    return grid.image(np.ascontiguousarray(values))
+    return np.ascontiguousarray(np.multiply(np.asarray(stored.get_unscaled()).T, slope, dtype=np.float32))
 
 
 def _nifti_header(values: np.ndarray, grid: Grid, step: Optional[float]):

@@ -136,11 +136,8 @@ class MapFiles(MapSet):
     def __init__(self, folder: Path, files: Dict[str, str], grid: Grid) -> None:
         self._folder, self._files, self.grid = folder, files, grid
 
-    def __getitem__(self, name: str) -> sitk.Image:
-        return read_map(self._folder / self._files[name], self.grid)
-
     def array(self, name: str) -> np.ndarray:
-        return sitk.GetArrayFromImage(self[name])
+        return read_map(self._folder / self._files[name])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._files)
