@@ -1,7 +1,8 @@
 """Whether larger sliding windows change what the leave-one-scan-out models find on their held-out scans: each
 fold's final Attention U-Net segments its held-out scans with its 96x96x48 training patch as the window and with
-larger windows, and the Dice against the mapped references (its evaluation's references/) is compared, with the
-inference time. Larger windows mean fewer windows on a whole CT (faster); this decides the default.
+larger windows (`segment(..., window_voxels=x*y*z)`: up to that many voxels, shaped like the scan, as
+`attention-unet segment --window-voxels` makes them; the patch's own volume gives the patch), and the Dice
+against the mapped references (its evaluation's references/) is compared, with the inference time. Larger windows mean fewer windows on a whole CT (faster); this decides the default.
 
     python models/abdomen-v2/window_check.py OUT [--windows 96,96,48 160,160,96]     (OUT: run.sh's output folder)
 """
@@ -39,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = {case.name: case for case in discover_cases(args.out / "data" / "dataset.csv")}
     splits = json.loads((HERE / "splits.json").read_text())
-    print("| held-out scan | window (x y z) | windows' voxels | inference s | " + " | ".join(
+    print("| held-out scan | windows of up to the voxels of (x y z) | windows' voxels | inference s | " + " | ".join(
         f"Dice {c}" for c in ("pancreas", "spleen", "kidney", "liver")) + " |")
     print("|---|---|---|---|---|---|---|---|")
     totals: List[List[float]] = [[] for _ in args.windows]
