@@ -23,7 +23,7 @@ from AttentionUNetSegLib.errors import InvalidOptionError
 from AttentionUNetSegLib.inference import segment
 from AttentionUNetSegLib.openvino_backend import IR_FILE, OpenVINOBackend
 from AttentionUNetSegLib.user_folders import user_cache_dir
-from AttentionUNetSegLib.sliding_windows import window_size, windows_along
+from AttentionUNetSegLib.sliding_windows import window_size
 
 CPU = torch.device("cpu")
 
@@ -121,18 +121,6 @@ def test_window_size() -> None:
     capped = window_size((150, 205, 205), patch, 2_000_000)
     assert np.prod(capped) <= 2_000_000 and all(c >= p for c, p in zip(capped, patch))
     assert all(c % 16 == 0 for c in capped)
-
-
-@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5, 0.9])
-def test_window_count_is_what_monai_visits(overlap: float) -> None:
-    from monai.inferers import sliding_window_inference
-
-    roi = (8, 16, 12)
-    for shape in [(8, 16, 12), (9, 17, 13), (20, 40, 30), (31, 16, 50)]:
-        visits = []
-        sliding_window_inference(torch.zeros((1, 1) + shape), roi, 1, lambda w: visits.append(1) or w,
-                                 overlap=overlap)
-        assert len(visits) == np.prod([windows_along(n, r, overlap) for n, r in zip(shape, roi)]), shape
 
 
 def test_cli_records_the_backend_and_refuses_bad_windows(tmp_path: Path, tiny_model_path: Path) -> None:

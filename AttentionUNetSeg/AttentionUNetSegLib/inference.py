@@ -30,7 +30,7 @@ from .plausibility import plausibility_warnings
 from .preprocessing import AIR_HU, model_grid, normalise, resample, validate_image
 from .registry import load_model
 from .resampling import argmax_on_grid, resample_linear, resample_multiples
-from .sliding_windows import preload_sliding_window, sliding_window_outputs, window_fitted_body_box
+from .sliding_windows import sliding_window_outputs, window_fitted_body_box
 from .window_backend import WindowBackend
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,6 @@ def segment(
     and raises CancelledError when it returns True. The input image is never modified.
     """
     settings = replace(settings or InferenceSettings(), **options)
-    preload_sliding_window()
     report = progress or no_progress
     timings: Dict[str, float] = {}
     clock = time.perf_counter()

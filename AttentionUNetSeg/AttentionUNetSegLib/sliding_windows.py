@@ -1,12 +1,16 @@
-"""Sliding-window inference on the model grid (MONAI's, Gaussian blending): window size, the body crop that
-fits the windows, and the blended logits and attention maps."""
+"""Sliding-window inference on the model grid with Gaussian blending: window size, the body crop that fits the
+windows, and the blended logits and attention maps.
+
+The windows, their weights and the blending are MONAI's `sliding_window_inference` (mode "gaussian", sigma_scale
+0.125, constant padding), reproduced here because importing MONAI takes about 2 s of a 2-core CPU, a sixth of
+segmenting a whole CT there (docs/benchmarks.md); Testing/test_sliding_windows.py checks the outputs against
+MONAI's own function.
+"""
 from __future__ import annotations
 
-import importlib
+import itertools
 import math
-import sys
-import threading
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,30 +23,10 @@ from .window_backend import WindowBackend
 
 MIN_AIR_MARGIN = 8
 """Voxels of air kept around the body's box on every side (window_fitted_body_box)."""
-
-
-def preload_sliding_window() -> None:
-    """Start importing MONAI's sliding-window inference in a thread, once per process.
-
-    MONAI's import is slow (it imports all of itself); in a thread it overlaps reading the CT, loading the
-    model and resampling, which mostly run without the GIL. `sliding_window_outputs`' own import then finds
-    MONAI loaded, or waits for it (and reports the error if it fails)."""
-    global _preload_started
-    with _preload_lock:
-        if not _preload_started and "monai.inferers" not in sys.modules:
-            threading.Thread(target=_import_if_possible, args=("monai.inferers",), name="preload-monai").start()
-            _preload_started = True
-
-
-def _import_if_possible(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except Exception:  # the import where the module is needed raises it again, with the caller's context
-        pass
-
-
-_preload_started = False
-_preload_lock = threading.Lock()
+SIGMA_SCALE = 0.125
+"""The Gaussian weight's sigma as a fraction of the window's side (MONAI's default)."""
+MIN_WEIGHT = 1e-3
+"""Weights below this are raised to it, so every voxel counts (MONAI's floor)."""
 
 
 def window_size(shape_zyx: Sequence[int], patch_zyx: Sequence[int], max_voxels: int) -> Tuple[int, ...]:
@@ -65,32 +49,83 @@ def sliding_window_outputs(backend: WindowBackend, model_input: np.ndarray, meta
 
     Windows are the model's training patch, or as large as `settings.window_voxels` (or, where that is None, the
     model's own `window_voxels`) allows (`window_size`); an input smaller than a window is padded with air."""
-    from monai.inferers import sliding_window_inference
-
     max_voxels = metadata.window_voxels if settings.window_voxels is None else settings.window_voxels
     roi = window_size(model_input.shape, tuple(reversed(metadata.patch_size)), max_voxels)
-    total = window_count(model_input.shape, roi, settings.overlap)
-    done = 0
+    air = float(normalise(np.array([AIR_HU]), metadata.intensity)[0])
+    return blend_windows(model_input, roi, settings.overlap, settings.windows_per_batch(backend.device.type),
+                         lambda windows: _window_outputs(backend, windows, settings.attention), backend.device,
+                         air, progress, cancel)
 
-    def predictor(windows: torch.Tensor) -> torch.Tensor:
-        nonlocal done
-        raise_if_cancelled(cancel)
-        logits, gates = backend(windows, settings.attention)
-        maps = [torch.nn.functional.interpolate(alpha, size=windows.shape[2:], mode="trilinear") for alpha in gates]
-        done += windows.shape[0]
-        progress("inference", min(done / total, 1.0))
-        return torch.cat([logits] + maps, dim=1) if maps else logits
 
+def blend_windows(volume: np.ndarray, roi: Sequence[int], overlap: float, batch_size: int,
+                  predict: Callable[[torch.Tensor], torch.Tensor], device: torch.device, fill: float = 0.0,
+                  progress: ProgressCallback = no_progress, cancel: Optional[CancelCheck] = None) -> np.ndarray:
+    """`predict`'s outputs (N, C, *roi) for batches of `batch_size` windows (N, 1, *roi) of `volume` (z, y, x),
+    blended with Gaussian weights into (C, z, y, x); `volume` is padded with `fill` to at least one window.
+
+    The blending runs on `device`, where `predict` runs: on a GPU, accumulating every window's outputs on the
+    CPU would take longer than the model itself."""
+    padded, inside = _padded(volume, roi, fill)
+    source = torch.from_numpy(padded)[None, None]
+    weight = gaussian_weight(roi, device)
+    total_weight = torch.zeros(padded.shape, dtype=torch.float32, device=device)
+    windows = list(window_boxes(padded.shape, roi, overlap))
+    blended: Optional[torch.Tensor] = None
     with torch.inference_mode():
-        tensor = torch.from_numpy(model_input)[None, None].contiguous(memory_format=torch.channels_last_3d)
-        # blending where the backend runs: on a GPU, accumulating every window's outputs on the CPU would
-        # take longer than the model itself (an out-of-memory there takes the fallback path like any other)
-        blended = sliding_window_inference(
-            tensor, roi, settings.windows_per_batch(backend.device.type), predictor, overlap=settings.overlap,
-            mode="gaussian", padding_mode="constant", cval=float(normalise(np.array([AIR_HU]), metadata.intensity)[0]),
-            sw_device=backend.device, device=backend.device,
-        )
-    return blended[0].cpu().numpy()
+        for first in range(0, len(windows), batch_size):
+            raise_if_cancelled(cancel)
+            batch = windows[first:first + batch_size]
+            outputs = predict(torch.cat([source[(..., *box)] for box in batch]).to(device))
+            if blended is None:
+                blended = torch.zeros((outputs.shape[1],) + padded.shape, dtype=torch.float32, device=device)
+            for box, output in zip(batch, outputs):
+                blended[(slice(None), *box)] += output * weight
+                total_weight[box] += weight
+            progress("inference", (first + len(batch)) / len(windows))
+        blended /= total_weight
+    return blended[(slice(None), *inside)].cpu().numpy()
+
+
+def _window_outputs(backend: WindowBackend, windows: torch.Tensor, attention: bool) -> torch.Tensor:
+    """Logits and (with `attention`) every gate's map upsampled to the window, as channels (N, C, z, y, x)."""
+    logits, gates = backend(windows.contiguous(memory_format=torch.channels_last_3d), attention)
+    maps = [torch.nn.functional.interpolate(alpha, size=windows.shape[2:], mode="trilinear") for alpha in gates]
+    return torch.cat([logits] + maps, dim=1) if maps else logits
+
+
+def _padded(volume: np.ndarray, roi: Sequence[int], fill: float) -> Tuple[np.ndarray, Tuple[slice, ...]]:
+    """`volume` padded with `fill` to at least `roi` on every axis (the extra split evenly, the odd voxel after),
+    and where the volume lies in the padded one."""
+    before = [max(r - n, 0) // 2 for n, r in zip(volume.shape, roi)]
+    after = [max(r - n, 0) - b for n, r, b in zip(volume.shape, roi, before)]
+    if not any(before) and not any(after):
+        return volume, tuple(slice(0, n) for n in volume.shape)
+    padded = np.pad(volume, list(zip(before, after)), constant_values=fill)
+    return padded, tuple(slice(b, b + n) for b, n in zip(before, volume.shape))
+
+
+def window_starts(length: int, window: int, overlap: float) -> List[int]:
+    """Where windows start along an axis at least `window` long: every int(window * (1 - overlap)) voxels (at
+    least 1), the last one moved back to end at the axis' end."""
+    step = max(int(window * (1 - overlap)), 1)
+    return [min(index * step, length - window) for index in range(windows_along(length, window, overlap))]
+
+
+def window_boxes(shape: Sequence[int], roi: Sequence[int], overlap: float) -> Iterator[Tuple[slice, ...]]:
+    """Every window of a volume at least `roi` large, in C order of their starts (z slowest)."""
+    starts = [window_starts(length, window, overlap) for length, window in zip(shape, roi)]
+    for corner in itertools.product(*starts):
+        yield tuple(slice(start, start + window) for start, window in zip(corner, roi))
+
+
+def gaussian_weight(roi: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Each window voxel's blending weight: a Gaussian of sigma SIGMA_SCALE x the side on every axis, peak 1
+    between the two middle voxels or on the middle one, at least MIN_WEIGHT."""
+    weight = torch.ones((), dtype=torch.float32, device=device)
+    for side in roi:
+        offsets = torch.arange(-(side - 1) / 2.0, (side - 1) / 2.0 + 1, dtype=torch.float32, device=device)
+        weight = weight.unsqueeze(-1) * torch.exp(offsets ** 2 / (-2 * (side * SIGMA_SCALE) ** 2))
+    return weight.clamp_(min=max(weight.min().item(), MIN_WEIGHT))
 
 
 def window_fitted_body_box(hu: np.ndarray, patch_zyx: Sequence[int], overlap: float) -> Tuple[slice, ...]:
@@ -109,14 +144,9 @@ def window_fitted_body_box(hu: np.ndarray, patch_zyx: Sequence[int], overlap: fl
 
 
 def windows_along(length: int, window: int, overlap: float) -> int:
-    """How many windows MONAI's sliding_window_inference places along an axis (shorter axes are padded to
-    one window): its step is int(window * (1 - overlap)) and its last window ends at the axis' end."""
+    """How many windows lie along an axis (shorter axes are padded to one window): the step is
+    int(window * (1 - overlap)) and the last window ends at the axis' end."""
     if length <= window:
         return 1
     step = max(int(window * (1 - overlap)), 1)
     return math.ceil((length - window) / step) + 1
-
-
-def window_count(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
-    """How many windows MONAI's sliding_window_inference visits for this shape (for progress)."""
-    return math.prod(windows_along(length, window, overlap) for length, window in zip(shape, roi))

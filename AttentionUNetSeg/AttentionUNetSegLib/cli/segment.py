@@ -23,7 +23,6 @@ from ..inference import segment
 from ..inference_settings import InferenceSettings
 from ..model_file import read_model
 from ..registry import resolve_model_path
-from ..sliding_windows import preload_sliding_window
 from .option_types import fraction, whole_number
 from .progress import ProgressPrinter
 
@@ -77,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     if environment_shard() is not None and args.device == "auto" and local_device() is not None:
         settings = replace(settings, device=local_device())  # torchrun: this process's own GPU
     cases = resolve_inputs(args.input)
-    preload_sliding_window()
     model_path = resolve_model_path(args.model)
     if shard is None and len(args.input) == 1 and [case.path for case in cases] == args.input:
         return _run_single(args, cases[0], settings, model_path)
