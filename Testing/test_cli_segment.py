@@ -117,9 +117,20 @@ def _truncated_file(folder: Path) -> Path:
     return path
 
 
+def _garbled_file(folder: Path) -> Path:
+    """A .nii.gz whose header inflates but whose voxels stop being valid deflate data half-way."""
+    path = folder / "garbled.nii.gz"
+    data = SAMPLE_CT.read_bytes()
+    middle = len(data) // 2
+    path.write_bytes(data[:middle] + np.random.default_rng(0).integers(0, 256, 50_000, np.uint8).tobytes()
+                     + data[middle + 50_000:])
+    return path
+
+
 BAD_INPUTS = {
     "missing": (lambda d: d / "absent.nii.gz", "does not exist"),
     "corrupt": (_truncated_file, "truncated"),
+    "garbled": (_garbled_file, "is corrupt or truncated"),
     "not an image": (lambda d: (d / "notes.nrrd").write_text("hello") and d / "notes.nrrd", "cannot read"),
     "2D": (lambda d: _write(sitk.Image([8, 8], sitk.sitkInt16), d / "slice.nrrd"), "2D"),
     "4D": (lambda d: _write(sitk.Image([8, 8, 8, 2], sitk.sitkInt16), d / "series.nii.gz"), "4D"),

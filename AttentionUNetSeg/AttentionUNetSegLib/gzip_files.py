@@ -1,20 +1,26 @@
-"""Standard gzip files written fast: ISA-L's deflate (python-isal) where it is installed, else zlib's.
+"""Standard gzip files written and inflated fast: ISA-L (python-isal) where it is installed, else zlib.
 
 On the six attention maps of a 512x512x300 CT, ISA-L at its level 2 (its default) compresses with about a
 quarter of the CPU time of zlib at level 1 (nibabel's default) for 1.5 % more bytes, and lets go of the GIL,
 so maps compress in threads beside other work (docs/benchmarks.md). Both write the same format, which every
 gzip reader reads; the fallback is there for a platform without python-isal's wheels, where writing is slower.
+ISA-L also inflates a whole CT's .nii.gz in about 0.6 of zlib's time (0.31 s against 0.54 s for 157 MB), also
+without the GIL.
 """
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 try:
-    from isal import igzip
+    from isal import igzip, isal_zlib
 except ImportError:  # python-isal is a dependency; see the module docstring
-    igzip = None
+    igzip = isal_zlib = None
+
+INFLATE_ERRORS = (zlib.error,) + ((isal_zlib.error,) if isal_zlib is not None else ())
+"""What `gzip_inflater()` raises on data that is not gzip (ISA-L's error is not a zlib.error)."""
 
 ISAL_LEVEL = 2
 ZLIB_LEVEL = 1
@@ -25,3 +31,9 @@ def open_gzip(path: Path) -> BinaryIO:
     if igzip is not None:
         return igzip.IGzipFile(path, "wb", compresslevel=ISAL_LEVEL, mtime=0)
     return gzip.GzipFile(path, "wb", compresslevel=ZLIB_LEVEL, mtime=0)
+
+
+def gzip_inflater() -> Any:
+    """A decompressor of one gzip member with zlib's decompressobj interface (decompress, eof, unused_data,
+    unconsumed_tail)."""
+    return (isal_zlib or zlib).decompressobj(wbits=31)

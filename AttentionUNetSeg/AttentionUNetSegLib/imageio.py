@@ -5,7 +5,6 @@ import logging
 import math
 import os
 import threading
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ import SimpleITK as sitk
 from .atomic import atomic_file
 from .errors import InputImageError
 from .grid import Grid
-from .gzip_files import open_gzip
+from .gzip_files import INFLATE_ERRORS, gzip_inflater, open_gzip
 
 log = logging.getLogger(__name__)
 
@@ -140,22 +139,22 @@ def _check_nifti_complete(path: Path) -> None:
         header = nibabel.load(str(path)).header
         expected = int(header.get_data_offset()) + math.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
         actual = _gzip_data_size(path) if path.name.lower().endswith(".gz") else path.stat().st_size
-    except (OSError, EOFError, zlib.error, nibabel.filebasedimages.ImageFileError) as exc:
+    except (OSError, EOFError, *INFLATE_ERRORS, nibabel.filebasedimages.ImageFileError) as exc:
         raise InputImageError(f"{path} is corrupt or truncated ({exc}); copy or export it again") from exc
     if actual < expected:
         raise InputImageError(f"{path} is truncated: {actual} of {expected} bytes; copy or export it again")
 
 
 def _gzip_data_size(path: Path) -> int:
-    """Decompressed length of a gzip file (every member), counted in large steps: zlib inflates without the
+    """Decompressed length of a gzip file (every member), counted in large steps: the inflater runs without the
     GIL, so this runs beside ITK's own read and other threads (gzip.open's small steps would wait for it)."""
-    size, inflater = 0, zlib.decompressobj(wbits=31)
+    size, inflater = 0, gzip_inflater()
     with open(path, "rb") as handle:
         for data in iter(lambda: handle.read(1 << 20), b""):
             while data:
                 size += len(inflater.decompress(data, 1 << 26))  # bounded output, whatever the compression ratio
                 if inflater.eof:  # the next member, if any
-                    data, inflater = inflater.unused_data, zlib.decompressobj(wbits=31)
+                    data, inflater = inflater.unused_data, gzip_inflater()
                 else:
                     data = inflater.unconsumed_tail
     return size
