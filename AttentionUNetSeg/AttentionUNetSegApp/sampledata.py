@@ -1,10 +1,11 @@
-"""The bundled abdominal CT in the Sample Data module (loaded from the module's own folder, no download)."""
+"""The bundled abdominal CT in the Sample Data module (loaded from the engine's package data, no download)."""
 from pathlib import Path
 
 import slicer
+from AttentionUNetSegLib.sample import SAMPLE_CT
 
 SAMPLE_NAME = "AttentionUNetSegAbdomenCT"
-SAMPLE_FILE = Path(__file__).resolve().parents[1] / "Resources" / "SampleData" / "example_ct.nii.gz"
+SAMPLE_FILE = SAMPLE_CT
 SAMPLE_SHA256 = "dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1"
 
 
@@ -15,7 +16,7 @@ def registerSampleData() -> None:
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="AttentionUNetSeg",
         sampleName=SAMPLE_NAME,
-        thumbnailFileName=str(SAMPLE_FILE.parents[1] / "Icons" / "AttentionUNetSeg.png"),
+        thumbnailFileName=str(Path(__file__).resolve().parents[1] / "Resources" / "Icons" / "AttentionUNetSeg.png"),
         uris=SAMPLE_FILE.as_uri(),
         fileNames=f"{SAMPLE_NAME}.nii.gz",
         checksums=f"SHA256:{SAMPLE_SHA256}",
