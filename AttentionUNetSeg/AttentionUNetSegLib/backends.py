@@ -5,7 +5,7 @@
 - `openvino`: the same folded model converted once to OpenVINO and cached (openvino_backend.py); CPU
   only, faster than PyTorch there (docs/benchmarks.md).
 `auto` picks OpenVINO on the CPU when it is installed, PyTorch otherwise. Both return the same outputs
-within the tolerances tested in Testing/test_backends.py.
+within the tolerances tested in Testing/test_backends.py. int8 (quantization.py) runs only on OpenVINO.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch
 from .device import autocast
 from .errors import InvalidOptionError
 from .optimize import prepare_for_inference
+from .quantization import require_nncf
 from .window_backend import WindowBackend, WindowOutputs
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,18 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """'auto' -> 'openvino' on the CPU when it is installed, else 'torch'; impossible choices are refused."""
     if backend not in BACKEND_CHOICES:
         raise InvalidOptionError(f"backend must be one of {BACKEND_CHOICES}, not {backend!r}")
+    if dtype == torch.int8:
+        if backend == "torch":
+            raise InvalidOptionError("int8 inference runs on the OpenVINO backend; use --backend openvino or auto, "
+                                     "or another precision")
+        if not openvino_installed():
+            raise InvalidOptionError("int8 inference needs the openvino package: pip install openvino nncf")
+        require_nncf()
+        return "openvino"
     if backend == "auto":
         return "openvino" if device.type == "cpu" and openvino_installed() else "torch"
     if backend == "openvino":
@@ -65,15 +74,16 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 def make_backend(model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
                  backend: str = "auto") -> WindowBackend:
-    """The backend named `backend` running `model`; if OpenVINO cannot take the model, PyTorch, with a warning."""
-    chosen = resolve_backend(backend, device)
+    """The backend named `backend` running `model`; if OpenVINO cannot take the model, PyTorch, with a warning
+    (not for int8, which only OpenVINO runs)."""
+    chosen = resolve_backend(backend, device, dtype)
     if chosen == "openvino":
         from .openvino_backend import OpenVINOBackend
 
         try:
             return OpenVINOBackend(model, dtype)
         except Exception as exc:  # a conversion or compile failure must not stop a segmentation
-            if backend == "openvino":
+            if backend == "openvino" or dtype == torch.int8:
                 raise
             log.warning("OpenVINO could not run this model (%s); using PyTorch instead", exc)
     return TorchBackend(model, device, dtype)

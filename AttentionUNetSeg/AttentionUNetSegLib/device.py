@@ -10,6 +10,8 @@ from .errors import InvalidOptionError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+INFERENCE_PRECISION_CHOICES = PRECISION_CHOICES + ("int8",)
+"""int8 is for inference only (quantization.py)."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -42,9 +44,15 @@ def _mps_runs_conv3d() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """'auto': bfloat16 on CUDA (float16 where bf16 is unsupported) and on CPUs with native bf16
-    instructions (AVX-512 BF16, AMX); float32 elsewhere."""
-    if precision not in PRECISION_CHOICES:
-        raise InvalidOptionError(f"precision must be one of {PRECISION_CHOICES}, not {precision!r}")
+    instructions (AVX-512 BF16, AMX); float32 elsewhere. 'int8' (torch.int8): quantized, on the CPU only
+    (OpenVINO; quantization.py)."""
+    if precision not in INFERENCE_PRECISION_CHOICES:
+        raise InvalidOptionError(f"precision must be one of {INFERENCE_PRECISION_CHOICES}, not {precision!r}")
+    if precision == "int8":
+        if device.type != "cpu":
+            raise InvalidOptionError(f"int8 inference runs on the CPU (OpenVINO), not on {device.type}; use --device "
+                                     "cpu, or another precision")
+        return torch.int8
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

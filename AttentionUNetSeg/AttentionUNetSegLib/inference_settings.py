@@ -10,7 +10,7 @@ from .errors import InvalidOptionError
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """`device` (device.DEVICE_CHOICES or cuda:N), `precision` (device.PRECISION_CHOICES) and `backend`
+    """`device` (device.DEVICE_CHOICES or cuda:N), `precision` (device.INFERENCE_PRECISION_CHOICES) and `backend`
     (backends.BACKEND_CHOICES) are resolved when the run starts. `overlap` of the sliding windows in [0, 1);
     `batch_size` windows per forward pass (None: 4 on CUDA, 1 elsewhere); `window_voxels` > 0 enlarges the
     windows up to that many voxels, 0 keeps them at the model's training patch, None takes the model's own

@@ -5,7 +5,8 @@ dynamic batch and spatial sizes, so one converted model serves every window size
 per-user cache under the model file's sha256 and the OpenVINO version; it is written to a temporary
 folder that is then renamed, so a half-written entry is never read, and an unreadable entry is converted
 again. The precision is OpenVINO's inference hint: bf16 where PyTorch would use bf16 (CPUs with native
-bf16), f32 otherwise. This module owns the cache's layout: `cache_entries` lists it, `remove_cache_entries`
+bf16), f32 otherwise; for int8 the converted model is quantized (quantization.py) and cached beside it, in an
+entry of its own (INT8_SUFFIX). This module owns the cache's layout: `cache_entries` lists it, `remove_cache_entries`
 empties it (all of it, or one model file's entries) by renaming each entry away before deleting it.
 """
 from __future__ import annotations
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 CONVERSION_VERSION = 1
 """Bump when the conversion below changes, so models converted the old way are not used."""
 EXAMPLE_SIZE = 32
-PRECISION_HINTS = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
+PRECISION_HINTS = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16", torch.int8: "f32"}
+"""int8: the quantized layers run in int8 whatever the hint; f32 is the precision of the rest."""
 IR_FILE = "network.xml"
+INT8_SUFFIX = "-int8"
 ENTRY_NAME = re.compile(r"(?P<sha256>[0-9a-f]{64})-openvino.+")
 CONVERTING_PREFIX = ".converting-"
 REMOVING_PREFIX = ".removing-"
@@ -78,7 +81,8 @@ class OpenVINOBackend:
         self.gate_names = list(model.gate_names)
         self.dtype = dtype
         self.core = ov.Core()
-        self.request = compile_request(self._cached_or_converted(model), dtype, self.core)
+        ov_model = self._cached_or_quantized(model) if dtype == torch.int8 else self._cached_or_converted(model)
+        self.request = compile_request(ov_model, dtype, self.core)
 
     def __call__(self, windows: torch.Tensor, attention: bool) -> WindowOutputs:
         results = self.request.infer({0: np.ascontiguousarray(windows.numpy(), dtype=np.float32)})
@@ -87,29 +91,42 @@ class OpenVINOBackend:
         return outputs[0], outputs[1:]
 
     def _cached_or_converted(self, model: nn.Module):
-        import openvino as ov
-
         folder = self._cache_folder(model)
-        if folder is not None and (folder / IR_FILE).is_file():
-            try:
-                return self.core.read_model(str(folder / IR_FILE))
-            except RuntimeError as exc:
-                log.warning("the cached OpenVINO model in %s is unreadable (%s); converting again", folder, exc)
-                shutil.rmtree(folder, ignore_errors=True)
-        log.info("converting the model for OpenVINO (once per model file%s)",
-                 f"; kept in {folder}" if folder is not None else "")
-        ov_model = convert(_AllOutputs(fold_batchnorm(model)), model.config.in_channels)
-        if folder is not None:
-            _store(ov_model, folder, ov)
-        return ov_model
+        cached = self._cached(folder)
+        if cached is not None:
+            return cached
+        log.info("converting the model for OpenVINO (once per model file%s)", _kept_in(folder))
+        return _stored(convert(_AllOutputs(fold_batchnorm(model)), model.config.in_channels), folder)
+
+    def _cached_or_quantized(self, model: nn.Module):
+        from .quantization import quantize
+
+        folder = self._cache_folder(model, INT8_SUFFIX)
+        cached = self._cached(folder)
+        if cached is not None:
+            return cached
+        log.info("quantizing the model to int8 (once per model file%s)", _kept_in(folder))
+        return _stored(quantize(self._cached_or_converted(model), model.metadata), folder)
+
+    def _cached(self, folder: Optional[Path]):
+        """The model cached in `folder`, or None (an unreadable one is removed, to be made again)."""
+        if folder is None or not (folder / IR_FILE).is_file():
+            return None
+        try:
+            return self.core.read_model(str(folder / IR_FILE))
+        except RuntimeError as exc:
+            log.warning("the cached OpenVINO model in %s is unreadable (%s); making it again", folder, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
 
     @staticmethod
-    def _cache_folder(model: nn.Module) -> Optional[Path]:
-        """Where this model file's converted model lives; None for a model not loaded from a file."""
+    def _cache_folder(model: nn.Module, variant: str = "") -> Optional[Path]:
+        """Where this model file's converted (or, with INT8_SUFFIX, quantized) model lives; None for a model not
+        loaded from a file."""
         import openvino as ov
 
         sha256 = getattr(model, "sha256", None)
-        return None if sha256 is None else cache_root() / f"{sha256}{_version_suffix(ov.__version__)}"
+        return None if sha256 is None else cache_root() / f"{sha256}{_version_suffix(ov.__version__)}{variant}"
 
 
 def cache_root() -> Path:
@@ -137,8 +154,8 @@ def cache_entries(sha256: Optional[str] = None) -> List[CacheEntry]:
     for folder in sorted(root.iterdir() if root.is_dir() else ()):
         match = ENTRY_NAME.fullmatch(folder.name)
         if match and (sha256 is None or match["sha256"] == sha256) and folder.is_dir() and not folder.is_symlink():
-            entries.append(CacheEntry(folder, match["sha256"], _folder_size(folder),
-                                      suffix is not None and folder.name == match["sha256"] + suffix))
+            entries.append(CacheEntry(folder, match["sha256"], _folder_size(folder), suffix is not None and
+                                      folder.name in (match["sha256"] + suffix, match["sha256"] + suffix + INT8_SUFFIX)))
     return entries
 
 
@@ -202,15 +219,24 @@ def compile_request(ov_model, dtype: torch.dtype, core=None):
     return (core or ov.Core()).compile_model(ov_model, "CPU", settings).create_infer_request()
 
 
-def _store(ov_model, folder: Path, ov) -> None:
-    """Save atomically: into a temporary folder beside `folder`, then rename it (a racing writer may win)."""
+def _kept_in(folder: Optional[Path]) -> str:
+    return f"; kept in {folder}" if folder is not None else ""
+
+
+def _stored(ov_model, folder: Optional[Path]):
+    """`ov_model`, after saving it in `folder` (unless that is None) atomically: into a temporary folder beside
+    it, then renamed (a racing writer may win)."""
+    import openvino as ov
+
+    if folder is None:
+        return ov_model
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_folder(folder.parent, CONVERTING_PREFIX)
     try:
         ov.save_model(ov_model, str(staging / IR_FILE), compress_to_fp16=False)
         os.replace(staging, folder)
     except OSError as exc:
-        log.warning("could not keep the converted OpenVINO model in %s (%s); it is converted again next time",
-                    folder, exc)
+        log.warning("could not keep the OpenVINO model in %s (%s); it is made again next time", folder, exc)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return ov_model

@@ -65,7 +65,7 @@ def blend_windows(volume: np.ndarray, roi: Sequence[int], overlap: float, batch_
 
     The blending runs on `device`, where `predict` runs: on a GPU, accumulating every window's outputs on the
     CPU would take longer than the model itself."""
-    padded, inside = _padded(volume, roi, fill)
+    padded, inside = padded_to_window(volume, roi, fill)
     source = torch.from_numpy(padded)[None, None]
     weight = gaussian_weight(roi, device)
     total_weight = torch.zeros(padded.shape, dtype=torch.float32, device=device)
@@ -93,7 +93,7 @@ def _window_outputs(backend: WindowBackend, windows: torch.Tensor, attention: bo
     return torch.cat([logits] + maps, dim=1) if maps else logits
 
 
-def _padded(volume: np.ndarray, roi: Sequence[int], fill: float) -> Tuple[np.ndarray, Tuple[slice, ...]]:
+def padded_to_window(volume: np.ndarray, roi: Sequence[int], fill: float) -> Tuple[np.ndarray, Tuple[slice, ...]]:
     """`volume` padded with `fill` to at least `roi` on every axis (the extra split evenly, the odd voxel after),
     and where the volume lies in the padded one."""
     before = [max(r - n, 0) // 2 for n, r in zip(volume.shape, roi)]

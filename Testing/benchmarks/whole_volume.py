@@ -7,16 +7,17 @@ Two inputs, each a 512x512x300 CT at 0.8x0.8x1.0 mm, segmented at 2 mm:
   folder by default, never inside the repository);
 - phantom: a synthetic abdominal CT from our phantom generator.
 
-Rows per input, run interleaved round by round (ours labels only, ours default, ours as shipped, MONAI; then the
-next round): (a) our CLI with `--no-attention` (labels only), (b) our CLI with its default outputs (labels and
-the six attention maps), both with the default model's weights (the paper-size Attention U-Net, feature_scale 4)
-run with the peer's 160x160x96 windows, so that the labels and attention maps have realistic structure and the
-work per window matches, (c) the plain command `attention-unet segment CT -o OUT`, the default model with its
-own windows, what a user runs, and (d) MONAI's AttentionUnet (channels 16-256) with MONAI's sliding-window inference
-(160x160x96, overlap 0.25, Gaussian blending), resampled back to the input grid (labels only), in bf16
-channels-last where the CPU supports it. Each run is its own subprocess; its wall time and peak RSS (by
-/usr/bin/time -v) are reported. The peer's weights are random: this measures speed, not accuracy. Our model's
-OpenVINO conversion is cached before timing.
+Rows per input, run interleaved round by round (every row, then the next round): (a) our CLI with
+`--no-attention` (labels only), (b) our CLI with its default outputs (labels and the six attention maps), both
+with the default model's weights (the paper-size Attention U-Net, feature_scale 4) run with the peer's 160x160x96
+windows, so that the labels and attention maps have realistic structure and the work per window matches,
+(c) the plain command `attention-unet segment CT -o OUT` (the default model with its own windows, what a user
+runs), labels only and default outputs, (d) the same with `--precision int8` (quantization.py; labels differ
+from float32's: Testing/benchmarks/int8_agreement.py), and (e) MONAI's AttentionUnet (channels 16-256) with
+MONAI's sliding-window inference (160x160x96, overlap 0.25, Gaussian blending), resampled back to the input grid
+(labels only), in bf16 channels-last where the CPU supports it. Each run is its own subprocess; its wall time and
+peak RSS (by /usr/bin/time -v) are reported. The peer's weights are random: this measures speed, not accuracy.
+Our model's OpenVINO conversion (and int8 quantization) is cached before timing.
 
 Prints a Markdown table (per row: every run's wall seconds, min, median, peak RSS, MONAI/ours ratios) and,
 for our rows, the summary's "timings_s" of the fastest run.
@@ -41,11 +42,15 @@ REPO = Path(__file__).resolve().parents[2]
 REAL_CT = REPO.parent / "shared" / "data" / "ircad" / "3Dircadb1.1" / "ct.nii.gz"
 INPUT_NAMES = {"real": "ircad1_512", "phantom": "phantom_512"}
 INPUT_TITLES = {"real": "3D-IRCADb-01 patient 1.1, resampled", "phantom": "phantom"}
-ROWS = ("ours-labels", "ours-default", "ours-shipped", "monai")
-ROW_TITLES = {"ours-labels": "ours, labels only (`--no-attention`)",
-              "ours-default": "ours, default (labels + six attention maps)",
-              "ours-shipped": "ours, default outputs, the default model as shipped (its own windows)",
+ROWS = ("ours-labels", "ours-default", "shipped-labels", "shipped", "shipped-int8-labels", "shipped-int8", "monai")
+ROW_TITLES = {"ours-labels": "ours, labels only (`--no-attention`), 160x160x96 windows",
+              "ours-default": "ours, default (labels + six attention maps), 160x160x96 windows",
+              "shipped-labels": "`attention-unet segment CT -o OUT --no-attention` (the default model as shipped)",
+              "shipped": "`attention-unet segment CT -o OUT` (labels + six maps, the default model as shipped)",
+              "shipped-int8-labels": "the same, `--precision int8 --no-attention`",
+              "shipped-int8": "the same, `--precision int8`",
               "monai": "MONAI pipeline, labels only"}
+OURS = ROWS[:-1]
 
 
 def resample_centred(source, size=SIZE, spacing=SPACING):
@@ -92,12 +97,13 @@ def make_model(workdir: Path) -> Path:
         model = read_model(shipped)
         save_model(model, replace(model.metadata, patch_size=PATCH, name="default-160x160x96"), model_path)
     _convert_once(model_path)
-    _convert_once(shipped)
+    _convert_once(shipped, int8=True)
     return model_path
 
 
-def _convert_once(model_path: Path) -> None:
-    """Fill the OpenVINO cache before timing (a new model's first run pays the conversion once)."""
+def _convert_once(model_path: Path, int8: bool = False) -> None:
+    """Fill the OpenVINO cache before timing (a new model's first run pays the conversion, and its first int8 run
+    the quantization, once)."""
     import torch
 
     from AttentionUNetSegLib.backends import openvino_installed
@@ -107,6 +113,8 @@ def _convert_once(model_path: Path) -> None:
         from AttentionUNetSegLib.openvino_backend import OpenVINOBackend
 
         OpenVINOBackend(read_model(model_path), torch.float32)
+        if int8:
+            OpenVINOBackend(read_model(model_path), torch.int8)
 
 
 def monai_pipeline(ct_path: Path, out_path: Path) -> None:
@@ -173,10 +181,12 @@ def run_row(row: str, ct_path: Path, model_path: Path, out_dir: Path) -> dict:
         return timed_subprocess([sys.executable, __file__, "--peer-only-run", str(ct_path),
                                  str(out_dir / "monai.nii.gz")])
     command = [sys.executable, "-m", "AttentionUNetSegLib", "segment", str(ct_path), "-o", str(out_dir), "--quiet"]
-    if row != "ours-shipped":
+    if not row.startswith("shipped"):
         command += ["--model", str(model_path)]
-    if row == "ours-labels":
+    if row.endswith("labels"):
         command.append("--no-attention")
+    if "int8" in row:
+        command += ["--precision", "int8"]
     result = timed_subprocess(command)
     summary = json.loads(next(out_dir.glob("*_summary.json")).read_text())
     return result | {"timings_s": summary["timings_s"]}
@@ -234,7 +244,7 @@ def main() -> None:
     print(to_markdown(results, args.rounds))
     print("\nOur timings_s, fastest run of each row:")
     for kind, rows in results.items():
-        for row in ROWS[:3]:
+        for row in OURS:
             fastest = min(rows[row], key=lambda r: r["wall_s"])
             print(f"- {INPUT_TITLES[kind]}, {ROW_TITLES[row]} ({fastest['wall_s']:.1f} s): "
                   f"{json.dumps(fastest['timings_s'])}")

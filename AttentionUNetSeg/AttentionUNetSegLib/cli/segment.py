@@ -16,7 +16,7 @@ from ..cohort.inputs import CohortCase, resolve_inputs
 from ..cohort.runner import CohortJob, check_output_folder, run_cohort
 from ..cohort.shards import Shard, environment_shard, local_device, parse_shard
 from ..cohort.table import write_cohort_table
-from ..device import DEVICE_CHOICES, PRECISION_CHOICES
+from ..device import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
 from ..errors import InvalidOptionError
 from ..imageio import OUTPUT_FORMATS, read_image
 from ..inference import segment
@@ -43,9 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None,
                         help="registry name or .safetensors file (default: the registry's default model)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="compute device (default: auto)")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+    parser.add_argument("--precision", choices=INFERENCE_PRECISION_CHOICES, default="auto",
                         help="numeric precision (default: auto = bf16/fp16 on CUDA, bf16 on CPUs with native "
-                        "bf16, else fp32)")
+                        "bf16, else fp32); int8: quantized, on the CPU through OpenVINO, faster there but with "
+                        "labels that differ from fp32's (needs nncf; the first run quantizes the model, once)")
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                         help="what runs the network: auto = OpenVINO on the CPU when installed (faster there), else "
                         "PyTorch (default: auto)")
