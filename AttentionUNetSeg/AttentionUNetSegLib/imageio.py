@@ -241,7 +241,8 @@ def read_map(path: Path) -> np.ndarray:
 
     stored = nibabel.load(str(path)).dataobj
     slope = np.float32(1.0 if stored.slope is None or np.isnan(stored.slope) else stored.slope)
-    return np.ascontiguousarray(np.multiply(np.asarray(stored.get_unscaled()).T, slope, dtype=np.float32))
+    unscaled = np.asarray(stored.get_unscaled()).T  # (z, y, x) view of the file's (x, y, z) voxels
+    return np.multiply(unscaled, slope, out=np.empty(unscaled.shape, np.float32), dtype=np.float32)
 
 
 def _nifti_header(values: np.ndarray, grid: Grid, step: Optional[float]):

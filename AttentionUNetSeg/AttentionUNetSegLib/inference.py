@@ -29,7 +29,7 @@ from .model_file import ModelMetadata, model_metadata
 from .plausibility import plausibility_warnings
 from .preprocessing import AIR_HU, model_grid, normalise, resample, validate_image
 from .registry import load_model
-from .resampling import argmax_on_grid, resample_linear, resample_multiples
+from .resampling import argmax_on_grid, resample_linear, resample_multiples, resample_rounded
 from .sliding_windows import sliding_window_outputs, window_fitted_body_box
 from .window_backend import WindowBackend
 
@@ -42,28 +42,34 @@ OUTSIDE_LOGIT_MARGIN = 20.0  # background wins by this margin outside the body (
 
 
 class ResampledMaps(MapSet):
-    """Maps (z, y, x arrays) kept on the model grid and resampled onto `grid` when read, one at a time,
-    clipped to [0, 1] and, with `step` (a power of two, at least 2^-15), rounded to multiples of it."""
+    """Maps (z, y, x arrays: `source_maps`) kept on the `source` grid (the model's) and resampled onto `grid` when
+    read, one at a time, clipped to [0, 1] and, with `step` (a power of two, at least 2^-15), rounded to
+    multiples of it."""
 
     def __init__(self, maps: Dict[str, np.ndarray], source: Grid, grid: Grid, step: Optional[float] = None) -> None:
-        self._maps, self._source, self.grid, self.step = maps, source, grid, step
+        self.source_maps, self.source, self.grid, self.step = maps, source, grid, step
 
     def array(self, name: str) -> np.ndarray:
+        out = np.empty(self.grid.shape, np.float32)
+        self.read_into(name, out)
+        return out
+
+    def read_into(self, name: str, out: np.ndarray) -> None:
         if self.step is not None:
-            values = self.multiples(name).astype(np.float32)
-            return np.multiply(values, np.float32(self.step), out=values)  # exact: the step is a power of two
-        return torch.from_numpy(resample_linear(self._maps[name], self._source, self.grid)).clamp_(0.0, 1.0).numpy()
+            resample_rounded(self.source_maps[name], self.source, self.grid, self.step, out)
+        else:
+            np.clip(resample_linear(self.source_maps[name], self.source, self.grid), 0.0, 1.0, out=out)
 
     def multiples(self, name: str) -> np.ndarray:
         if self.step is None:
             return super().multiples(name)  # the refusal
-        return resample_multiples(self._maps[name], self._source, self.grid, self.step)
+        return resample_multiples(self.source_maps[name], self.source, self.grid, self.step)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._maps)
+        return iter(self.source_maps)
 
     def __len__(self) -> int:
-        return len(self._maps)
+        return len(self.source_maps)
 
 
 @dataclass

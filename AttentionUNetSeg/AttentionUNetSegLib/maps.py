@@ -31,6 +31,10 @@ class MapSet(Mapping[str, sitk.Image]):
     def array(self, name: str) -> np.ndarray:
         """The map's float32 values (z, y, x) on `grid`."""
 
+    def read_into(self, name: str, out: np.ndarray) -> None:
+        """Write the map's float32 values into `out` (z, y, x on `grid`), e.g. a volume node's own voxels."""
+        out[...] = self.array(name)
+
     def multiples(self, name: str) -> np.ndarray:
         """The map's values (z, y, x) divided by `step`, as int16 (exact: they are multiples of it)."""
         if self.step is None:

@@ -68,16 +68,32 @@ def resample_multiples(array: np.ndarray, source: Grid, target: Grid, step: floa
 
     `resample_linear` followed by the clip and the rounding, one output plane at a time (in cache, without
     float32 temporaries of the target's size)."""
+    multiples = np.empty(target.shape, dtype=np.int16)
+    for index, plane in _rounded_planes(array, source, target, step, bounds):
+        multiples[index] = plane
+    return multiples
+
+
+def resample_rounded(array: np.ndarray, source: Grid, target: Grid, step: float, out: np.ndarray,
+                     bounds: Tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """`resample_multiples`' values (multiple * step) as float32, written into `out` (z, y, x on `target`) plane by
+    plane; exact for a power-of-two `step`. Returns `out`."""
+    for index, plane in _rounded_planes(array, source, target, step, bounds):
+        np.multiply(plane, np.float32(step), out=out[index])
+    return out
+
+
+def _rounded_planes(array: np.ndarray, source: Grid, target: Grid, step: float,
+                    bounds: Tuple[float, float]) -> Iterator[Tuple[int, np.ndarray]]:
+    """Each output plane of `resample_multiples`, its multiples as float32 (in a reused buffer)."""
     if not np.iinfo(np.int16).min <= round(bounds[0] / step) <= round(bounds[1] / step) <= np.iinfo(np.int16).max:
         raise ValueError(f"multiples of {step} in {bounds} do not fit in int16")
-    multiples = np.empty(target.shape, dtype=np.int16)
     maps = axis_maps(source, target)
     planes = enumerate(resample_linear(array, source, target)) if maps is None else _target_planes(array, maps, 0.0)
     for index, plane in planes:
         np.clip(plane, *bounds, out=plane)
         plane *= np.float32(1.0 / step)
-        multiples[index] = np.rint(plane, out=plane)
-    return multiples
+        yield index, np.rint(plane, out=plane)
 
 
 def _target_planes(array: np.ndarray, maps: List[AxisMap], outside: float) -> Iterator[Tuple[int, np.ndarray]]:

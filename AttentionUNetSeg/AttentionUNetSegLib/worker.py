@@ -5,7 +5,9 @@ and a run can be cancelled by ending the process. Files are exchanged through JO
 
 - segmentation: `job.json` and `input.nrrd`, written by `write_job` in the calling process; `result.json`,
   `labels.nrrd`, `attention-<n>.nii`, `probability-<n>.nii`, written by the worker and read back by
-  `read_result` as a `SegmentationResult`;
+  `read_result` as a `SegmentationResult`. The maps travel on the model's grid (a few MB each; on the input's
+  grid a whole CT's are hundreds of MB) and are resampled onto the input's grid when read, as `segment` does
+  (ResampledMaps): the same values as in-process;
 - fine-tuning: `job.json` (kind "fine_tune") and `case-<n>-ct.nrrd`/`case-<n>-labels.nrrd`, written by
   `write_fine_tune_job`; `result.json` and the new model file in `work/`, read back by `read_fine_tune_result`
   as a `FineTuneResult` (the caller registers the model: a killed worker leaves none).
@@ -21,20 +23,17 @@ import json
 import logging
 import sys
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
-import numpy as np
 import SimpleITK as sitk
 
 from . import errors
 from .classes import SegmentClass
 from .errors import AttentionUNetSegError
 from .grid import Grid
-from .imageio import read_map
+from .imageio import read_map, write_map
 from .inference_settings import InferenceSettings
-from .maps import MapSet, write_in_parallel, write_map_file
 
 JOB_FILE = "job.json"
 INPUT_FILE = "input.nrrd"
@@ -44,6 +43,7 @@ FINE_TUNE = "fine_tune"
 
 if TYPE_CHECKING:
     from .fine_tuning import FineTuneCase, FineTuneResult, FineTuneSettings
+    from .inference import ResampledMaps
 
 Emit = Callable[[dict], None]
 
@@ -89,11 +89,11 @@ def _run_segmentation(job_dir: Path, job: dict, emit: Emit) -> None:
     result = segment(image, job["model"], InferenceSettings(**job["settings"]),
                      progress=lambda stage, fraction: emit({"event": "progress", "stage": stage, "fraction": fraction}))
     emit({"event": "progress", "stage": "saving", "fraction": 0.0})
-    attention_files = _write_maps(job_dir, "attention", result.attention)
-    probability_files = _write_maps(job_dir, "probability", result.probabilities or {})
     sitk.WriteImage(result.labels, str(job_dir / LABELS_FILE), True)
-    summary = {"classes": [c.to_dict() for c in result.classes], "attention": attention_files,
-               "probabilities": probability_files if result.probabilities is not None else None,
+    summary = {"classes": [c.to_dict() for c in result.classes],
+               "attention": _write_maps(job_dir, "attention", result.attention),
+               "probabilities": None if result.probabilities is None else
+               _write_maps(job_dir, "probability", result.probabilities),
                "device": result.device, "precision": result.precision, "backend": result.backend,
                "timings": result.timings,
                "warnings": result.warnings}
@@ -122,32 +122,26 @@ def read_fine_tune_result(job_dir: Path) -> "FineTuneResult":
     return FineTuneResult.from_dict(json.loads((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8")))
 
 
-def _write_maps(job_dir: Path, prefix: str, maps: MapSet) -> Dict[str, str]:
-    """Write every map as `<prefix>-<n>.nii`, several at a time; return map name -> file name. Uncompressed NIfTI
-    holds maps with a step as int16 multiples with the step as scale factor: half the bytes, read back as float32."""
+def _write_maps(job_dir: Path, prefix: str, maps: "ResampledMaps") -> dict:
+    """Write every map's model-grid values as `<prefix>-<n>.nii` (float32, uncompressed); return what
+    `_read_maps` needs: map name -> file name, the model grid and the step."""
     files = {name: f"{prefix}-{index}.nii" for index, name in enumerate(maps)}
-    write_in_parallel([(job_dir / file, partial(write_map_file, maps, name)) for name, file in files.items()])
-    return files
+    for name, file in files.items():
+        write_map(maps.source_maps[name], maps.source, job_dir / file)
+    return {"files": files, "grid": asdict(maps.source), "step": maps.step}
 
 
-class MapFiles(MapSet):
-    """Maps on `grid` read from their files on access, so that only one is in memory at a time."""
+def _read_maps(job_dir: Path, record: dict, grid: Grid) -> "ResampledMaps":
+    """The maps `_write_maps` wrote, resampled onto `grid` when read."""
+    from .inference import ResampledMaps
 
-    def __init__(self, folder: Path, files: Dict[str, str], grid: Grid) -> None:
-        self._folder, self._files, self.grid = folder, files, grid
-
-    def array(self, name: str) -> np.ndarray:
-        return read_map(self._folder / self._files[name])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._files)
-
-    def __len__(self) -> int:
-        return len(self._files)
+    source = Grid(**{key: tuple(value) for key, value in record["grid"].items()})
+    return ResampledMaps({name: read_map(job_dir / file) for name, file in record["files"].items()}, source, grid,
+                         record["step"])
 
 
 def read_result(job_dir: Path):
-    """The `SegmentationResult` a finished job wrote; maps are read from `job_dir` when accessed."""
+    """The `SegmentationResult` a finished job wrote (its maps read into memory on the model grid)."""
     from .inference import SegmentationResult
 
     job_dir = Path(job_dir)
@@ -157,8 +151,8 @@ def read_result(job_dir: Path):
     return SegmentationResult(
         labels=labels,
         classes=[SegmentClass.from_dict(c) for c in summary["classes"]],
-        attention=MapFiles(job_dir, summary["attention"], Grid.of(labels)),
-        probabilities=None if probabilities is None else MapFiles(job_dir, probabilities, Grid.of(labels)),
+        attention=_read_maps(job_dir, summary["attention"], Grid.of(labels)),
+        probabilities=None if probabilities is None else _read_maps(job_dir, probabilities, Grid.of(labels)),
         device=summary["device"],
         precision=summary["precision"],
         backend=summary["backend"],
