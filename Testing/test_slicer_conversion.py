@@ -7,6 +7,7 @@ import vtk
 from slicer_scene import add_volume, ijk_to_ras, oblique, world_ijk_to_ras
 
 import slicer
+from AttentionUNetSegLib.grid import Grid
 from AttentionUNetSegLogic import volumeNodeToImage
 from AttentionUNetSegLogic.conversion import ijkToRasMatrix
 
@@ -41,7 +42,7 @@ def test_oblique_left_handed_grid_round_trips(scene, small_ct: sitk.Image) -> No
     node = add_volume(scene, image, "oblique")
     assert np.linalg.det(ijk_to_ras(node)[:3, :3]) < 0
     assert_same_image(volumeNodeToImage(node), image)
-    assert np.allclose(ijkToRasMatrix(image), ijk_to_ras(node))
+    assert np.allclose(ijkToRasMatrix(Grid.of(image)), ijk_to_ras(node))
 
 
 def test_linear_parent_transform_is_hardened_on_a_clone(scene, small_ct: sitk.Image) -> None:
@@ -59,7 +60,7 @@ def test_linear_parent_transform_is_hardened_on_a_clone(scene, small_ct: sitk.Im
 
     world = world_ijk_to_ras(node)
     assert not np.allclose(world, matrix_before)
-    assert np.allclose(ijkToRasMatrix(image), world, atol=1e-6)
+    assert np.allclose(ijkToRasMatrix(Grid.of(image)), world, atol=1e-6)
     assert np.array_equal(sitk.GetArrayViewFromImage(image), voxels_before)
     assert np.array_equal(ijk_to_ras(node), matrix_before)
     assert np.array_equal(slicer.util.arrayFromVolume(node), voxels_before)
@@ -86,7 +87,7 @@ def test_nonlinear_parent_transform_resamples_onto_the_volume_grid(scene, small_
 
     image = volumeNodeToImage(node)
 
-    assert np.allclose(ijkToRasMatrix(image), ijk_to_ras(node))  # same grid, voxels resampled
+    assert np.allclose(ijkToRasMatrix(Grid.of(image)), ijk_to_ras(node))  # same grid, voxels resampled
     resampled = sitk.GetArrayViewFromImage(image)
     assert not np.array_equal(resampled, voxels_before)
     # RAS +x is image -i here (LPS direction identity): content moves two voxels towards lower i

@@ -5,12 +5,19 @@ and a direction matrix in LPS. The two differ by the sign of the first two physi
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, List, Sequence
+
 import numpy as np
 import SimpleITK as sitk
 import vtk
 from vtk.util import numpy_support
 
 import slicer
+from AttentionUNetSegLib.grid import Grid
+
+if TYPE_CHECKING:  # the engine's maps import PyTorch, which the logic must load without
+    from AttentionUNetSegLib.maps import MapSet
 
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
 
@@ -47,7 +54,32 @@ def _hardenedClone(volumeNode: slicer.vtkMRMLScalarVolumeNode) -> slicer.vtkMRML
 def updateVolumeFromImage(volumeNode: slicer.vtkMRMLVolumeNode, image: sitk.Image) -> None:
     """Set `volumeNode`'s voxels and IJK-to-RAS matrix from a SimpleITK image (the node need not be in a scene)."""
     slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayViewFromImage(image))
-    volumeNode.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(image)))
+    volumeNode.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(Grid.of(image))))
+
+
+def volumesFromMaps(maps: MapSet, names: Sequence[str]) -> List[slicer.vtkMRMLScalarVolumeNode]:
+    """New volume nodes (not in a scene) holding the maps `names` of `maps` (float32 voxels on `maps.grid`). Each
+    map's values are read straight into its node's voxels, a few maps at a time in threads (NumPy lets go of the
+    GIL while it resamples): a whole CT's map is hundreds of MB, copied once instead of three times through an
+    image, and the maps' page faults and resampling are spread over the cores."""
+    from AttentionUNetSegLib.maps import writers
+
+    nodes = []
+    for _ in names:
+        imageData = vtk.vtkImageData()
+        imageData.SetDimensions(maps.grid.size)
+        imageData.AllocateScalars(vtk.VTK_FLOAT, 1)
+        node = slicer.vtkMRMLScalarVolumeNode()
+        node.SetAndObserveImageData(imageData)
+        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(maps.grid)))
+        nodes.append(node)
+    with ThreadPoolExecutor(max_workers=writers()) as pool:
+        for done in [pool.submit(maps.read_into, name, slicer.util.arrayFromVolume(node))
+                     for name, node in zip(names, nodes)]:
+            done.result()
+    for node in nodes:
+        slicer.util.arrayFromVolumeModified(node)
+    return nodes
 
 
 def orientedImageFromImage(image: sitk.Image) -> slicer.vtkOrientedImageData:
@@ -57,7 +89,7 @@ def orientedImageFromImage(image: sitk.Image) -> slicer.vtkOrientedImageData:
     array = sitk.GetArrayViewFromImage(image)
     oriented.AllocateScalars(numpy_support.get_vtk_array_type(array.dtype), 1)
     numpy_support.vtk_to_numpy(oriented.GetPointData().GetScalars())[:] = array.ravel()
-    oriented.SetImageToWorldMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(image)))
+    oriented.SetImageToWorldMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(Grid.of(image))))
     return oriented
 
 
@@ -82,12 +114,12 @@ def _imageOf(imageData: vtk.vtkImageData, ijkToRas: np.ndarray) -> sitk.Image:
     return image
 
 
-def ijkToRasMatrix(image: sitk.Image) -> np.ndarray:
-    """The 4x4 IJK-to-RAS matrix of a SimpleITK image's grid."""
+def ijkToRasMatrix(grid: Grid) -> np.ndarray:
+    """The 4x4 IJK-to-RAS matrix of a grid (`Grid.of(image)` for a SimpleITK image's)."""
     matrix = np.eye(4)
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    matrix[:3, :3] = RAS_FROM_LPS @ direction @ np.diag(image.GetSpacing())
-    matrix[:3, 3] = RAS_FROM_LPS @ np.array(image.GetOrigin())
+    direction = np.array(grid.direction).reshape(3, 3)
+    matrix[:3, :3] = RAS_FROM_LPS @ direction @ np.diag(grid.spacing)
+    matrix[:3, 3] = RAS_FROM_LPS @ np.array(grid.origin)
     return matrix
 
 

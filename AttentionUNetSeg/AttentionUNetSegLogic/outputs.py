@@ -14,14 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Mapping, Optional
 
-import SimpleITK as sitk
 import vtk
 
 import slicer
 from AttentionUNetSegLib.callbacks import ProgressCallback
 from AttentionUNetSegLib.errors import InputImageError
 
-from .conversion import updateVolumeFromImage
+from .conversion import volumesFromMaps
 from .display import configureMapDisplay, heatColorNode
 from .segments import addSegmentsFromLabels
 from .transaction import sceneTransaction
@@ -149,10 +148,10 @@ def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result, seconds: f
         for kind, images in mapSets:
             nodes[kind] = {}
             folder = _folder(scene, parentItem, f"{name} {kind} maps") if images else None
-            for key in images:
+            for key, volumeNode in zip(images, volumesFromMaps(images, list(images)) if images else []):
                 label = gateLabel(key) if kind == ATTENTION else key
-                nodes[kind][key] = _addMapVolume(scene, inputVolume, images[key], f"{name} {kind} {label}",
-                                                 kind, key, colorNode, folder)
+                nodes[kind][key] = _addMapVolume(scene, inputVolume, volumeNode, key, f"{name} {kind} {label}",
+                                                 kind, colorNode, folder)
                 written += 1
                 report("outputs", written / (total + 1))
         volumes = result.volumes_ml()
@@ -228,12 +227,11 @@ def _restoredOnFailure(node: Optional[slicer.vtkMRMLSegmentationNode]) -> Iterat
         raise
 
 
-def _addMapVolume(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode, image: sitk.Image, name: str,
-                  kind: str, key: str, colorNode: slicer.vtkMRMLColorNode,
-                  folder: int) -> slicer.vtkMRMLScalarVolumeNode:
-    volumeNode = slicer.vtkMRMLScalarVolumeNode()
+def _addMapVolume(scene: slicer.vtkMRMLScene, inputVolume: slicer.vtkMRMLNode,
+                  volumeNode: slicer.vtkMRMLScalarVolumeNode, key: str, name: str, kind: str,
+                  colorNode: slicer.vtkMRMLColorNode, folder: int) -> slicer.vtkMRMLScalarVolumeNode:
+    """Put a map's new volume node (volumesFromMaps) into the scene as this input's output, displayed as a map."""
     volumeNode.SetName(name)
-    updateVolumeFromImage(volumeNode, image)
     volumeNode.SetAttribute(GATE_ATTRIBUTE if kind == ATTENTION else CLASS_ATTRIBUTE, key)
     _markAsOutput(volumeNode, inputVolume, kind)
     volumeNode.SetAttribute(CREATED_ATTRIBUTE, "1")
