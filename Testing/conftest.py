@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATTENTION_UNET_SHARED", REPO_ROOT.parent / "shared"))
 TOTALSEG = SHARED / "data" / "totalseg_example"
 AUTHORS_REFERENCE = SHARED / "fixtures" / "authors_reference"
-SAMPLE_CT = REPO_ROOT / "AttentionUNetSeg" / "AttentionUNetSegLib" / "data" / "sample" / "example_ct.nii.gz"
+SAMPLE_CT = REPO_ROOT / "AttentionUNetSeg" / "Resources" / "SampleData" / "example_ct.nii.gz"
 GRID_DIRECTIONS = {"identity": np.eye(3), "LPS flip": np.diag([-1.0, -1.0, 1.0]),
                    "permuted": np.array([[0, 1, 0], [0, 0, -1], [1, 0, 0.0]]),
                    "oblique": np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))[0]}

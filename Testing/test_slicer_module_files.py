@@ -180,7 +180,7 @@ def test_sample_data_checksum_matches_the_bundled_ct() -> None:
     tree = ast.parse((APP_DIR / "sampledata.py").read_text(encoding="utf-8"))
     constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                  for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
-    sample = MODULE_DIR / "AttentionUNetSegLib" / "data" / "sample" / "example_ct.nii.gz"
+    sample = MODULE_DIR / "Resources" / "SampleData" / "example_ct.nii.gz"
     assert constants["SAMPLE_SHA256"] == hashlib.sha256(sample.read_bytes()).hexdigest()
 
 

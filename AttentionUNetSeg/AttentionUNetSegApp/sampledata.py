@@ -1,6 +1,4 @@
-"""The bundled abdominal CT in the Sample Data module (loaded from the engine's package data, no download)."""
-from pathlib import Path
-
+"""The bundled abdominal CT in the Sample Data module (loaded from the module's own folder, no download)."""
 import slicer
 from AttentionUNetSegLib.sample import SAMPLE_CT
 
@@ -16,7 +14,7 @@ def registerSampleData() -> None:
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="AttentionUNetSeg",
         sampleName=SAMPLE_NAME,
-        thumbnailFileName=str(Path(__file__).resolve().parents[1] / "Resources" / "Icons" / "AttentionUNetSeg.png"),
+        thumbnailFileName=str(SAMPLE_FILE.parents[1] / "Icons" / "AttentionUNetSeg.png"),
         uris=SAMPLE_FILE.as_uri(),
         fileNames=f"{SAMPLE_NAME}.nii.gz",
         checksums=f"SHA256:{SAMPLE_SHA256}",

@@ -17,7 +17,7 @@ import torch
 from .device import autocast
 from .errors import InvalidOptionError
 from .optimize import prepare_for_inference
-from .quantization import require_nncf
+from .quantization import require_int8
 from .window_backend import WindowBackend, WindowOutputs
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
                                      "or another precision")
         if not openvino_installed():
             raise InvalidOptionError("int8 inference needs the openvino package: pip install openvino nncf")
-        require_nncf()
+        require_int8()
         return "openvino"
     if backend == "auto":
         return "openvino" if device.type == "cpu" and openvino_installed() else "torch"

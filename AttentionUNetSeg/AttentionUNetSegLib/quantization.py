@@ -31,11 +31,15 @@ CALIBRATION_OVERLAP = 0.25
 """The calibration windows overlap as a segmentation's do by default."""
 
 
-def require_nncf() -> None:
-    """Refuse int8 where NNCF is not installed, saying how to install it."""
+def require_int8() -> None:
+    """Refuse int8 where NNCF or the calibration scan is missing, saying how to get them."""
     if importlib.util.find_spec("nncf") is None:
         raise InvalidOptionError("int8 inference quantizes the model with NNCF, which is not installed: "
                                  "pip install nncf (or choose another precision)")
+    if not SAMPLE_CT.is_file():
+        raise InvalidOptionError(f"int8 inference is calibrated on the bundled sample CT, which this installation "
+                                 f"lacks ({SAMPLE_CT}): install from the repository or use the Slicer extension, "
+                                 "or choose another precision")
 
 
 def calibration_windows(metadata: ModelMetadata) -> List[np.ndarray]:
@@ -52,7 +56,7 @@ def calibration_windows(metadata: ModelMetadata) -> List[np.ndarray]:
 
 def quantize(ov_model, metadata: ModelMetadata):
     """`ov_model` (the converted float model) with int8 convolutions, calibrated on `calibration_windows`."""
-    require_nncf()
+    require_int8()
     import nncf
 
     windows = calibration_windows(metadata)

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from make_dataset import PELVIS_SLICES  # noqa: E402
 
-SAMPLE = HERE.parents[1] / "AttentionUNetSeg" / "AttentionUNetSegLib" / "data" / "sample" / "example_ct.nii.gz"
+SAMPLE = HERE.parents[1] / "AttentionUNetSeg" / "Resources" / "SampleData" / "example_ct.nii.gz"
 
 
 def overlay(ax, ct: np.ndarray, labels: np.ndarray, colours: np.ndarray, aspect: float, title: str) -> None:
