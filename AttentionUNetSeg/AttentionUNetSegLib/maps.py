@@ -6,7 +6,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -51,12 +51,12 @@ def write_map_file(maps: MapSet, name: str, path: Path) -> None:
     write_map(values, maps.grid, path, maps.step)
 
 
-def write_in_parallel(jobs: Sequence[Tuple[Path, Callable[[Path], None]]]) -> None:
-    """Run `write(path)` for each job, up to `writers()` at a time in threads (NumPy, ISA-L and ITK let go of the
-    GIL while they resample and compress), so memory holds at most that many full-size maps; the first failure
-    is raised once all have ended."""
+def in_parallel(tasks: Sequence[Callable[[], None]]) -> None:
+    """Run the tasks (each making one full-size map or image), up to `writers()` at a time in threads (NumPy,
+    ISA-L and ITK let go of the GIL while they resample and compress), so memory holds at most that many of
+    them in the making; the first failure is raised once all have ended."""
     with ThreadPoolExecutor(max_workers=writers()) as pool:
-        for done in [pool.submit(write, path) for path, write in jobs]:
+        for done in [pool.submit(task) for task in tasks]:
             done.result()
 
 

@@ -5,8 +5,8 @@ and a direction matrix in LPS. The two differ by the sign of the first two physi
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, List, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, List
 
 import numpy as np
 import SimpleITK as sitk
@@ -57,15 +57,15 @@ def updateVolumeFromImage(volumeNode: slicer.vtkMRMLVolumeNode, image: sitk.Imag
     volumeNode.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(Grid.of(image))))
 
 
-def volumesFromMaps(maps: MapSet, names: Sequence[str]) -> List[slicer.vtkMRMLScalarVolumeNode]:
-    """New volume nodes (not in a scene) holding the maps `names` of `maps` (float32 voxels on `maps.grid`). Each
+def volumesFromMaps(maps: MapSet) -> List[slicer.vtkMRMLScalarVolumeNode]:
+    """New volume nodes (not in a scene) holding the maps (float32 voxels on `maps.grid`), in `maps`' order. Each
     map's values are read straight into its node's voxels, a few maps at a time in threads (NumPy lets go of the
     GIL while it resamples): a whole CT's map is hundreds of MB, copied once instead of three times through an
     image, and the maps' page faults and resampling are spread over the cores."""
-    from AttentionUNetSegLib.maps import writers
+    from AttentionUNetSegLib.maps import in_parallel
 
     nodes = []
-    for _ in names:
+    for _ in maps:
         imageData = vtk.vtkImageData()
         imageData.SetDimensions(maps.grid.size)
         imageData.AllocateScalars(vtk.VTK_FLOAT, 1)
@@ -73,10 +73,7 @@ def volumesFromMaps(maps: MapSet, names: Sequence[str]) -> List[slicer.vtkMRMLSc
         node.SetAndObserveImageData(imageData)
         node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(maps.grid)))
         nodes.append(node)
-    with ThreadPoolExecutor(max_workers=writers()) as pool:
-        for done in [pool.submit(maps.read_into, name, slicer.util.arrayFromVolume(node))
-                     for name, node in zip(names, nodes)]:
-            done.result()
+    in_parallel([partial(maps.read_into, name, slicer.util.arrayFromVolume(node)) for name, node in zip(maps, nodes)])
     for node in nodes:
         slicer.util.arrayFromVolumeModified(node)
     return nodes

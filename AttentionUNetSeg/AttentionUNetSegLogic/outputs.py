@@ -148,7 +148,7 @@ def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result, seconds: f
         for kind, images in mapSets:
             nodes[kind] = {}
             folder = _folder(scene, parentItem, f"{name} {kind} maps") if images else None
-            for key, volumeNode in zip(images, volumesFromMaps(images, list(images)) if images else []):
+            for key, volumeNode in zip(images, volumesFromMaps(images) if images else []):
                 label = gateLabel(key) if kind == ATTENTION else key
                 nodes[kind][key] = _addMapVolume(scene, inputVolume, volumeNode, key, f"{name} {kind} {label}",
                                                  kind, colorNode, folder)

@@ -16,7 +16,7 @@ from ..atomic import StagedOutputs, atomic_file
 from ..imageio import write_image
 from ..inference import SegmentationResult
 from ..inference_settings import InferenceSettings
-from ..maps import write_in_parallel, write_map_file
+from ..maps import in_parallel, write_map_file
 
 SUMMARY_SUFFIX = "_summary.json"
 ERROR_SUFFIX = "_error.json"
@@ -47,7 +47,7 @@ def _write_images(result: SegmentationResult, outputs: StagedOutputs, name: str,
     for group, maps in (("attention", result.attention), ("prob", result.probabilities or {})):
         jobs += [(f"{name}_{group}_{map_name}.{extension}", partial(write_map_file, maps, map_name))
                  for map_name in maps]
-    write_in_parallel([(outputs.path(file), write) for file, write in jobs])
+    in_parallel([partial(write, outputs.path(file)) for file, write in jobs])
     return [file for file, _ in jobs]
 
 
