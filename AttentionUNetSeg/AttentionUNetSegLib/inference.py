@@ -27,10 +27,10 @@ from .inference_settings import InferenceSettings
 from .maps import MapSet
 from .model_file import ModelMetadata, model_metadata
 from .plausibility import plausibility_warnings
-from .preprocessing import AIR_HU, model_grid, normalise, resample, validate_image
+from .preprocessing import validate_image
 from .registry import load_model
 from .resampling import argmax_on_grid, resample_linear, resample_multiples, resample_rounded
-from .sliding_windows import sliding_window_outputs, window_fitted_body_box
+from .sliding_windows import body_input, sliding_window_outputs
 from .window_backend import WindowBackend
 
 log = logging.getLogger(__name__)
@@ -122,12 +122,7 @@ def segment(
     for message in warnings:
         log.warning(message)
     report("preparing", 0.0)
-    grid = model_grid(image, metadata.spacing_mm)
-    resampled_ct = resample(image, grid, sitk.sitkLinear, AIR_HU)
-    hu = sitk.GetArrayViewFromImage(resampled_ct)
-    box = window_fitted_body_box(hu, tuple(reversed(metadata.patch_size)), settings.overlap)
-    model_input = normalise(hu[box], metadata.intensity)
-    del hu, resampled_ct
+    grid, box, model_input = body_input(image, metadata, settings.overlap)
     timings["preprocess_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -30,6 +30,11 @@ class IntensityNormalisation:
     mean: float = 0.0
     std: float = 1000.0
 
+    @property
+    def air(self) -> float:
+        """Air (AIR_HU) as the network sees it: what padding outside the CT holds."""
+        return float(normalise(np.array([AIR_HU]), self)[0])
+
     def __post_init__(self) -> None:
         if not self.clip_min < self.clip_max or not self.std > 0:
             raise InvalidOptionError(f"invalid intensity normalisation {asdict(self)}: need clip_min < clip_max and "

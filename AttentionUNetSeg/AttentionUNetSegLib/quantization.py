@@ -18,14 +18,12 @@ import importlib.util
 from typing import List
 
 import numpy as np
-import SimpleITK as sitk
 
 from .errors import InvalidOptionError
 from .imageio import read_image
 from .model_file import ModelMetadata
-from .preprocessing import AIR_HU, model_grid, normalise, resample
 from .sample import SAMPLE_CT
-from .sliding_windows import padded_to_window, window_boxes, window_fitted_body_box
+from .sliding_windows import body_input, padded_to_window, window_boxes
 
 CALIBRATION_OVERLAP = 0.25
 """The calibration windows overlap as a segmentation's do by default."""
@@ -46,10 +44,8 @@ def calibration_windows(metadata: ModelMetadata) -> List[np.ndarray]:
     """Normalised windows (1, 1, z, y, x) of the sample CT, as a segmentation of it at the model's patch reads
     them."""
     patch = tuple(reversed(metadata.patch_size))
-    ct = read_image(SAMPLE_CT)
-    hu = sitk.GetArrayFromImage(resample(ct, model_grid(ct, metadata.spacing_mm), sitk.sitkLinear, AIR_HU))
-    body = normalise(hu[window_fitted_body_box(hu, patch, CALIBRATION_OVERLAP)], metadata.intensity)
-    padded, _ = padded_to_window(body, patch, float(normalise(np.array([AIR_HU]), metadata.intensity)[0]))
+    _, _, body = body_input(read_image(SAMPLE_CT), metadata, CALIBRATION_OVERLAP)
+    padded, _ = padded_to_window(body, patch, metadata.intensity.air)
     return [np.ascontiguousarray(padded[box])[None, None]
             for box in window_boxes(padded.shape, patch, CALIBRATION_OVERLAP)]
 

@@ -13,12 +13,14 @@ import math
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 
 from .callbacks import CancelCheck, ProgressCallback, no_progress, raise_if_cancelled
 from .inference_settings import InferenceSettings
 from .model_file import ModelMetadata
-from .preprocessing import AIR_HU, body_box, normalise
+from .grid import Grid
+from .preprocessing import AIR_HU, body_box, model_grid, normalise, resample
 from .window_backend import WindowBackend
 
 MIN_AIR_MARGIN = 8
@@ -41,6 +43,16 @@ def window_size(shape_zyx: Sequence[int], patch_zyx: Sequence[int], max_voxels: 
     return tuple(window)
 
 
+def body_input(image: sitk.Image, metadata: ModelMetadata, overlap: float) -> Tuple[Grid, Tuple[slice, ...], np.ndarray]:
+    """What the network reads of a CT: the model grid, the body's box on it fitted to the windows
+    (`window_fitted_body_box`), and the normalised CT in that box (float32, z, y, x)."""
+    grid = model_grid(image, metadata.spacing_mm)
+    resampled = resample(image, grid, sitk.sitkLinear, AIR_HU)
+    hu = sitk.GetArrayViewFromImage(resampled)
+    box = window_fitted_body_box(hu, tuple(reversed(metadata.patch_size)), overlap)
+    return grid, box, normalise(hu[box], metadata.intensity)
+
+
 def sliding_window_outputs(backend: WindowBackend, model_input: np.ndarray, metadata: ModelMetadata,
                            settings: InferenceSettings, progress: ProgressCallback = no_progress,
                            cancel: Optional[CancelCheck] = None) -> np.ndarray:
@@ -51,10 +63,9 @@ def sliding_window_outputs(backend: WindowBackend, model_input: np.ndarray, meta
     model's own `window_voxels`) allows (`window_size`); an input smaller than a window is padded with air."""
     max_voxels = metadata.window_voxels if settings.window_voxels is None else settings.window_voxels
     roi = window_size(model_input.shape, tuple(reversed(metadata.patch_size)), max_voxels)
-    air = float(normalise(np.array([AIR_HU]), metadata.intensity)[0])
     return blend_windows(model_input, roi, settings.overlap, settings.windows_per_batch(backend.device.type),
                          lambda windows: _window_outputs(backend, windows, settings.attention), backend.device,
-                         air, progress, cancel)
+                         metadata.intensity.air, progress, cancel)
 
 
 def blend_windows(volume: np.ndarray, roi: Sequence[int], overlap: float, batch_size: int,
@@ -88,7 +99,7 @@ def blend_windows(volume: np.ndarray, roi: Sequence[int], overlap: float, batch_
 
 def _window_outputs(backend: WindowBackend, windows: torch.Tensor, attention: bool) -> torch.Tensor:
     """Logits and (with `attention`) every gate's map upsampled to the window, as channels (N, C, z, y, x)."""
-    logits, gates = backend(windows.contiguous(memory_format=torch.channels_last_3d), attention)
+    logits, gates = backend(windows, attention)
     maps = [torch.nn.functional.interpolate(alpha, size=windows.shape[2:], mode="trilinear") for alpha in gates]
     return torch.cat([logits] + maps, dim=1) if maps else logits
 

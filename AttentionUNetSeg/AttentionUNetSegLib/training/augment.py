@@ -13,11 +13,10 @@ from __future__ import annotations
 import math
 from typing import Sequence, Tuple
 
-import numpy as np
 from monai.transforms import (Compose, RandAffined, RandCropByLabelClassesd, RandFlipd, RandScaleIntensityd,
                               RandShiftIntensityd, ScaleIntensityRanged, ShiftIntensityd, ToTensord)
 
-from ..preprocessing import AIR_HU, IntensityNormalisation, normalise
+from ..preprocessing import IntensityNormalisation
 from .config import TrainConfig
 
 KEYS = ("image", "label")
@@ -57,7 +56,7 @@ def training_transform(config: TrainConfig, patch_zyx: Sequence[int], num_classe
         transforms.append(RandScaleIntensityd("image", factors=config.intensity_scale, prob=1.0))
     if config.intensity_shift_hu > 0:
         transforms.append(RandShiftIntensityd("image", offsets=config.intensity_shift_hu, prob=1.0))
-    air = float(normalise(np.array([AIR_HU]), intensity)[0])
+    air = intensity.air
     transforms += [
         ScaleIntensityRanged(  # normalised, less the air value: the affine's zero padding is then air
             "image", a_min=intensity.clip_min, a_max=intensity.clip_max, clip=True,
