@@ -7,7 +7,10 @@ volumes are in the scene. Prints the wall time from the start of the run to that
 engine's own timings in the worker (the rest is the worker's start, the transfer of the CT and of the outputs,
 and the nodes' creation).
 
-Usage: python Testing/benchmarks/slicer_click.py [--ct FILE] [--no-attention] [--rounds N]
+With --timeline, also the time of each stage the worker reports (start, preparing, inference, resampling,
+saving, done) and of the outputs in the scene.
+
+Usage: python Testing/benchmarks/slicer_click.py [--ct FILE] [--no-attention] [--rounds N] [--timeline]
 """
 from __future__ import annotations
 
@@ -33,21 +36,27 @@ def main() -> None:
     parser.add_argument("--no-attention", action="store_true", help="labels only")
     parser.add_argument("--ct", type=Path, default=SAMPLE_CT, help="the CT (default: the bundled sample CT)")
     parser.add_argument("--rounds", type=int, default=1, help="runs, one after the other (default 1)")
+    parser.add_argument("--timeline", action="store_true", help="print when each stage of the run began")
     args = parser.parse_args()
     for _ in range(args.rounds):
-        click(args.ct, not args.no_attention)
+        click(args.ct, not args.no_attention, args.timeline)
 
 
-def click(ct: Path, attention: bool) -> None:
+def click(ct: Path, attention: bool, timeline: bool = False) -> None:
     with tempfile.TemporaryDirectory() as cache:
         scene = new_scene(Path(cache))
         node = add_volume(scene, sitk.ReadImage(str(ct)), "CT")
         started = time.perf_counter()
         run = AttentionUNetSegLogic().startBackground(node, None, attention=attention)
+        stages = {"started": time.perf_counter() - started}
         while not run.done:
-            run.poll()
+            for event in run.poll():
+                stages.setdefault(event.get("stage") or f"worker {event['event']}", time.perf_counter() - started)
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
+        if timeline:
+            print("; ".join(f"{stage} {seconds:.2f} s" for stage, seconds in stages.items())
+                  + f"; outputs in the scene {elapsed:.2f} s")
         if run.state != SUCCEEDED:
             raise SystemExit(f"the background run ended {run.state}: {run.result()}")
         outputs = run.result()
