@@ -4,7 +4,7 @@ On the six attention maps of a 512x512x300 CT, ISA-L at its level 2 (its default
 quarter of the CPU time of zlib at level 1 (nibabel's default) for 1.5 % more bytes, and lets go of the GIL,
 so maps compress in threads beside other work (docs/benchmarks.md). Both write the same format, which every
 gzip reader reads; the fallback is there for a platform without python-isal's wheels, where writing is slower.
-ISA-L also inflates a whole CT's .nii.gz in about 0.6 of zlib's time (0.31 s against 0.54 s for 157 MB), also
+ISA-L also inflates a whole CT's .nii.gz in about half of zlib's time (docs/benchmarks.md), also
 without the GIL.
 """
 from __future__ import annotations

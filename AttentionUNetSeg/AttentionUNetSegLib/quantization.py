@@ -4,10 +4,9 @@ Weights and activations of the convolutions become 8-bit integers (NNCF's mixed 
 asymmetric activations). NNCF measures each activation's range on calibration windows: the sliding windows
 that cover the body of the bundled sample CT (sample.py) at the model's spacing and patch, so the quantized
 model is the same on every machine for one model file and NNCF version. With NNCF's full bias correction
-(twice the time of its fast one, once per model file). Both choices were measured on TotalSegmentator s0009,
-which none of the calibrations saw: Dice of the int8 labels against float32's for pancreas, spleen, kidney,
-liver 0.95, 0.96, 0.97, 0.99 with these windows, 0.89, 0.95, 0.96, 0.99 with windows of synthetic phantoms,
-and 0.85, 0.88, 0.96, 0.99 with the fast bias correction.
+(twice the time of its fast one, once per model file). Both choices agreed more closely with float32 on a scan
+none of the calibrations saw (TotalSegmentator s0009) than windows of synthetic phantoms or the fast bias
+correction did (docs/benchmarks.md).
 
 int8 changes the labels (docs/benchmarks.md has the agreement with float32 on real scans, and the speed), so
 it is chosen explicitly (`--precision int8`), never by `auto`.
