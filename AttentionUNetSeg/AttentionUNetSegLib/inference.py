@@ -1,4 +1,5 @@
-"""`segment`: CT image in, labels + attention maps (+ probabilities) out, on the input's own grid.
+"""`segment` (and `Segmenter`, for many CTs): CT image in, labels + attention maps (+ probabilities) out, on the
+input's own grid.
 
 Steps: validate -> resample onto the model's axis-aligned grid and spacing -> normalise intensities as
 the model file says -> sliding-window inference with Gaussian blending (sliding_windows.py), logits and
@@ -12,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -25,13 +26,12 @@ from .device import resolve_device, resolve_precision
 from .grid import Grid
 from .inference_settings import InferenceSettings
 from .maps import MapSet
-from .model_file import ModelMetadata, model_metadata
+from .model_file import model_metadata
 from .plausibility import plausibility_warnings
 from .preprocessing import validate_image
 from .registry import load_model
 from .resampling import argmax_on_grid, resample_linear, resample_multiples, resample_rounded
 from .sliding_windows import body_input, sliding_window_outputs
-from .window_backend import WindowBackend
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,96 @@ class SegmentationResult:
         return {c.name: round(np.count_nonzero(labels == c.value) * voxel_ml, 2) for c in self.classes if c.value > 0}
 
 
+class Segmenter:
+    """A model made ready once to segment any number of CTs: loaded, its device and precision resolved, its
+    backend built (converted, compiled or quantized: tenths of a second to a minute), so that a cohort, a
+    worker or a command that reads its CT meanwhile pays for it once.
+
+    `settings` (InferenceSettings) say how, and `options` override its fields by name. Impossible settings are
+    refused here, before any CT is read."""
+
+    def __init__(self, model: Union[torch.nn.Module, str, Path, None] = None,
+                 settings: Optional[InferenceSettings] = None, **options: Any) -> None:
+        settings = replace(settings or InferenceSettings(), **options)
+        self.device = resolve_device(settings.device)
+        self.settings = replace(settings, batch_size=settings.windows_per_batch(self.device.type))
+        self.model = model if isinstance(model, torch.nn.Module) else load_model(model)
+        self.metadata = model_metadata(self.model)
+        self.backend = make_backend(self.model, self.device, resolve_precision(settings.precision, self.device),
+                                    settings.backend)
+
+    def __call__(self, image: sitk.Image, *, progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelCheck] = None) -> SegmentationResult:
+        """Segment `image` (never modified). `progress(stage, fraction)` is called as the run advances;
+        `cancel()` is polled between windows and raises CancelledError when it returns True."""
+        report = progress or no_progress
+        metadata, settings = self.metadata, self.settings
+        timings: Dict[str, float] = {}
+        clock = time.perf_counter()
+        warnings = validate_image(image)
+        for message in warnings:
+            log.warning(message)
+        report("preparing", 0.0)
+        grid, box, model_input = body_input(image, metadata, settings.overlap)
+        timings["preprocess_s"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        inside = self._infer_with_fallback(model_input, report, cancel)
+        del model_input
+        num_classes = metadata.architecture.num_classes
+        outputs = _outside_body_fill(num_classes, inside.shape[0], grid)
+        outputs[(slice(None),) + box] = inside
+        del inside
+        timings["inference_s"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        report("resampling", 0.0)
+        logits, gate_maps = outputs[:num_classes], outputs[num_classes:]
+        input_grid = Grid.of(image)
+        labels = input_grid.image(argmax_on_grid(logits, grid, input_grid, cancel))
+        attention_maps = dict(zip(self.model.gate_names, gate_maps.copy())) if settings.attention else {}
+        probability_maps = None
+        if settings.probabilities:
+            softmax = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
+            probability_maps = ResampledMaps({c.name: softmax[c.value] for c in metadata.classes}, grid, input_grid)
+        warnings = warnings + plausibility_warnings(sitk.GetArrayViewFromImage(labels), input_grid,
+                                                    {c.value: c.name for c in metadata.classes},
+                                                    sitk.GetArrayViewFromImage(image))
+        timings["postprocess_s"] = time.perf_counter() - clock
+        report("done", 1.0)
+        return SegmentationResult(
+            labels=labels,
+            classes=list(metadata.classes),
+            attention=ResampledMaps(attention_maps, grid, input_grid, ATTENTION_STEP),
+            probabilities=probability_maps,
+            device=str(self.backend.device),
+            precision=str(self.backend.dtype).replace("torch.", ""),
+            backend=self.backend.name,
+            timings=timings,
+            warnings=warnings,
+        )
+
+    def _infer_with_fallback(self, model_input: np.ndarray, report: ProgressCallback,
+                             cancel: Optional[CancelCheck]) -> np.ndarray:
+        """Sliding-window inference; on CUDA out-of-memory retry with fewer windows per batch, then on the CPU
+        (and keep that choice for the CTs after this one)."""
+        while True:
+            try:
+                return sliding_window_outputs(self.backend, model_input, self.metadata, self.settings, report, cancel)
+            except torch.OutOfMemoryError:
+                if self.backend.device.type != "cuda":
+                    raise
+                torch.cuda.empty_cache()
+                if self.settings.batch_size > 1:
+                    self.settings = replace(self.settings, batch_size=self.settings.batch_size // 2)
+                    log.warning("GPU out of memory: retrying with %d window(s) per batch", self.settings.batch_size)
+                else:
+                    log.warning("GPU out of memory even with one window: falling back to the CPU")
+                    cpu = torch.device("cpu")
+                    self.settings = replace(self.settings, batch_size=self.settings.windows_per_batch("cpu"))
+                    self.backend = make_backend(self.model, cpu, resolve_precision("auto", cpu), "auto")
+
+
 def segment(
     image: sitk.Image,
     model: Union[torch.nn.Module, str, Path, None] = None,
@@ -103,87 +193,12 @@ def segment(
     cancel: Optional[CancelCheck] = None,
     **options: Any,
 ) -> SegmentationResult:
-    """Segment a CT `image` with `model` (a loaded model, a registry name, a file, or None for the default).
+    """Segment a CT `image` with `model` (a loaded model, a registry name, a file, or None for the default):
+    `Segmenter(model, settings, **options)(image, progress=progress, cancel=cancel)`, for one CT.
 
-    `settings` (InferenceSettings) say how, and `options` override its fields by name: `segment(image, model,
-    probabilities=True)` is `segment(image, model, InferenceSettings(probabilities=True))`.
-    `progress(stage, fraction)` is called as the run advances; `cancel()` is polled between windows
-    and raises CancelledError when it returns True. The input image is never modified.
+    `segment(image, model, probabilities=True)` is `segment(image, model, InferenceSettings(probabilities=True))`.
     """
-    settings = replace(settings or InferenceSettings(), **options)
-    report = progress or no_progress
-    timings: Dict[str, float] = {}
-    clock = time.perf_counter()
-    device = resolve_device(settings.device)
-    if not isinstance(model, torch.nn.Module):
-        model = load_model(model)
-    metadata = model_metadata(model)
-    warnings = validate_image(image)
-    for message in warnings:
-        log.warning(message)
-    report("preparing", 0.0)
-    grid, box, model_input = body_input(image, metadata, settings.overlap)
-    timings["preprocess_s"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    inside, backend = _infer_with_fallback(model, model_input, metadata, settings, device, report, cancel)
-    del model_input
-    num_classes = metadata.architecture.num_classes
-    outputs = _outside_body_fill(num_classes, inside.shape[0], grid)
-    outputs[(slice(None),) + box] = inside
-    del inside
-    timings["inference_s"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    report("resampling", 0.0)
-    logits, gate_maps = outputs[:num_classes], outputs[num_classes:]
-    input_grid = Grid.of(image)
-    labels = input_grid.image(argmax_on_grid(logits, grid, input_grid, cancel))
-    attention_maps = dict(zip(model.gate_names, gate_maps.copy())) if settings.attention else {}
-    probability_maps = None
-    if settings.probabilities:
-        softmax = torch.softmax(torch.from_numpy(logits), dim=0).numpy()
-        probability_maps = ResampledMaps({c.name: softmax[c.value] for c in metadata.classes}, grid, input_grid)
-    warnings = warnings + plausibility_warnings(sitk.GetArrayViewFromImage(labels), input_grid,
-                                                {c.value: c.name for c in metadata.classes},
-                                                sitk.GetArrayViewFromImage(image))
-    timings["postprocess_s"] = time.perf_counter() - clock
-    report("done", 1.0)
-    return SegmentationResult(
-        labels=labels,
-        classes=list(metadata.classes),
-        attention=ResampledMaps(attention_maps, grid, input_grid, ATTENTION_STEP),
-        probabilities=probability_maps,
-        device=str(backend.device),
-        precision=str(backend.dtype).replace("torch.", ""),
-        backend=backend.name,
-        timings=timings,
-        warnings=warnings,
-    )
-
-
-def _infer_with_fallback(model: torch.nn.Module, model_input: np.ndarray, metadata: ModelMetadata,
-                         settings: InferenceSettings, device: torch.device, report: ProgressCallback,
-                         cancel: Optional[CancelCheck]) -> Tuple[np.ndarray, WindowBackend]:
-    """Sliding-window inference; on CUDA out-of-memory retry with fewer windows per batch, then on the CPU.
-
-    Returns the outputs and the backend (device, precision) that produced them."""
-    settings = replace(settings, batch_size=settings.windows_per_batch(device.type))
-    backend = make_backend(model, device, resolve_precision(settings.precision, device), settings.backend)
-    while True:
-        try:
-            return sliding_window_outputs(backend, model_input, metadata, settings, report, cancel), backend
-        except torch.OutOfMemoryError:
-            if backend.device.type != "cuda":
-                raise
-            torch.cuda.empty_cache()
-            if settings.batch_size > 1:
-                settings = replace(settings, batch_size=settings.batch_size // 2)
-                log.warning("GPU out of memory: retrying with %d window(s) per batch", settings.batch_size)
-            else:
-                log.warning("GPU out of memory even with one window: falling back to the CPU")
-                cpu = torch.device("cpu")
-                backend = make_backend(model, cpu, resolve_precision("auto", cpu), "auto")
+    return Segmenter(model, settings, **options)(image, progress=progress, cancel=cancel)
 
 
 def _outside_body_fill(num_classes: int, channels: int, grid: Grid) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
@@ -19,7 +20,7 @@ from ..cohort.table import write_cohort_table
 from ..device import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
 from ..errors import InvalidOptionError
 from ..imageio import OUTPUT_FORMATS, read_image
-from ..inference import segment
+from ..inference import Segmenter
 from ..inference_settings import InferenceSettings
 from ..model_file import read_model
 from ..registry import resolve_model_path
@@ -101,11 +102,16 @@ def _shard(args: argparse.Namespace) -> Optional[Shard]:
 def _run_single(args: argparse.Namespace, case: CohortCase, settings: InferenceSettings, model_path: Path) -> int:
     """One CT: its outputs appear whole or not at all, and their paths are printed."""
     started = time.perf_counter()
-    image = read_image(case.path)
-    with StagedOutputs(args.output) as outputs:  # fails early on an unwritable folder
-        model = read_model(model_path)
+    with StagedOutputs(args.output) as outputs, ThreadPoolExecutor(1, "reader") as reader:
+        reading = reader.submit(read_image, case.path)  # ITK reads while the model is made ready
+        try:
+            segmenter = Segmenter(read_model(model_path), settings)
+        finally:
+            image = reading.result()  # a bad CT is reported before a model's problems
         with ProgressPrinter(enabled=not args.quiet) as progress:
-            result = segment(image, model, settings, progress=progress)
+            result = segmenter(image, progress=progress)
+        del image
+        model = segmenter.model
         stage_case(result, outputs, case.name, case.path, model_record(model, model_path.name),
                    settings_record(settings, args.format), time.perf_counter() - started)
         written = outputs.commit()

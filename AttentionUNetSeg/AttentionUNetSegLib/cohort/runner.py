@@ -1,6 +1,6 @@
 """Segment the cases of a cohort with one loaded model, skipping those already complete in the output folder.
 
-Three steps overlap: while case k is segmented, a reader thread reads case k+1's CT and a writer thread writes
+The model is made ready once (inference.Segmenter). Three steps overlap: while case k is segmented, a reader thread reads case k+1's CT and a writer thread writes
 case k-1's outputs; the writer takes a case only once the previous one is written, so at most two results
 (and one CT read ahead) are held. Each case's outputs are staged and committed as one set, by the writer
 thread, so a failure or Ctrl-C leaves every earlier case whole and the case it stopped in absent.
@@ -21,7 +21,7 @@ from ..atomic import StagedOutputs
 from ..callbacks import ProgressCallback, no_progress
 from ..errors import AttentionUNetSegError, InvalidOptionError, OutputError
 from ..imageio import read_image
-from ..inference import SegmentationResult, segment
+from ..inference import SegmentationResult, Segmenter
 from ..inference_settings import InferenceSettings
 from .case_outputs import (is_complete, model_conflicts, model_record, remove_error, settings_record,
                            stage_case, write_error)
@@ -91,6 +91,7 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
     started = time.perf_counter()
     with ThreadPoolExecutor(1, "cohort-reader") as reader, ThreadPoolExecutor(1, "cohort-writer") as writer:
         reading = reader.submit(_read, todo[0][1].path) if todo else None
+        segmenter = Segmenter(job.model, job.settings) if todo else None  # made ready once, while the first CT is read
         writing: Optional[Future] = None
         for position, (k, case) in enumerate(todo):
             say(f"case {k}/{total}: {case.name}")
@@ -100,7 +101,7 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
                 image, read_s = image_job.result()
                 clock = time.perf_counter()
                 with bars() as progress:
-                    result = segment(image, job.model, job.settings, progress=progress)
+                    result = segmenter(image, progress=progress)
                 del image
                 result.timings = {"read_s": read_s, **result.timings}
                 elapsed_s = read_s + time.perf_counter() - clock

@@ -27,7 +27,7 @@ from ..datasets.label_maps import LabelMap, load_label_map
 from ..datasets.splits import read_splits
 from ..errors import DatasetError
 from ..imageio import read_image, write_image
-from ..inference import segment
+from ..inference import Segmenter
 from ..model import AttentionUNet3D
 from ..model_file import model_metadata
 from ..registry import load_model
@@ -127,13 +127,14 @@ def _segment_and_score(model: AttentionUNet3D, cases: List[Case], case_maps: Dic
                        device: str,
                        progress) -> EvaluationReport:
     results: List[CaseResult] = []
+    segmenter = Segmenter(model, device=device, attention=False)
     with StagedOutputs(output / PREDICTIONS_DIR) as predictions, StagedOutputs(output / REFERENCES_DIR) as references:
         for index, case in enumerate(cases, start=1):
             image = read_image(case.image)
             class_values = case_values[case.name]
             reference = mapped_reference(case, image, case_maps[case.name], class_values)
             started = time.perf_counter()
-            labels = segment(image, model, device=device, attention=False).labels
+            labels = segmenter(image).labels
             seconds = time.perf_counter() - started
             # the model's classes that no label map produces are not scored; those this case's map lacks are undefined
             scores = evaluate_case(labels, reference, classes, case.name, ignore_other_labels=True)
