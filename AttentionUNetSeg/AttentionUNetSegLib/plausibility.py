@@ -21,7 +21,7 @@ MAX_FRAGMENT_SHARE = 0.2
 MAIN_PIECES: Dict[str, int] = {"kidney": 2}
 # Organs are soft tissue (about 0-200 HU); a share of an organ in air (< -500 HU) this large is no organ.
 MAX_AIR_SHARE = 0.2
-AIR_HU = -500
+AIR_HU = -500  # also the body's threshold for the midline
 PATIENT_SIDE: Dict[str, str] = {"liver": "right", "spleen": "left"}  # LPS +x is the patient's left
 
 
@@ -31,29 +31,36 @@ def _physical(grid: Grid, index_xyz: np.ndarray) -> np.ndarray:
     return np.asarray(grid.origin) + (index_xyz * np.asarray(grid.spacing)) @ direction.T
 
 
-def _box(mask: np.ndarray) -> Tuple[slice, ...]:
-    """The bounding box (z, y, x slices) of a non-empty mask, from its projections (no index lists)."""
-    box = []
-    for axis in range(3):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
-
-
-def _centroid_xyz(mask: np.ndarray, box: Optional[Tuple[slice, ...]] = None) -> np.ndarray:
-    """The mean voxel index (x, y, z) of a non-empty mask, cut out of its volume at `box` if given, from its
-    projections (no index lists)."""
+def _centroid_xyz(mask: np.ndarray) -> np.ndarray:
+    """The mean voxel index (x, y, z) of a non-empty mask, from its projections (no index lists)."""
     count = np.count_nonzero(mask)
     zyx = [float(mask.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64) @ np.arange(mask.shape[axis]))
-           / count + (box[axis].start if box else 0) for axis in range(3)]
+           / count for axis in range(3)]
     return np.asarray(zyx[::-1])
 
 
 def _midline_x(grid: Grid, ct: Optional[np.ndarray]) -> float:
-    """LPS x of the patient's midline: the body's (HU > -500) centroid, else the field of view's centre."""
-    body = ct > -500 if ct is not None else None
-    centre = _centroid_xyz(body) if body is not None and body.any() else (np.asarray(grid.size, dtype=float) - 1) / 2
+    """LPS x of the patient's midline: the body's (HU > -500) centroid, from every second voxel along each axis
+    (a millimetre-scale estimate at an eighth of the cost), else the field of view's centre."""
+    body = ct[::2, ::2, ::2] > AIR_HU if ct is not None else None
+    centre = _centroid_xyz(body) * 2 if body is not None and body.any() else (np.asarray(grid.size, dtype=float) - 1) / 2
     return float(_physical(grid, centre[None])[0, 0])
+
+
+def _organ_shapes(labels: np.ndarray, grid: Grid) -> sitk.LabelShapeStatisticsImageFilter:
+    """Every label's voxel count, bounding box and physical centroid, in one multi-threaded pass (ITK)."""
+    shapes = sitk.LabelShapeStatisticsImageFilter()
+    shapes.ComputePerimeterOff()
+    shapes.ComputeFeretDiameterOff()
+    shapes.ComputeOrientedBoundingBoxOff()
+    shapes.Execute(grid.image(labels))
+    return shapes
+
+
+def _box(shapes: sitk.LabelShapeStatisticsImageFilter, value: int) -> Tuple[slice, ...]:
+    """The bounding box (z, y, x slices) of label `value`."""
+    box = shapes.GetBoundingBox(value)  # x, y, z starts, then sizes
+    return tuple(slice(box[axis], box[axis] + box[axis + 3]) for axis in (2, 1, 0))
 
 
 def _fragment_share(mask: np.ndarray, pieces: int) -> float:
@@ -71,11 +78,9 @@ def plausibility_warnings(labels: np.ndarray, grid: Grid, classes: Mapping[int, 
 
     Each organ is examined inside its bounding box, so a whole CT costs little more than its organs."""
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
-    boxes = {}
-    for value, name in classes.items():
-        mask = labels == value if value > 0 else None
-        if mask is not None and mask.any():
-            boxes[name] = (value, _box(mask))
+    shapes = _organ_shapes(labels, grid)
+    found = set(shapes.GetLabels())
+    boxes = {name: (value, _box(shapes, value)) for value, name in classes.items() if value > 0 and value in found}
     if not boxes:
         return [f"No organ was found ({', '.join(n for v, n in sorted(classes.items()) if v > 0)}): the scan may "
                 "not show the abdomen, or the model failed on it."]
@@ -84,7 +89,7 @@ def plausibility_warnings(labels: np.ndarray, grid: Grid, classes: Mapping[int, 
     for name, (value, box) in boxes.items():
         key = name.lower()
         mask = labels[box] == value
-        volume = np.count_nonzero(mask) * voxel_ml
+        volume = shapes.GetNumberOfPixels(value) * voxel_ml
         minimum = MIN_WHOLE_ML.get(key)
         touches_border = any(b.start == 0 or b.stop == n for b, n in zip(box, labels.shape))
         if minimum is not None and volume < minimum and not touches_border:
@@ -101,7 +106,7 @@ def plausibility_warnings(labels: np.ndarray, grid: Grid, classes: Mapping[int, 
                                 "where no organ can be: the scan is probably outside what the model knows.")
         side = PATIENT_SIDE.get(key)
         if side is not None:
-            x = float(_physical(grid, _centroid_xyz(mask, box)[None])[0, 0])
+            x = shapes.GetCentroid(value)[0]
             actual = "left" if x > midline else "right"
             if actual != side:
                 warnings.append(f"The {name} lies on the patient's {actual} side ({abs(x - midline):.0f} mm from "
