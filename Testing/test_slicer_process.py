@@ -159,6 +159,10 @@ def test_segmentation_is_shown_in_slice_and_3d_views(patient_b_run: Run) -> None
     assert display.GetVisibility() and display.GetVisibility2D() and display.GetVisibility3D()
     assert segmentation.GetSegmentation().ContainsRepresentation(
         slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName())
+    rule = slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule  # surfaces by SurfaceNets, with its smoothing
+    assert segmentation.GetSegmentation().GetConversionParameter(rule.GetConversionMethodParameterName()) == "1"
+    assert segmentation.GetSegmentation().GetConversionParameter(
+        rule.GetSurfaceNetInternalSmoothingParameterName()) == "1"
 
 
 def test_selected_gate_becomes_the_slice_views_foreground(patient_b_run: Run) -> None:

@@ -19,9 +19,11 @@ status is 0 on success, 1 when the run failed, 2 on a usage error. Log messages 
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
@@ -83,11 +85,14 @@ def run_job(job_dir: Path, emit: Emit) -> None:
 
 
 def _run_segmentation(job_dir: Path, job: dict, emit: Emit) -> None:
-    from .inference import segment
+    with ThreadPoolExecutor(1, "reader") as reader:
+        reading = reader.submit(sitk.ReadImage, str(job_dir / INPUT_FILE))  # while PyTorch loads and the model is made ready
+        from .inference import Segmenter
 
-    image = sitk.ReadImage(str(job_dir / INPUT_FILE))
-    result = segment(image, job["model"], InferenceSettings(**job["settings"]),
-                     progress=lambda stage, fraction: emit({"event": "progress", "stage": stage, "fraction": fraction}))
+        segmenter = Segmenter(job["model"], InferenceSettings(**job["settings"]))
+        image = reading.result()
+    result = segmenter(image, progress=lambda stage, fraction: emit({"event": "progress", "stage": stage,
+                                                                     "fraction": fraction}))
     emit({"event": "progress", "stage": "saving", "fraction": 0.0})
     sitk.WriteImage(result.labels, str(job_dir / LABELS_FILE), True)
     summary = {"classes": [c.to_dict() for c in result.classes],
@@ -194,4 +199,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    gc.freeze()  # the exit skips traversing PyTorch's objects: the parent sees the end sooner (cli.console_main)
+    sys.exit(status)
