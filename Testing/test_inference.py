@@ -11,10 +11,10 @@ from conftest import TOTALSEG
 
 from AttentionUNetSegLib.model_file import read_model
 from AttentionUNetSegLib.device import cpu_has_native_bf16
-from AttentionUNetSegLib.errors import CancelledError, InputImageError
+from AttentionUNetSegLib.errors import CancelledError, InputImageError, InvalidOptionError
 from AttentionUNetSegLib.grid import Grid
 from AttentionUNetSegLib.imageio import read_image
-from AttentionUNetSegLib.inference import ATTENTION_STEP, segment
+from AttentionUNetSegLib.inference import ATTENTION_STEP, Segmenter, segment
 from AttentionUNetSegLib.plausibility import plausibility_warnings
 from AttentionUNetSegLib.preprocessing import normalise
 
@@ -50,6 +50,23 @@ def test_outputs_share_the_input_grid(patient_a: sitk.Image, patient_a_result) -
     assert labels.max() < len(result.classes)
     argmax = np.argmax(np.stack([sitk.GetArrayFromImage(p) for p in result.probabilities.values()]), axis=0)
     assert (argmax == labels).mean() > 0.99
+
+
+def test_one_segmenter_segments_many_cts_as_segment_does(patient_a: sitk.Image, tiny_model) -> None:
+    segmenter = Segmenter(tiny_model, attention=False, backend="openvino")
+    backend = segmenter.backend
+    region = patient_a[10:70, 5:80, :]
+    for image in (patient_a, region, patient_a):
+        once = segment(image, tiny_model, attention=False, backend="openvino")
+        again = segmenter(image)
+        assert np.array_equal(sitk.GetArrayViewFromImage(again.labels), sitk.GetArrayViewFromImage(once.labels))
+        assert _same_grid(again.labels, image) and again.warnings == once.warnings
+    assert segmenter.backend is backend  # built once
+
+
+def test_impossible_settings_are_refused_before_any_ct(tiny_model) -> None:
+    with pytest.raises(InvalidOptionError, match="int8 inference runs on the OpenVINO backend"):
+        Segmenter(tiny_model, precision="int8", backend="torch")
 
 
 def test_input_is_not_modified(patient_a: sitk.Image, patient_a_result) -> None:
