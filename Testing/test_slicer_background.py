@@ -1,5 +1,5 @@
 """The background (separate process) path: same labels as in process, progress, cancel (also behind a launcher
-like PythonSlicer), output that is not UTF-8, failures, deleted input."""
+like PythonSlicer), output that is not UTF-8, failures, deleted input, a worker started ahead (standby)."""
 from __future__ import annotations
 
 import sys
@@ -18,6 +18,8 @@ import slicer
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, ModelFileError
 from AttentionUNetSegLogic import AttentionUNetSegLogic, overallProgress
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED, BackgroundRun
+from AttentionUNetSegLogic.processes import killProcessGroup
+from AttentionUNetSegLogic.standby import StandbyWorker
 
 
 TIMEOUT_S = 300
@@ -180,3 +182,57 @@ def test_input_deleted_while_running_adds_nothing(scene, patient_b: sitk.Image, 
     with pytest.raises(InputImageError, match="deleted while it was being segmented"):
         run.result()
     assert scene_state(scene)[0] == before_nodes - {node.GetID()}
+
+
+def test_a_standby_worker_runs_the_next_segmentation(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
+    node = add_volume(scene, small_ct, "CT")
+    logic = AttentionUNetSegLogic()
+    expected = labels_of(logic.process(node, tiny_model_path, attention=False).segmentation)
+    logic.prepareWorker()
+    standby = logic._standby.process
+    logic.prepareWorker()  # one is waiting: no second one
+    assert logic._standby.process is standby
+
+    run = logic.startBackground(node, tiny_model_path, attention=False)
+    assert run._process is standby and logic._standby is None  # the standby took the job, once
+    events = drive(run)
+    assert run.state == SUCCEEDED, run.result()
+    actual = labels_of(run.result().segmentation)
+    assert list(actual) == list(expected)
+    for segment_id, labels in expected.items():
+        np.testing.assert_array_equal(actual[segment_id], labels, err_msg=segment_id)
+    assert events[-1] == {"event": "done"} and standby.poll() == 0 and not run._jobDir.exists()
+
+
+def test_a_standby_worker_ends_by_itself_when_its_stdin_closes() -> None:
+    """As when Slicer ends, however it ends: a standby worker never outlives the program that started it."""
+    standby = StandbyWorker()
+    standby.process.stdin.close()
+    assert standby.process.wait(TIMEOUT_S) == 0
+    assert standby.process.stdout.read() == b""  # no job, no events
+
+
+def test_a_released_ended_or_other_interpreter_standby_gives_way_to_a_new_worker(
+        scene, small_ct: sitk.Image, tiny_model_path: Path, tmp_path: Path) -> None:
+    logic = AttentionUNetSegLogic()
+    logic.prepareWorker()
+    released = logic._standby.process
+    logic.releaseWorker()
+    assert released.wait(TIMEOUT_S) != 0 and logic._standby is None
+
+    node = add_volume(scene, small_ct, "CT")
+    logic.prepareWorker()
+    ended = logic._standby.process
+    killProcessGroup(ended)
+    ended.wait(TIMEOUT_S)
+    run = logic.startBackground(node, tiny_model_path, attention=False)
+    assert run._process is not ended
+    drive(run)
+    assert run.state == SUCCEEDED, run.result()
+
+    logic.prepareWorker(python=launcher(tmp_path))
+    other = logic._standby.process
+    run = logic.startBackground(node, tiny_model_path, attention=False)  # this interpreter, not the launcher
+    assert run._process is not other and other.wait(TIMEOUT_S) != 0
+    drive(run)
+    assert run.state == SUCCEEDED, run.result()

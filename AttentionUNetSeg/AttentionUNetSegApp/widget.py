@@ -69,15 +69,25 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._run.run.cancel()
             self.onPoll()
         self.fineTuneSection.cancel()
+        self.logic.releaseWorker()
         self.setParameterNode(None)
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.prepareWorker()
 
     def exit(self) -> None:
-        """Disconnect the GUI only: the parameter node stays, and so does a running segmentation."""
+        """Disconnect the GUI and end the waiting worker: the parameter node stays, and so does a running
+        segmentation."""
         self.disconnectGui()
+        self.logic.releaseWorker()
+
+    def prepareWorker(self) -> None:
+        """While the panel is shown, keep a worker loading the engine for the next Segment click (once the
+        engine's packages are installed)."""
+        if not self.logic.unmetDependencies():
+            self.logic.prepareWorker()
 
     def onReload(self) -> None:
         """Reload the engine, logic and panel packages first: Slicer reloads only the module file."""
@@ -255,6 +265,8 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if update.outputs is not None:
             self.showOutputs(update)
         self.onParameterNodeModified()
+        if self.parent.isEntered:
+            self.prepareWorker()
 
     def showProgress(self, update: RunUpdate) -> None:
         if update.progress is not None:

@@ -12,6 +12,10 @@ and a run can be cancelled by ending the process. Files are exchanged through JO
   `write_fine_tune_job`; `result.json` and the new model file in `work/`, read back by `read_fine_tune_result`
   as a `FineTuneResult` (the caller registers the model: a killed worker leaves none).
 
+With `--standby` instead of JOB_DIR the worker loads the engine first (PyTorch and the rest: most of a
+worker's start) and then waits for the job folder's path, one line on stdin; stdin closing without one ends it
+quietly (status 0), so a standby worker never outlives the program that started it.
+
 Progress goes to stdout as one JSON object per line: `{"event": "progress", "stage": ..., "fraction": ...}`
 (fine-tuning adds step, total_steps, loss and seconds_left while training),
 then `{"event": "done"}` or `{"event": "error", "type": <exception class>, "message": ...}`; the exit
@@ -22,6 +26,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -42,6 +47,7 @@ INPUT_FILE = "input.nrrd"
 RESULT_FILE = "result.json"
 LABELS_FILE = "labels.nrrd"
 FINE_TUNE = "fine_tune"
+STANDBY = "--standby"
 
 if TYPE_CHECKING:
     from .fine_tuning import FineTuneCase, FineTuneResult, FineTuneSettings
@@ -178,15 +184,30 @@ def _print_event(event: dict) -> None:
     print(json.dumps(event), flush=True)
 
 
+def _wait_for_job() -> Optional[Path]:
+    """Load the engine, then read the job folder's path from stdin; None when stdin closes without one."""
+    from . import inference  # noqa: F401  (PyTorch, SimpleITK and the engine's modules)
+    from .backends import openvino_installed
+
+    if openvino_installed():
+        from . import openvino_backend  # noqa: F401
+    line = sys.stdin.buffer.readline().rstrip(b"\r\n")
+    return Path(os.fsdecode(line)) if line else None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the job in the folder given as the only argument; 0 on success, 1 on failure, 2 on a usage error."""
+    """Run the job in the folder given as the only argument (or, with --standby, read from stdin once the engine
+    is loaded); 0 on success or when stdin closed first, 1 on failure, 2 on a usage error."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m AttentionUNetSegLib.worker JOB_DIR", file=sys.stderr)
+        print(f"usage: python -m AttentionUNetSegLib.worker JOB_DIR|{STANDBY}", file=sys.stderr)
         return 2
     try:
-        run_job(Path(args[0]), _print_event)
+        job_dir = _wait_for_job() if args[0] == STANDBY else Path(args[0])
+        if job_dir is None:
+            return 0
+        run_job(job_dir, _print_event)
     except AttentionUNetSegError as exc:
         _print_event({"event": "error", "type": type(exc).__name__, "message": str(exc)})
         return 1

@@ -12,12 +12,13 @@ import json
 import os
 import queue
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 import SimpleITK as sitk
 
@@ -28,9 +29,19 @@ from AttentionUNetSegLib.inference_settings import InferenceSettings
 from .outputs import SegmentationOutputs
 from .processes import killProcessGroup, startProcessGroup
 
+if TYPE_CHECKING:
+    from .standby import StandbyWorker
+
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
 Commit = Callable[[object, float], SegmentationOutputs]
 """Adds the nodes for a finished segmentation: (engine result, seconds since the run started) -> outputs."""
+
+
+def startWorker(python: str, argument: str, stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
+    """`python -m AttentionUNetSegLib.worker ARGUMENT` in a process group of its own (processes.py), finding this
+    engine first on its path."""
+    return startProcessGroup([python, "-m", "AttentionUNetSegLib.worker", argument],
+                             env={**os.environ, "PYTHONPATH": _pythonPath()}, stdin=stdin)
 
 
 def pythonExecutable() -> str:
@@ -50,8 +61,11 @@ class BackgroundRun:
     the job in messages ("segmentation", "fine-tuning")."""
 
     def __init__(self, writeJob: Callable[[Path], None], commit: Callable[[Path, float], object],
-                 watched: Sequence[slicer.vtkMRMLNode], what: str, python: Optional[str] = None) -> None:
-        """`python`: the interpreter (or a launcher of it) that runs the worker; default `pythonExecutable()`."""
+                 watched: Sequence[slicer.vtkMRMLNode], what: str, python: Optional[str] = None,
+                 standby: Optional[StandbyWorker] = None) -> None:
+        """`python`: the interpreter (or a launcher of it) that runs the worker; default `pythonExecutable()`.
+        `standby`: a worker started ahead with the same interpreter runs the job if it is still there (else it is
+        released and a worker started)."""
         self.watched = list(watched)
         self.what = what
         self.state = RUNNING
@@ -65,11 +79,11 @@ class BackgroundRun:
         self._jobDir = Path(tempfile.mkdtemp(prefix="AttentionUNetSeg-"))
         try:
             writeJob(self._jobDir)
-            self._process = startProcessGroup(
-                [python or pythonExecutable(), "-m", "AttentionUNetSegLib.worker", str(self._jobDir)],
-                env={**os.environ, "PYTHONPATH": _pythonPath()})
+            self._process = _workerFor(self._jobDir, python or pythonExecutable(), standby)
         except BaseException:
             shutil.rmtree(self._jobDir, ignore_errors=True)
+            if standby is not None:
+                standby.release()
             raise
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
         self._reader = threading.Thread(target=self._readLines, daemon=True)
@@ -166,16 +180,27 @@ class BackgroundSegmentation(BackgroundRun):
     """A segmentation of `inputVolume` in a worker; its result is the SegmentationOutputs `commit` adds."""
 
     def __init__(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, image: sitk.Image, model: Optional[str],
-                 settings: InferenceSettings, commit: Commit, python: Optional[str] = None) -> None:
+                 settings: InferenceSettings, commit: Commit, python: Optional[str] = None,
+                 standby: Optional[StandbyWorker] = None) -> None:
         from AttentionUNetSegLib import worker
 
         self.inputVolume = inputVolume
         super().__init__(lambda folder: worker.write_job(folder, image, model=model, settings=settings),
                          lambda folder, seconds: commit(worker.read_result(folder), seconds),
-                         [inputVolume], "segmentation", python)
+                         [inputVolume], "segmentation", python, standby)
 
     def _deletedMessage(self, node: slicer.vtkMRMLNode) -> str:
         return f"The input volume '{node.GetName()}' was deleted while it was being segmented; nothing was added."
+
+
+def _workerFor(jobDir: Path, python: str, standby: Optional[StandbyWorker]) -> subprocess.Popen:
+    """The standby worker, given the job, where it runs `python` and is still there; else a new worker."""
+    if standby is not None:
+        process = standby.handOver(jobDir) if standby.python == python else None
+        if process is not None:
+            return process
+        standby.release()
+    return startWorker(python, str(jobDir))
 
 
 def _parse(line: str) -> dict:

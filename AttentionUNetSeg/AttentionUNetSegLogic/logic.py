@@ -19,13 +19,14 @@ from AttentionUNetSegLib.errors import CancelledError, InputImageError
 from AttentionUNetSegLib.inference_settings import InferenceSettings
 
 from . import dependencies, display
-from .background import BackgroundRun, BackgroundSegmentation
+from .background import BackgroundRun, BackgroundSegmentation, pythonExecutable
 from .conversion import volumeNodeToImage
 from .finetuning import FineTunePlan, Pair, planFineTune
 from .follower import overallProgress
 from .inputs import validateInputVolume
 from .outputs import (ATTENTION, CANCELLED, DONE, FAILED, GATE_ATTRIBUTE, INPUT_ROLE, OUTPUT_ATTRIBUTE, PROBABILITY,
                       CohortOutputs, SegmentationOutputs, VolumeRun, previousOutputs, writeCohortTable, writeOutputs)
+from .standby import StandbyWorker
 
 ModelChoice = Union[str, Path, None]
 
@@ -38,6 +39,7 @@ class AttentionUNetSegLogic:
     """
 
     moduleName = "AttentionUNetSeg"
+    _standby: Optional[StandbyWorker] = None
 
     def getParameterNode(self) -> slicer.vtkMRMLScriptedModuleNode:
         """The module's parameter node in the current scene (created on first use)."""
@@ -121,10 +123,27 @@ class AttentionUNetSegLogic:
         image = self.inputImage(inputVolume)
         modelPath = resolve_model_path(model)
         self.modelMetadata(modelPath)  # a corrupt file fails here, before the process starts
+        standby, self._standby = self._standby, None
         return BackgroundSegmentation(
             inputVolume, image, str(modelPath), _settings(device, attention, probabilities),
             commit=lambda result, seconds: writeOutputs(inputVolume, result, seconds, outputSegmentation),
-            python=python)
+            python=python, standby=standby)
+
+    def prepareWorker(self, python: Optional[str] = None) -> None:
+        """Start a worker that loads the engine now and waits for the next `startBackground` (which then does not
+        wait for PyTorch to load); nothing when one with the same interpreter is waiting already. It holds the
+        engine's memory (a few hundred MB) until that run or `releaseWorker()`."""
+        standby = self._standby
+        if standby is not None and standby.alive and standby.python == (python or pythonExecutable()):
+            return
+        self.releaseWorker()
+        self._standby = StandbyWorker(python)
+
+    def releaseWorker(self) -> None:
+        """End the worker `prepareWorker` started, if it still waits."""
+        if self._standby is not None:
+            self._standby.release()
+            self._standby = None
 
     # --- fine-tuning ------------------------------------------------------------------------------------------
 

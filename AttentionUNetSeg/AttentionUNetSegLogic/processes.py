@@ -16,9 +16,10 @@ from typing import Mapping, Sequence
 WINDOWS = os.name == "nt"
 
 
-def startProcessGroup(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen:
-    """Start `args` in a new process group with stdout and stderr as one binary pipe and no console window."""
-    options = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env))
+def startProcessGroup(args: Sequence[str], env: Mapping[str, str], stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
+    """Start `args` in a new process group with stdout and stderr as one binary pipe and no console window;
+    `stdin`: subprocess.PIPE to write to it."""
+    options = dict(stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env))
     if WINDOWS:
         startup = subprocess.STARTUPINFO()
         startup.dwFlags |= subprocess.STARTF_USESHOWWINDOW  # wShowWindow 0: hidden

@@ -8,9 +8,10 @@ engine's own timings in the worker (the rest is the worker's start, the transfer
 and the nodes' creation).
 
 With --timeline, also the time of each stage the worker reports (start, preparing, inference, resampling,
-saving, done) and of the outputs in the scene.
+saving, done) and of the outputs in the scene. With --standby, a worker is started as the panel starts one when
+it opens (logic.prepareWorker), STANDBY_LEAD_S before the click, and the click hands it the job.
 
-Usage: python Testing/benchmarks/slicer_click.py [--ct FILE] [--no-attention] [--rounds N] [--timeline]
+Usage: python Testing/benchmarks/slicer_click.py [--ct FILE] [--no-attention] [--rounds N] [--timeline] [--standby]
 """
 from __future__ import annotations
 
@@ -37,17 +38,27 @@ def main() -> None:
     parser.add_argument("--ct", type=Path, default=SAMPLE_CT, help="the CT (default: the bundled sample CT)")
     parser.add_argument("--rounds", type=int, default=1, help="runs, one after the other (default 1)")
     parser.add_argument("--timeline", action="store_true", help="print when each stage of the run began")
+    parser.add_argument("--standby", action="store_true",
+                        help=f"start a standby worker {STANDBY_LEAD_S:.0f} s before the click, as the panel does")
     args = parser.parse_args()
     for _ in range(args.rounds):
-        click(args.ct, not args.no_attention, args.timeline)
+        click(args.ct, not args.no_attention, args.timeline, args.standby)
 
 
-def click(ct: Path, attention: bool, timeline: bool = False) -> None:
+STANDBY_LEAD_S = 5.0
+"""How long before the click the standby worker starts: less than a user takes to open the panel and pick a CT."""
+
+
+def click(ct: Path, attention: bool, timeline: bool = False, standby: bool = False) -> None:
     with tempfile.TemporaryDirectory() as cache:
         scene = new_scene(Path(cache))
         node = add_volume(scene, sitk.ReadImage(str(ct)), "CT")
+        logic = AttentionUNetSegLogic()
+        if standby:
+            logic.prepareWorker()
+            time.sleep(STANDBY_LEAD_S)
         started = time.perf_counter()
-        run = AttentionUNetSegLogic().startBackground(node, None, attention=attention)
+        run = logic.startBackground(node, None, attention=attention)
         stages = {"started": time.perf_counter() - started}
         while not run.done:
             for event in run.poll():
