@@ -16,6 +16,7 @@ from slicer_scene import add_volume, scene_state
 
 import slicer
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, ModelFileError
+from AttentionUNetSegLib.worker import READY_MESSAGE
 from AttentionUNetSegLogic import AttentionUNetSegLogic, overallProgress
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED, BackgroundRun
 from AttentionUNetSegLogic.processes import killProcessGroup
@@ -188,9 +189,9 @@ def test_a_standby_worker_runs_the_next_segmentation(scene, small_ct: sitk.Image
     node = add_volume(scene, small_ct, "CT")
     logic = AttentionUNetSegLogic()
     expected = labels_of(logic.process(node, tiny_model_path, attention=False).segmentation)
-    logic.prepareWorker()
+    logic.prepareWorker(tiny_model_path, attention=False)
     standby = logic._standby.process
-    logic.prepareWorker()  # one is waiting: no second one
+    logic.prepareWorker(tiny_model_path, attention=False)  # one is waiting: no second one
     assert logic._standby.process is standby
 
     run = logic.startBackground(node, tiny_model_path, attention=False)
@@ -201,7 +202,32 @@ def test_a_standby_worker_runs_the_next_segmentation(scene, small_ct: sitk.Image
     assert list(actual) == list(expected)
     for segment_id, labels in expected.items():
         np.testing.assert_array_equal(actual[segment_id], labels, err_msg=segment_id)
-    assert events[-1] == {"event": "done"} and standby.poll() == 0 and not run._jobDir.exists()
+    assert events[-1] == {"event": "done"} and not run._jobDir.exists() and standby.wait(TIMEOUT_S) == 0
+    assert made_ready(events)
+
+
+def made_ready(events: list) -> bool:
+    """Whether the worker ran the job with the model a standby worker had made ready for it."""
+    return any(e["event"] == "log" and READY_MESSAGE in e["message"] for e in events)
+
+
+def test_a_standby_worker_makes_a_new_model_for_another_job_or_a_changed_file(
+        scene, small_ct: sitk.Image, tiny_model_path: Path, tmp_path: Path) -> None:
+    node = add_volume(scene, small_ct, "CT")
+    logic = AttentionUNetSegLogic()
+    logic.prepareWorker(tiny_model_path, attention=True)
+    run = logic.startBackground(node, tiny_model_path, attention=False)  # other settings
+    events = drive(run)
+    assert run.state == SUCCEEDED and not made_ready(events)
+
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(tiny_model_path.read_bytes())
+    logic.prepareWorker(model, attention=False)
+    time.sleep(2.0)  # the worker notes the file's state as it starts; then a new modification time, even in whole seconds
+    model.write_bytes(tiny_model_path.read_bytes())
+    run = logic.startBackground(node, model, attention=False)
+    events = drive(run)
+    assert run.state == SUCCEEDED and not made_ready(events)
 
 
 def test_a_standby_worker_ends_by_itself_when_its_stdin_closes() -> None:

@@ -84,10 +84,12 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.releaseWorker()
 
     def prepareWorker(self) -> None:
-        """While the panel is shown, keep a worker loading the engine for the next Segment click (once the
-        engine's packages are installed)."""
-        if not self.logic.unmetDependencies():
-            self.logic.prepareWorker()
+        """While the panel is shown, keep a worker loading the engine and the chosen model for the next Segment
+        click (once the engine's packages are installed)."""
+        parameters = self._parameterNode
+        if parameters is not None and not self.logic.unmetDependencies():
+            self.logic.prepareWorker(parameters.model or None, parameters.computeAttention,
+                                     parameters.computeProbabilities, parameters.device)
 
     def onReload(self) -> None:
         """Reload the engine, logic and panel packages first: Slicer reloads only the module file."""

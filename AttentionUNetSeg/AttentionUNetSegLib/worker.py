@@ -12,8 +12,10 @@ and a run can be cancelled by ending the process. Files are exchanged through JO
   `write_fine_tune_job`; `result.json` and the new model file in `work/`, read back by `read_fine_tune_result`
   as a `FineTuneResult` (the caller registers the model: a killed worker leaves none).
 
-With `--standby` instead of JOB_DIR the worker loads the engine first (PyTorch and the rest: most of a
-worker's start) and then waits for the job folder's path, one line on stdin; stdin closing without one ends it
+With `--standby [JOB]` instead of JOB_DIR the worker loads the engine first (PyTorch and the rest: most of a
+worker's start) and, given the job.json it expects (`standby_arguments`), makes that job's Segmenter ready; then
+it waits for the job folder's path, one line on stdin. The job runs with the ready Segmenter if it is the one
+expected and the model file is unchanged, else with a new one. stdin closing without a path ends the worker
 quietly (status 0), so a standby worker never outlives the program that started it.
 
 Progress goes to stdout as one JSON object per line: `{"event": "progress", "stage": ..., "fraction": ...}`
@@ -29,9 +31,9 @@ import logging
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
 
 import SimpleITK as sitk
 
@@ -48,10 +50,11 @@ RESULT_FILE = "result.json"
 LABELS_FILE = "labels.nrrd"
 FINE_TUNE = "fine_tune"
 STANDBY = "--standby"
+READY_MESSAGE = "the model was made ready before the job came"
 
 if TYPE_CHECKING:
     from .fine_tuning import FineTuneCase, FineTuneResult, FineTuneSettings
-    from .inference import ResampledMaps
+    from .inference import ResampledMaps, Segmenter
 
 Emit = Callable[[dict], None]
 
@@ -61,8 +64,18 @@ def write_job(job_dir: Path, image: sitk.Image, *, model: Union[str, Path, None]
     """Write the input image, the model and the settings of one run into `job_dir` (which must exist)."""
     job_dir = Path(job_dir)
     sitk.WriteImage(image, str(job_dir / INPUT_FILE), False)
-    job = {"model": None if model is None else str(model), "settings": asdict(settings)}
-    (job_dir / JOB_FILE).write_text(json.dumps(job), encoding="utf-8")
+    (job_dir / JOB_FILE).write_text(json.dumps(_job(model, settings)), encoding="utf-8")
+
+
+def standby_arguments(model: Union[str, Path, None] = None,
+                      settings: Optional[InferenceSettings] = None) -> List[str]:
+    """The worker's arguments for a standby worker; with `settings`, one that makes ready the Segmenter of a
+    segmentation with `model` and `settings` (as `write_job` would write it)."""
+    return [STANDBY] if settings is None else [STANDBY, json.dumps(_job(model, settings))]
+
+
+def _job(model: Union[str, Path, None], settings: InferenceSettings) -> dict:
+    return {"model": None if model is None else str(model), "settings": asdict(settings)}
 
 
 def write_fine_tune_job(job_dir: Path, cases: Sequence["FineTuneCase"], settings: "FineTuneSettings",
@@ -79,7 +92,29 @@ def write_fine_tune_job(job_dir: Path, cases: Sequence["FineTuneCase"], settings
     (Path(job_dir) / JOB_FILE).write_text(json.dumps(job), encoding="utf-8")
 
 
-def run_job(job_dir: Path, emit: Emit) -> None:
+@dataclass(frozen=True)
+class _Prepared:
+    """The Segmenter a standby worker made ready for the `job` (job.json's content) it was told to expect, and
+    the model file's state when it read it."""
+
+    job: dict
+    model_state: Optional[Tuple[int, int]]
+    segmenter: "Segmenter"
+
+    def serves(self, job: dict) -> bool:
+        return job == self.job and _model_state(job["model"]) == self.model_state
+
+
+def _model_state(model: Optional[str]) -> Optional[Tuple[int, int]]:
+    """A model file's size and modification time; None for the registry's default or a missing file."""
+    try:
+        state = os.stat(model) if model else None
+    except OSError:
+        return None
+    return None if state is None else (state.st_size, state.st_mtime_ns)
+
+
+def run_job(job_dir: Path, emit: Emit, prepared: Optional[_Prepared] = None) -> None:
     """Run the job in `job_dir` (a segmentation or a fine-tuning) and write its outputs there; `emit` receives
     the progress events."""
     job_dir = Path(job_dir)
@@ -87,15 +122,23 @@ def run_job(job_dir: Path, emit: Emit) -> None:
     if job.get("kind") == FINE_TUNE:
         _run_fine_tune(job_dir, job, emit)
     else:
-        _run_segmentation(job_dir, job, emit)
+        _run_segmentation(job_dir, job, emit, prepared)
 
 
-def _run_segmentation(job_dir: Path, job: dict, emit: Emit) -> None:
+def _segmenter(job: dict) -> "Segmenter":
+    from .inference import Segmenter
+
+    return Segmenter(job["model"], InferenceSettings(**job["settings"]))
+
+
+def _run_segmentation(job_dir: Path, job: dict, emit: Emit, prepared: Optional[_Prepared]) -> None:
     with ThreadPoolExecutor(1, "reader") as reader:
         reading = reader.submit(sitk.ReadImage, str(job_dir / INPUT_FILE))  # while PyTorch loads and the model is made ready
-        from .inference import Segmenter
-
-        segmenter = Segmenter(job["model"], InferenceSettings(**job["settings"]))
+        if prepared is not None and prepared.serves(job):
+            logging.getLogger(__name__).info(READY_MESSAGE)
+            segmenter = prepared.segmenter
+        else:
+            segmenter = _segmenter(job)
         image = reading.result()
     result = segmenter(image, progress=lambda stage, fraction: emit({"event": "progress", "stage": stage,
                                                                      "fraction": fraction}))
@@ -184,30 +227,46 @@ def _print_event(event: dict) -> None:
     print(json.dumps(event), flush=True)
 
 
-def _wait_for_job() -> Optional[Path]:
-    """Load the engine, then read the job folder's path from stdin; None when stdin closes without one."""
+def _prepare(expected: Optional[str]) -> Optional[_Prepared]:
+    """Load the engine and, for an `expected` job (job.json's text), make its Segmenter ready; a job that cannot
+    be made ready now is left to fail, with its message, when it runs."""
+    job = json.loads(expected) if expected is not None else None
+    state = _model_state(job["model"]) if job is not None else None  # before the file is read: a change then shows
     from . import inference  # noqa: F401  (PyTorch, SimpleITK and the engine's modules)
     from .backends import openvino_installed
 
     if openvino_installed():
         from . import openvino_backend  # noqa: F401
+    if job is None:
+        return None
+    try:
+        return _Prepared(job, state, _segmenter(job))
+    except Exception as exc:  # the job reports it, if it is run
+        logging.getLogger(__name__).info("the expected job's model was not made ready: %s", exc)
+        return None
+
+
+def _job_dir_from_stdin() -> Optional[Path]:
+    """The job folder's path, one line on stdin; None when stdin closes without one."""
     line = sys.stdin.buffer.readline().rstrip(b"\r\n")
     return Path(os.fsdecode(line)) if line else None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the job in the folder given as the only argument (or, with --standby, read from stdin once the engine
-    is loaded); 0 on success or when stdin closed first, 1 on failure, 2 on a usage error."""
+    """Run the job in the folder given as the only argument (or, with --standby [JOB], read from stdin once the
+    engine is loaded); 0 on success or when stdin closed first, 1 on failure, 2 on a usage error."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print(f"usage: python -m AttentionUNetSegLib.worker JOB_DIR|{STANDBY}", file=sys.stderr)
+    standby = bool(args) and args[0] == STANDBY
+    if not (len(args) == 1 or standby and len(args) == 2):
+        print(f"usage: python -m AttentionUNetSegLib.worker JOB_DIR | {STANDBY} [JOB]", file=sys.stderr)
         return 2
     try:
-        job_dir = _wait_for_job() if args[0] == STANDBY else Path(args[0])
+        prepared = _prepare(args[1] if len(args) == 2 else None) if standby else None
+        job_dir = _job_dir_from_stdin() if standby else Path(args[0])
         if job_dir is None:
             return 0
-        run_job(job_dir, _print_event)
+        run_job(job_dir, _print_event, prepared)
     except AttentionUNetSegError as exc:
         _print_event({"event": "error", "type": type(exc).__name__, "message": str(exc)})
         return 1

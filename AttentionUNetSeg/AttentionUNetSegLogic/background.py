@@ -2,8 +2,8 @@
 
 The inputs and options go into a temporary job folder (AttentionUNetSegLib.worker), the worker prints one
 JSON event per line on stdout, a reader thread queues those lines, and `poll()` (called from the main thread,
-e.g. by a qt.QTimer) hands them out. When the worker has finished, `poll()` commits its outputs (adds the nodes
-to the scene, or registers the fine-tuned model). `cancel()` kills the worker's whole process group (see
+e.g. by a qt.QTimer) hands them out. When the worker says it is done, `poll()` commits its outputs (adds the
+nodes to the scene, or registers the fine-tuned model) while the worker exits. `cancel()` kills the worker's whole process group (see
 processes.py) and returns at once: it never waits for the process or the reader.
 """
 from __future__ import annotations
@@ -37,10 +37,10 @@ Commit = Callable[[object, float], SegmentationOutputs]
 """Adds the nodes for a finished segmentation: (engine result, seconds since the run started) -> outputs."""
 
 
-def startWorker(python: str, argument: str, stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
-    """`python -m AttentionUNetSegLib.worker ARGUMENT` in a process group of its own (processes.py), finding this
-    engine first on its path."""
-    return startProcessGroup([python, "-m", "AttentionUNetSegLib.worker", argument],
+def startWorker(python: str, arguments: Sequence[str], stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
+    """`python -m AttentionUNetSegLib.worker ARGUMENTS` in a process group of its own (processes.py), finding
+    this engine first on its path."""
+    return startProcessGroup([python, "-m", "AttentionUNetSegLib.worker", *arguments],
                              env={**os.environ, "PYTHONPATH": _pythonPath()}, stdin=stdin)
 
 
@@ -74,6 +74,7 @@ class BackgroundRun:
         self._result: Optional[object] = None
         self._error: Optional[BaseException] = None
         self._failure: Optional[dict] = None
+        self._completed = False  # the worker said "done"
         self._lock = threading.Lock()  # the reader's end and a stop agree on who removes the job folder
         self._ended = False
         self._jobDir = Path(tempfile.mkdtemp(prefix="AttentionUNetSeg-"))
@@ -94,7 +95,8 @@ class BackgroundRun:
         return self.state != RUNNING
 
     def poll(self) -> List[dict]:
-        """Events since the last call (progress, log); finishes the run when the worker has ended."""
+        """Events since the last call (progress, log); finishes the run when the worker says it is done or has
+        ended."""
         if self.done:
             return []
         events = []
@@ -108,9 +110,12 @@ class BackgroundRun:
                 finished = True
                 break
             event = _parse(line)
+            events.append(event)
             if event["event"] == "error":
                 self._failure = event
-            events.append(event)
+            elif event["event"] == "done":  # its outputs are whole: the worker's exit is not waited for
+                self._completed = finished = True
+                break
         deleted = next((node for node in self.watched if node.GetScene() is None), None)
         if not finished and deleted is not None:
             self._stop(InputImageError(self._deletedMessage(deleted)), FAILED)
@@ -153,7 +158,7 @@ class BackgroundRun:
         from AttentionUNetSegLib import worker
 
         try:
-            if self._process.returncode != 0:
+            if not self._completed:
                 raise worker.error_from_event(self._failure) if self._failure else AttentionUNetSegError(
                     f"the {self.what} process ended with exit status {self._process.returncode}; see the log")
             self._result = self._commit(self._jobDir, time.monotonic() - self.started)
@@ -200,7 +205,7 @@ def _workerFor(jobDir: Path, python: str, standby: Optional[StandbyWorker]) -> s
         if process is not None:
             return process
         standby.release()
-    return startWorker(python, str(jobDir))
+    return startWorker(python, [str(jobDir)])
 
 
 def _parse(line: str) -> dict:

@@ -19,7 +19,7 @@ from AttentionUNetSegLib.errors import CancelledError, InputImageError
 from AttentionUNetSegLib.inference_settings import InferenceSettings
 
 from . import dependencies, display
-from .background import BackgroundRun, BackgroundSegmentation, pythonExecutable
+from .background import BackgroundRun, BackgroundSegmentation
 from .conversion import volumeNodeToImage
 from .finetuning import FineTunePlan, Pair, planFineTune
 from .follower import overallProgress
@@ -129,15 +129,24 @@ class AttentionUNetSegLogic:
             commit=lambda result, seconds: writeOutputs(inputVolume, result, seconds, outputSegmentation),
             python=python, standby=standby)
 
-    def prepareWorker(self, python: Optional[str] = None) -> None:
-        """Start a worker that loads the engine now and waits for the next `startBackground` (which then does not
-        wait for PyTorch to load); nothing when one with the same interpreter is waiting already. It holds the
+    def prepareWorker(self, model: ModelChoice = None, attention: bool = True, probabilities: bool = False,
+                      device: str = "auto", python: Optional[str] = None) -> None:
+        """Start a worker that loads the engine now, and reads `model` and builds its backend for these settings,
+        then waits for the next `startBackground` (which then does not wait for them; with other choices it
+        still gains the engine's loading); nothing when one expecting the same is waiting already. It holds the
         engine's memory (a few hundred MB) until that run or `releaseWorker()`."""
+        from AttentionUNetSegLib.errors import AttentionUNetSegError
+        from AttentionUNetSegLib.registry import resolve_model_path
+
+        try:
+            modelPath, settings = str(resolve_model_path(model)), _settings(device, attention, probabilities)
+        except AttentionUNetSegError:  # the click will say what is wrong; the engine still loads meanwhile
+            modelPath, settings = None, None
         standby = self._standby
-        if standby is not None and standby.alive and standby.python == (python or pythonExecutable()):
+        if standby is not None and standby.alive and standby.expects(python, modelPath, settings):
             return
         self.releaseWorker()
-        self._standby = StandbyWorker(python)
+        self._standby = StandbyWorker(python, modelPath, settings)
 
     def releaseWorker(self) -> None:
         """End the worker `prepareWorker` started, if it still waits."""

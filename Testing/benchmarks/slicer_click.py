@@ -55,14 +55,15 @@ def click(ct: Path, attention: bool, timeline: bool = False, standby: bool = Fal
         node = add_volume(scene, sitk.ReadImage(str(ct)), "CT")
         logic = AttentionUNetSegLogic()
         if standby:
-            logic.prepareWorker()
+            logic.prepareWorker(None, attention=attention)
             time.sleep(STANDBY_LEAD_S)
         started = time.perf_counter()
         run = logic.startBackground(node, None, attention=attention)
         stages = {"started": time.perf_counter() - started}
         while not run.done:
+            polled = time.perf_counter() - started  # the poll that gets "done" also adds the outputs
             for event in run.poll():
-                stages.setdefault(event.get("stage") or f"worker {event['event']}", time.perf_counter() - started)
+                stages.setdefault(event.get("stage") or f"worker {event['event']}", polled)
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         if timeline:
