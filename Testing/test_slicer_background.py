@@ -206,6 +206,21 @@ def test_a_standby_worker_runs_the_next_segmentation(scene, small_ct: sitk.Image
     assert made_ready(events)
 
 
+def test_a_standby_worker_behind_a_launcher_gets_its_job(scene, small_ct: sitk.Image, tiny_model_path: Path,
+                                                         tmp_path: Path) -> None:
+    """PythonSlicer runs the interpreter as its child and forwards its stdin to it, as this launcher does."""
+    node = add_volume(scene, small_ct, "CT")
+    logic = AttentionUNetSegLogic()
+    python = launcher(tmp_path)
+    logic.prepareWorker(tiny_model_path, attention=False, python=python)
+    standby = logic._standby.process
+    run = logic.startBackground(node, tiny_model_path, attention=False, python=python)
+    assert run._process is standby
+    events = drive(run)
+    assert run.state == SUCCEEDED, run.result()
+    assert made_ready(events) and standby.wait(TIMEOUT_S) == 0
+
+
 def made_ready(events: list) -> bool:
     """Whether the worker ran the job with the model a standby worker had made ready for it."""
     return any(e["event"] == "log" and READY_MESSAGE in e["message"] for e in events)

@@ -162,7 +162,7 @@ def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result, seconds: f
             if segmentationNode is None:
                 segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation")
                 segmentationNode.SetAttribute(CREATED_ATTRIBUTE, "1")
-                _useSurfaceNets(segmentationNode.GetSegmentation())
+                useSurfaceNets(segmentationNode.GetSegmentation())
             _fillSegmentation(segmentationNode, inputVolume, result, parentItem)
             report("outputs", 1.0)
             # the commit: earlier outputs go only once everything new is in place (a failure above keeps them)
@@ -329,7 +329,7 @@ def _fillSegmentation(segmentationNode: slicer.vtkMRMLSegmentationNode, inputVol
     _placeInHierarchy(segmentationNode, parentItem)
 
 
-def _useSurfaceNets(segmentation: slicer.vtkSegmentation) -> None:
+def useSurfaceNets(segmentation: slicer.vtkSegmentation) -> None:
     """3D surfaces by VTK's SurfaceNets with its own smoothing (Segment Editor's Show 3D options): faster than
     the default flying edges and windowed-sinc smoothing (docs/benchmarks.md), without their slight shrinkage.
     A Slicer without this conversion method keeps its default."""
