@@ -9,7 +9,8 @@ and the nodes' creation).
 
 With --timeline, also the time of each stage the worker reports (start, preparing, inference, resampling,
 saving, done) and of the outputs in the scene. With --standby, a worker is started as the panel starts one when
-it opens (logic.prepareWorker), STANDBY_LEAD_S before the click, and the click hands it the job.
+it opens (logic.prepareWorker), STANDBY_LEAD_S before the click, and the click hands it the job; its resident
+memory then is printed.
 
 Usage: python Testing/benchmarks/slicer_click.py [--ct FILE] [--no-attention] [--rounds N] [--timeline] [--standby]
 """
@@ -57,6 +58,7 @@ def click(ct: Path, attention: bool, timeline: bool = False, standby: bool = Fal
         if standby:
             logic.prepareWorker(None, attention=attention)
             time.sleep(STANDBY_LEAD_S)
+            print(f"standby worker: {resident_mib(logic._standby.process.pid)} MiB resident before the click")
         started = time.perf_counter()
         run = logic.startBackground(node, None, attention=attention)
         stages = {"started": time.perf_counter() - started}
@@ -75,6 +77,15 @@ def click(ct: Path, attention: bool, timeline: bool = False, standby: bool = Fal
         print(f"click to result: {elapsed:.1f} s; {len(outputs.attention)} attention volumes, segments "
               f"{outputs.segmentation.GetSegmentation().GetNumberOfSegments()}; the engine's timings_s in the "
               f"worker: {dict((k, round(v, 2)) for k, v in outputs.timings.items())}")
+
+
+def resident_mib(pid: int) -> str:
+    """A process's resident memory (VmRSS) in MiB, where /proc tells it."""
+    try:
+        line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS"))
+    except (OSError, StopIteration):
+        return "?"
+    return str(round(int(line.split()[1]) / 1024))
 
 
 if __name__ == "__main__":
