@@ -43,7 +43,10 @@ def _midline_x(grid: Grid, ct: Optional[np.ndarray]) -> float:
     """LPS x of the patient's midline: the body's (HU > -500) centroid, from every second voxel along each axis
     (a millimetre-scale estimate at an eighth of the cost), else the field of view's centre."""
     body = ct[::2, ::2, ::2] > AIR_HU if ct is not None else None
-    centre = _centroid_xyz(body) * 2 if body is not None and body.any() else (np.asarray(grid.size, dtype=float) - 1) / 2
+    if body is not None and body.any():
+        centre = _centroid_xyz(body) * 2
+    else:
+        centre = (np.asarray(grid.size, dtype=float) - 1) / 2
     return float(_physical(grid, centre[None])[0, 0])
 
 

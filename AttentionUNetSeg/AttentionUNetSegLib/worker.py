@@ -133,7 +133,7 @@ def _segmenter(job: dict) -> "Segmenter":
 
 def _run_segmentation(job_dir: Path, job: dict, emit: Emit, prepared: Optional[_Prepared]) -> None:
     with ThreadPoolExecutor(1, "reader") as reader:
-        reading = reader.submit(sitk.ReadImage, str(job_dir / INPUT_FILE))  # while PyTorch loads and the model is made ready
+        reading = reader.submit(sitk.ReadImage, str(job_dir / INPUT_FILE))  # while the model is made ready
         if prepared is not None and prepared.serves(job):
             logging.getLogger(__name__).info(READY_MESSAGE)
             segmenter = prepared.segmenter

@@ -3,8 +3,8 @@
 The inputs and options go into a temporary job folder (AttentionUNetSegLib.worker), the worker prints one
 JSON event per line on stdout, a reader thread queues those lines, and `poll()` (called from the main thread,
 e.g. by a qt.QTimer) hands them out. When the worker says it is done, `poll()` commits its outputs (adds the
-nodes to the scene, or registers the fine-tuned model) while the worker exits. `cancel()` kills the worker's whole process group (see
-processes.py) and returns at once: it never waits for the process or the reader.
+nodes to the scene, or registers the fine-tuned model) while the worker exits. `cancel()` kills the worker's
+whole process group (see processes.py) and returns at once: it never waits for the process or the reader.
 """
 from __future__ import annotations
 

@@ -60,7 +60,8 @@ class StandbyWorker:
     def release(self) -> None:
         """End the worker and anything it started; returns at once."""
         killProcessGroup(self.process)
-        try:
-            self.process.stdin.close()
-        except OSError:
-            pass
+        for pipe in (self.process.stdin, self.process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
