@@ -238,7 +238,7 @@ def test_a_standby_worker_makes_a_new_model_for_another_job_or_a_changed_file(
     model = tmp_path / "model.safetensors"
     model.write_bytes(tiny_model_path.read_bytes())
     logic.prepareWorker(model, attention=False)
-    time.sleep(2.0)  # the worker notes the file's state as it starts; then a new modification time, even in whole seconds
+    time.sleep(2.0)  # the worker notes the file's state as it starts; then a new mtime, even in whole seconds
     model.write_bytes(tiny_model_path.read_bytes())
     run = logic.startBackground(node, model, attention=False)
     events = drive(run)

@@ -16,7 +16,8 @@ from typing import Mapping, Sequence
 WINDOWS = os.name == "nt"
 
 
-def startProcessGroup(args: Sequence[str], env: Mapping[str, str], stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
+def startProcessGroup(args: Sequence[str], env: Mapping[str, str],
+                      stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
     """Start `args` in a new process group with stdout and stderr as one binary pipe and no console window;
     `stdin`: subprocess.PIPE to write to it."""
     options = dict(stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env))

@@ -1,9 +1,10 @@
 """Segment the cases of a cohort with one loaded model, skipping those already complete in the output folder.
 
-The model is made ready once (inference.Segmenter). Three steps overlap: while case k is segmented, a reader thread reads case k+1's CT and a writer thread writes
-case k-1's outputs; the writer takes a case only once the previous one is written, so at most two results
-(and one CT read ahead) are held. Each case's outputs are staged and committed as one set, by the writer
-thread, so a failure or Ctrl-C leaves every earlier case whole and the case it stopped in absent.
+The model is made ready once (inference.Segmenter), while the first CT is read. Then three steps overlap: while
+case k is segmented, a reader thread reads case k+1's CT and a writer thread writes case k-1's outputs; the
+writer takes a case only once the previous one is written, so at most two results (and one CT read ahead) are
+held. Each case's outputs are staged and committed as one set, by the writer thread, so a failure or Ctrl-C
+leaves every earlier case whole and the case it stopped in absent.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
     started = time.perf_counter()
     with ThreadPoolExecutor(1, "cohort-reader") as reader, ThreadPoolExecutor(1, "cohort-writer") as writer:
         reading = reader.submit(_read, todo[0][1].path) if todo else None
-        segmenter = Segmenter(job.model, job.settings) if todo else None  # made ready once, while the first CT is read
+        segmenter = Segmenter(job.model, job.settings) if todo else None
         writing: Optional[Future] = None
         for position, (k, case) in enumerate(todo):
             say(f"case {k}/{total}: {case.name}")
