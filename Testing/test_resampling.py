@@ -9,7 +9,8 @@ from scipy.ndimage import gaussian_filter
 
 from AttentionUNetSegLib.grid import Grid
 from AttentionUNetSegLib.preprocessing import resample
-from AttentionUNetSegLib.resampling import argmax_on_grid, axis_maps, resample_linear
+from AttentionUNetSegLib.resampling import (argmax_on_grid, axis_maps, resample_linear, resample_multiples,
+                                            resample_rounded)
 
 RNG = np.random.default_rng(1)
 
@@ -70,3 +71,18 @@ def test_ties_go_to_the_lower_class() -> None:
     logits[2, :, :, 4:] = 1.0  # classes 0 and 1 tie everywhere, class 2 wins on one side
     labels = argmax_on_grid(logits, source, target)
     assert set(np.unique(labels)) == {0, 2}
+
+
+@pytest.mark.parametrize("kind", list(GRID_DIRECTIONS))
+def test_rounded_maps_are_exactly_the_clipped_and_rounded_linear_resampling(kind: str) -> None:
+    """Plane by plane, without float32 temporaries of the target's size: the same multiples as clipping and
+    rounding a whole resampled volume (subnormal values included)."""
+    source, target = _grids(GRID_DIRECTIONS[kind])
+    array = RNG.uniform(-0.2, 1.2, size=tuple(reversed(source.size))).astype(np.float32)
+    array.flat[:50] = RNG.uniform(0, 1, 50) * np.float32(1e-40)  # subnormal values too
+    step = 2.0 ** -10
+    expected = np.rint(np.clip(resample_linear(array, source, target), 0.0, 1.0) * np.float32(1 / step))
+    multiples = resample_multiples(array, source, target, step)
+    assert multiples.dtype == np.int16 and np.array_equal(multiples, expected)
+    out = np.empty(target.shape, np.float32)
+    assert np.array_equal(resample_rounded(array, source, target, step, out), expected * np.float32(step))
