@@ -3,7 +3,6 @@ import slicer
 from AttentionUNetSegLib.sample import SAMPLE_CT
 
 SAMPLE_NAME = "AttentionUNetSegAbdomenCT"
-SAMPLE_FILE = SAMPLE_CT
 SAMPLE_SHA256 = "dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1"
 
 
@@ -14,8 +13,8 @@ def registerSampleData() -> None:
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="AttentionUNetSeg",
         sampleName=SAMPLE_NAME,
-        thumbnailFileName=str(SAMPLE_FILE.parents[1] / "Icons" / "AttentionUNetSeg.png"),
-        uris=SAMPLE_FILE.as_uri(),
+        thumbnailFileName=str(SAMPLE_CT.parents[1] / "Icons" / "AttentionUNetSeg.png"),
+        uris=SAMPLE_CT.as_uri(),
         fileNames=f"{SAMPLE_NAME}.nii.gz",
         checksums=f"SHA256:{SAMPLE_SHA256}",
         nodeNames=SAMPLE_NAME,

@@ -105,11 +105,11 @@ class Segmenter:
     def __init__(self, model: Union[torch.nn.Module, str, Path, None] = None,
                  settings: Optional[InferenceSettings] = None, **options: Any) -> None:
         settings = replace(settings or InferenceSettings(), **options)
-        self.device = resolve_device(settings.device)
-        self.settings = replace(settings, batch_size=settings.windows_per_batch(self.device.type))
+        device = resolve_device(settings.device)
+        self.settings = replace(settings, batch_size=settings.windows_per_batch(device.type))
         self.model = model if isinstance(model, torch.nn.Module) else load_model(model)
         self.metadata = model_metadata(self.model)
-        self.backend = make_backend(self.model, self.device, resolve_precision(settings.precision, self.device),
+        self.backend = make_backend(self.model, device, resolve_precision(settings.precision, device),
                                     settings.backend)
 
     def __call__(self, image: sitk.Image, *, progress: Optional[ProgressCallback] = None,
@@ -180,7 +180,6 @@ class Segmenter:
                 else:
                     log.warning("GPU out of memory even with one window: falling back to the CPU")
                     cpu = torch.device("cpu")
-                    self.settings = replace(self.settings, batch_size=self.settings.windows_per_batch("cpu"))
                     self.backend = make_backend(self.model, cpu, resolve_precision("auto", cpu), "auto")
 
 

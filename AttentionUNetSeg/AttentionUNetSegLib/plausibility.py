@@ -103,7 +103,7 @@ def plausibility_warnings(labels: np.ndarray, grid: Grid, classes: Mapping[int, 
             warnings.append(f"{share:.0%} of the {name} lies in pieces apart from its main body: "
                             "check it for false positives.")
         if ct is not None:
-            air = float(np.count_nonzero(ct[box][mask] < AIR_HU)) / np.count_nonzero(mask)
+            air = float(np.count_nonzero(ct[box][mask] < AIR_HU)) / shapes.GetNumberOfPixels(value)
             if air > MAX_AIR_SHARE:
                 warnings.append(f"{air:.0%} of the {name} ({volume:.0f} mL) lies in air (below {AIR_HU} HU), "
                                 "where no organ can be: the scan is probably outside what the model knows.")

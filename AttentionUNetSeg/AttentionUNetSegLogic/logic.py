@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 import slicer
 from AttentionUNetSegLib.callbacks import CancelCheck, ProgressCallback
-from AttentionUNetSegLib.errors import CancelledError, InputImageError
+from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
 from AttentionUNetSegLib.inference_settings import InferenceSettings
 
 from . import dependencies, display
@@ -135,7 +135,6 @@ class AttentionUNetSegLogic:
         then waits for the next `startBackground` (which then does not wait for them; with other choices it
         still gains the engine's loading); nothing when one expecting the same is waiting already. It holds the
         engine's memory (a few hundred MB) until that run or `releaseWorker()`."""
-        from AttentionUNetSegLib.errors import AttentionUNetSegError
         from AttentionUNetSegLib.registry import resolve_model_path
 
         try:
