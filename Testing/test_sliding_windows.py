@@ -10,7 +10,12 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from AttentionUNetSegLib.errors import CancelledError
-from AttentionUNetSegLib.sliding_windows import blend_windows, window_boxes, windows_along
+from AttentionUNetSegLib.imageio import read_image
+from AttentionUNetSegLib.inference_settings import InferenceSettings
+from AttentionUNetSegLib.registry import load_model
+from AttentionUNetSegLib.sample import SAMPLE_CT
+from AttentionUNetSegLib.sliding_windows import (blend_windows, body_input, network_windows, sliding_window_outputs,
+                                                 window_boxes, windows_along)
 
 CPU = torch.device("cpu")
 ROI = (8, 16, 12)
@@ -63,3 +68,26 @@ def test_progress_and_cancel() -> None:
         blend_windows(volume, ROI, 0.25, 1, lambda windows: calls.append(1) or windows, CPU,
                       cancel=lambda: len(calls) == 2)
     assert len(calls) == 2
+
+
+def test_network_windows_are_what_a_segmentation_feeds_the_network() -> None:
+    """The windows that int8 calibration and the network benchmark use are those a segmentation of the bundled
+    sample CT runs, in its order."""
+    metadata = load_model(None).metadata
+    image = read_image(SAMPLE_CT)
+    fed: List[np.ndarray] = []
+
+    class Recorder:
+        """A window backend that keeps what it is given and answers background everywhere."""
+        device = CPU
+
+        def __call__(self, windows: torch.Tensor, attention: bool):
+            fed.extend(window[None].numpy().copy() for window in windows)
+            return torch.zeros((len(windows), len(metadata.classes)) + windows.shape[2:]), []
+
+    _, _, body = body_input(image, metadata, 0.25)
+    sliding_window_outputs(Recorder(), body, metadata, InferenceSettings(attention=False, window_voxels=0))
+    ours = network_windows(image, metadata, 0.25)
+    assert len(ours) == len(fed) > 1
+    assert all(a.shape == (1, 1) + tuple(reversed(metadata.patch_size)) for a in ours)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, fed))

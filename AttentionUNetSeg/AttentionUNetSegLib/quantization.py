@@ -22,7 +22,7 @@ from .errors import InvalidOptionError
 from .imageio import read_image
 from .model_file import ModelMetadata
 from .sample import SAMPLE_CT
-from .sliding_windows import body_input, padded_to_window, window_boxes
+from .sliding_windows import network_windows
 
 CALIBRATION_OVERLAP = 0.25
 """The calibration windows overlap as a segmentation's do by default."""
@@ -42,11 +42,7 @@ def require_int8() -> None:
 def calibration_windows(metadata: ModelMetadata) -> List[np.ndarray]:
     """Normalised windows (1, 1, z, y, x) of the sample CT, as a segmentation of it at the model's patch reads
     them."""
-    patch = tuple(reversed(metadata.patch_size))
-    _, _, body = body_input(read_image(SAMPLE_CT), metadata, CALIBRATION_OVERLAP)
-    padded, _ = padded_to_window(body, patch, metadata.intensity.air)
-    return [np.ascontiguousarray(padded[box])[None, None]
-            for box in window_boxes(padded.shape, patch, CALIBRATION_OVERLAP)]
+    return network_windows(read_image(SAMPLE_CT), metadata, CALIBRATION_OVERLAP)
 
 
 def quantize(ov_model, metadata: ModelMetadata):

@@ -53,6 +53,15 @@ def body_input(image: sitk.Image, metadata: ModelMetadata, overlap: float) -> Tu
     return grid, box, normalise(hu[box], metadata.intensity)
 
 
+def network_windows(image: sitk.Image, metadata: ModelMetadata, overlap: float) -> List[np.ndarray]:
+    """The normalised windows (1, 1, z, y, x) that a segmentation of `image` with the model's training patch as
+    its window feeds the network, in order."""
+    patch = tuple(reversed(metadata.patch_size))
+    _, _, body = body_input(image, metadata, overlap)
+    padded, _ = padded_to_window(body, patch, metadata.intensity.air)
+    return [np.ascontiguousarray(padded[box])[None, None] for box in window_boxes(padded.shape, patch, overlap)]
+
+
 def sliding_window_outputs(backend: WindowBackend, model_input: np.ndarray, metadata: ModelMetadata,
                            settings: InferenceSettings, progress: ProgressCallback = no_progress,
                            cancel: Optional[CancelCheck] = None) -> np.ndarray:
