@@ -1,8 +1,9 @@
 """How close the network's windows come to this CPU's arithmetic limit: the default model's multiply-adds per
-sliding window (counted on its convolutions), the OpenVINO backend's time per window of a real CT (float32, and
-int8 with --int8: the same operations in int8), and this CPU's float32 matrix-multiply rate (PyTorch's sgemm on the same threads) as the peer,
-interleaved round by round in this one process. What it prints says how long a CT's windows would take if the
-network ran at the sgemm rate: the floor that no change outside the network's arithmetic can go below.
+sliding window (counted on its convolutions), the OpenVINO and PyTorch backends' time per window of a real CT
+(float32; OpenVINO also in int8 with --int8: the same operations in int8), and this CPU's float32
+matrix-multiply rate (PyTorch's sgemm on the same threads) as the peer, interleaved round by round in this one
+process. What it prints says how long a CT's windows would take if the network ran at the sgemm rate: the floor
+that no change outside the network's arithmetic can go below.
 
     python Testing/benchmarks/network_floor.py [--ct CT] [--rounds 5] [--int8]
 """
@@ -64,7 +65,8 @@ def main() -> None:
     flops = window_flops(model, windows[0])
 
     cpu = torch.device("cpu")
-    backends = {"OpenVINO fp32": make_backend(model, cpu, torch.float32, "openvino")}
+    backends = {"OpenVINO fp32": make_backend(model, cpu, torch.float32, "openvino"),
+                "PyTorch fp32": make_backend(model, cpu, torch.float32, "torch")}
     if args.int8:
         backends["OpenVINO int8"] = make_backend(model, cpu, torch.int8, "openvino")
     a, b = torch.randn(SGEMM_SIZE, SGEMM_SIZE), torch.randn(SGEMM_SIZE, SGEMM_SIZE)
