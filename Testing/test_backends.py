@@ -21,7 +21,7 @@ from AttentionUNetSegLib.model_file import read_model
 from AttentionUNetSegLib.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import InvalidOptionError
 from AttentionUNetSegLib.inference import segment
-from AttentionUNetSegLib.openvino_backend import IR_FILE, OpenVINOBackend
+from AttentionUNetSegLib.openvino_backend import COMPILED_FOLDER, IR_FILE, OpenVINOBackend
 from AttentionUNetSegLib.user_folders import user_cache_dir
 from AttentionUNetSegLib.sliding_windows import window_size
 
@@ -91,10 +91,19 @@ def test_converted_network_is_cached_per_model_file(tiny_model_path: Path, caplo
     (folder,) = (user_cache_dir() / "openvino").glob(f"{model.sha256}-*")
     assert (folder / IR_FILE).is_file() and not list(folder.parent.glob(".converting-*"))
 
+    compiled = list((folder / COMPILED_FOLDER).iterdir())  # OpenVINO's compiled network, kept in the entry
+    assert compiled
+
     caplog.clear()
     with caplog.at_level(logging.INFO):
         again, _ = OpenVINOBackend(model, torch.float32)(x, attention=False)
     assert "converting" not in caplog.text and torch.equal(again, expected)
+    assert list((folder / COMPILED_FOLDER).iterdir()) == compiled  # compiled from it, not kept again
+
+    for path in compiled:  # a damaged compiled network is compiled again, to the same outputs
+        path.write_bytes(b"not a compiled network")
+    recompiled, _ = OpenVINOBackend(model, torch.float32)(x, attention=False)
+    assert torch.equal(recompiled, expected) and all(path.stat().st_size > 100 for path in compiled)
 
     (folder / IR_FILE).write_text("<not a network")  # a damaged cache entry is converted again
     caplog.clear()

@@ -6,8 +6,11 @@ per-user cache under the model file's sha256 and the OpenVINO version; it is wri
 folder that is then renamed, so a half-written entry is never read, and an unreadable entry is converted
 again. The precision is OpenVINO's inference hint: bf16 where PyTorch would use bf16 (CPUs with native
 bf16), f32 otherwise; for int8 the converted model is quantized (quantization.py) and cached beside it, in an
-entry of its own (INT8_SUFFIX). This module owns the cache's layout: `cache_entries` lists it, `remove_cache_entries`
-empties it (all of it, or one model file's entries) by renaming each entry away before deleting it.
+entry of its own (INT8_SUFFIX). Inside each entry OpenVINO keeps the network as compiled for this CPU and
+these settings (its CACHE_DIR, COMPILED_FOLDER), so later runs compile in a fraction of the time
+(docs/benchmarks.md); OpenVINO checks that network itself and compiles again over a damaged one. This module
+owns the cache's layout: `cache_entries` lists it, `remove_cache_entries` empties it (all of it, or one model
+file's entries) by renaming each entry away before deleting it.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ EXAMPLE_SIZE = 32
 PRECISION_HINTS = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16", torch.int8: "f32"}
 """int8: the quantized layers run in int8 whatever the hint; f32 is the precision of the rest."""
 IR_FILE = "network.xml"
+COMPILED_FOLDER = "compiled"
 INT8_SUFFIX = "-int8"
 ENTRY_NAME = re.compile(r"(?P<sha256>[0-9a-f]{64})-openvino.+")
 CONVERTING_PREFIX = ".converting-"
@@ -81,8 +85,13 @@ class OpenVINOBackend:
         self.gate_names = list(model.gate_names)
         self.dtype = dtype
         self.core = ov.Core()
-        ov_model = self._cached_or_quantized(model) if dtype == torch.int8 else self._cached_or_converted(model)
-        self.request = compile_request(ov_model, dtype, self.core)
+        int8 = dtype == torch.int8
+        ov_model = self._cached_or_quantized(model) if int8 else self._cached_or_converted(model)
+        entry = self._cache_folder(model, INT8_SUFFIX if int8 else "")
+        if entry is not None and (entry / IR_FILE).is_file():  # from the file: OpenVINO keys its compiled one by it
+            self.request = compile_request(str(entry / IR_FILE), dtype, self.core, entry / COMPILED_FOLDER)
+        else:
+            self.request = compile_request(ov_model, dtype, self.core)
 
     def __call__(self, windows: torch.Tensor, attention: bool) -> WindowOutputs:
         results = self.request.infer({0: np.ascontiguousarray(windows.numpy(), dtype=np.float32)})
@@ -210,13 +219,21 @@ def convert(module: nn.Module, in_channels: int):
                                 input=[ov.PartialShape([-1, in_channels, -1, -1, -1])])
 
 
-def compile_request(ov_model, dtype: torch.dtype, core=None):
-    """An inference request of `ov_model` on the CPU at `dtype`'s precision, on PyTorch's number of threads."""
+def compile_request(ov_model, dtype: torch.dtype, core=None, cache: Optional[Path] = None):
+    """An inference request of `ov_model` (a model or its file) on the CPU at `dtype`'s precision, on PyTorch's
+    number of threads; with `cache`, OpenVINO compiles from the network it compiled there before, or keeps it
+    there (without, if the folder cannot be used)."""
     import openvino as ov
 
+    core = core or ov.Core()
     settings = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[dtype], "PERFORMANCE_HINT": "LATENCY",
                 "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-    return (core or ov.Core()).compile_model(ov_model, "CPU", settings).create_infer_request()
+    if cache is not None:
+        try:
+            return core.compile_model(ov_model, "CPU", {**settings, "CACHE_DIR": str(cache)}).create_infer_request()
+        except RuntimeError as exc:
+            log.warning("OpenVINO could not use %s for its compiled network (%s); compiling without it", cache, exc)
+    return core.compile_model(ov_model, "CPU", settings).create_infer_request()
 
 
 def _kept_in(folder: Optional[Path]) -> str:
