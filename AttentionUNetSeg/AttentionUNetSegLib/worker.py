@@ -43,6 +43,7 @@ from .errors import AttentionUNetSegError
 from .grid import Grid
 from .imageio import read_map, write_map
 from .inference_settings import InferenceSettings
+from .telemetry import keep_telemetry_off
 
 JOB_FILE = "job.json"
 INPUT_FILE = "input.nrrd"
@@ -255,6 +256,7 @@ def _job_dir_from_stdin() -> Optional[Path]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the job in the folder given as the only argument (or, with --standby [JOB], read from stdin once the
     engine is loaded); 0 on success or when stdin closed first, 1 on failure, 2 on a usage error."""
+    keep_telemetry_off()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     args = list(sys.argv[1:] if argv is None else argv)
     standby = bool(args) and args[0] == STANDBY

@@ -12,6 +12,7 @@ from typing import Callable, List, Optional, Sequence
 import SimpleITK as sitk
 
 from ..errors import AttentionUNetSegError
+from ..telemetry import keep_telemetry_off
 
 # Command modules, each with `register(subparsers)`, in the order `--help` lists them.
 _COMMAND_MODULES: List[str] = ["segment", "models", "evaluate", "phantom", "train", "bench"]
@@ -61,6 +62,7 @@ def _version() -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the process exit code (0 only on success)."""
+    keep_telemetry_off()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's reader chatter; our own messages say what matters
     args = parse_args(build_parser(), argv)
