@@ -5,7 +5,10 @@ import argparse
 import gc
 import importlib
 import logging
+import multiprocessing
+import os
 import sys
+import threading
 from importlib.metadata import PackageNotFoundError, version
 from typing import Callable, List, Optional, Sequence
 
@@ -78,13 +81,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def console_main() -> int:
-    """`attention-unet` and `python -m AttentionUNetSegLib`: `main`, then a faster exit.
+    """`attention-unet` and `python -m AttentionUNetSegLib`: `main`, then a fast exit.
 
-    Freezing the garbage collector's objects lets the interpreter exit without traversing the millions that
-    PyTorch, MONAI and OpenVINO create (docs/benchmarks.md); the process ends, so nothing is lost."""
+    When a command returns, what it wrote is complete and closed; the interpreter's teardown (tearing down the
+    modules and libraries of PyTorch, MONAI and OpenVINO) would only delay the end (docs/benchmarks.md). So the
+    process ends at once, after flushing the log and the standard streams, unless a thread or child process is
+    still running, which an orderly exit waits for; then the garbage collector's objects are frozen, so that
+    the exit at least does not traverse the millions of them."""
     status = main()
+    if not _still_running():
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+                pass
+        os._exit(status)
     gc.freeze()
     return status
+
+
+def _still_running() -> bool:
+    """Whether a thread other than this one (and daemon threads, which no exit waits for) or a child process
+    started by multiprocessing is still running."""
+    threads = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    return bool(threads or multiprocessing.active_children())
 
 
 if __name__ == "__main__":
