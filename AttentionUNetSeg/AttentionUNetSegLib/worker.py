@@ -236,7 +236,9 @@ def _prepare(expected: Optional[str]) -> Optional[_Prepared]:
     from . import inference  # noqa: F401  (PyTorch, SimpleITK and the engine's modules)
     from .backends import openvino_installed
 
-    if openvino_installed():
+    if openvino_installed():  # openvino_backend imports OpenVINO only when a backend is built: load it now
+        import openvino  # noqa: F401
+
         from . import openvino_backend  # noqa: F401
     if job is None:
         return None
