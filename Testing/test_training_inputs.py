@@ -285,7 +285,7 @@ def test_intensity_augmentation_moves_hu_within_its_bounds_reproducibly(tmp_path
     geometry_off = dict(rotation_deg=0.0, scale_range=(1.0, 1.0), shift=0.0, flips=False)
 
     def patch_hu(config: TrainConfig, seed: int) -> np.ndarray:
-        transform = training_transform(config, (16, 16, 16), 5, [0, 1], intensity)
+        transform = training_transform(config, (16, 16, 16), 5, {"background": 0, "organ": 1}, intensity, (2.0, 2.0, 2.0))
         transform.set_random_state(seed=seed)
         patch = transform({"image": hu.copy(), "label": label.copy()})[0]["image"].numpy()
         return patch * intensity.std + intensity.mean
@@ -317,7 +317,8 @@ def test_paper_augmentation_patch_size_organ_oversampling_and_geometry(tmp_path:
     label = np.zeros((1, 40, 96, 96), np.uint8)
     hu[0, 14:26, 60:72, 10:22], label[0, 14:26, 60:72, 10:22] = 60.0, 1  # one small organ in a corner
     config = _tiny_config(tmp_path, tmp_path / "o", tmp_path / "c", foreground_probability=0.5)
-    transform = training_transform(config, (16, 32, 32), 5, [0, 1], IntensityNormalisation(-200, 300, 50, 100))
+    transform = training_transform(config, (16, 32, 32), 5, {"background": 0, "organ": 1},
+                                   IntensityNormalisation(-200, 300, 50, 100), (2.0, 2.0, 2.0))
     patches = []
     for seed in range(40):
         transform.set_random_state(seed=seed)

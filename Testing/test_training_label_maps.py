@@ -150,7 +150,8 @@ def test_patches_reaching_past_a_thin_volume_are_padded_with_air_not_its_edge_sl
     label = np.ones((1, 6, 64, 64), np.uint8)
     config = TrainConfig(data=str(tmp_path), output=str(tmp_path / "o"), rotation_deg=0.0, scale_range=(1.0, 1.0),
                          shift=0.0, flips=False)
-    transform = training_transform(config, (16, 32, 32), 5, [0, 1], IntensityNormalisation(-200, 300, 50, 100))
+    transform = training_transform(config, (16, 32, 32), 5, {"background": 0, "organ": 1},
+                                   IntensityNormalisation(-200, 300, 50, 100), (2.0, 2.0, 2.0))
     transform.set_random_state(seed=0)
     patch = transform({"image": hu, "label": label})[0]
     image, labels = patch["image"].numpy()[0], patch["label"].numpy()[0]

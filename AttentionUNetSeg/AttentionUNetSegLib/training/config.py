@@ -22,6 +22,7 @@ from ..preprocessing import IntensityNormalisation
 
 CONFIG_FILE = "train_config.yaml"
 LOSSES = ("dice", "dice_ce")
+LR_SCHEDULES = ("constant", "poly")
 INTENSITY_KEYS = ("clip_min", "clip_max", "mean", "std")
 PATH_FIELDS = ("data", "output", "label_map", "cache_dir", "init_model", "splits")
 WRITTEN_PATHS = ("output", "cache_dir", "splits")
@@ -110,6 +111,12 @@ class TrainConfig:
                                        type=float)
     intensity_scale: float = option(0.0, "random contrast scaling of HU around water by up to +-this fraction "
                                     "per patch (not in the paper)", type=float)
+    contrast_phase_probability: float = option(0.0, "share of patches whose organs and bright vessels get the "
+                                               "intensities of a random contrast phase (non-contrast, arterial, "
+                                               "portal-venous), organ by organ (not in the paper)", type=float)
+    slab_probability: float = option(0.0, "share of patches cut to a thin slab (40-120 mm, half of them with 5 mm "
+                                     "slices) with air around it, as thick-slice scans are (not in the paper)",
+                                     type=float)
     foreground_probability: float = option(0.5, "share of patches centred on an organ voxel (organs equally "
                                            "often, so small organs are seen)", type=float)
     epochs: int = option(200, "epochs to train", type=int)
@@ -122,6 +129,8 @@ class TrainConfig:
     accumulate: int = option(1, "forward passes per optimizer step (gradient accumulation)", type=int)
     lr: float = option(1e-4, "Adam learning rate", type=float)
     weight_decay: float = option(1e-6, "Adam weight decay", type=float)
+    lr_schedule: str = option("constant", "learning rate over the run: constant (paper) or poly (lr x (1 - "
+                              "step/steps)^0.9, nnU-Net's)", choices=LR_SCHEDULES)
     loss: str = option("dice", "Sørensen-Dice over all classes (paper) or Dice + cross-entropy", choices=LOSSES)
     precision: str = option("auto", "auto = bf16 (fp16 without bf16 support) on CUDA, fp32 elsewhere",
                             choices=PRECISION_CHOICES)
@@ -193,6 +202,9 @@ class TrainConfig:
             problems.append(f"foreground_probability must be in (0, 1], not {self.foreground_probability}")
         if self.intensity_shift_hu < 0 or not 0 <= self.intensity_scale < 1:
             problems.append("intensity_shift_hu must be >= 0 and intensity_scale in [0, 1)")
+        for name in ("contrast_phase_probability", "slab_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be in [0, 1], not {getattr(self, name)}")
         if not 0 <= self.overlap < 1 or not 0 <= self.shift < 0.5 or not 0 <= self.rotation_deg <= 180:
             problems.append("overlap must be in [0, 1), shift in [0, 0.5) and rotation_deg in [0, 180]")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
@@ -209,7 +221,7 @@ class TrainConfig:
                 problems.append(f"intensity (CLIP_MIN,CLIP_MAX,MEAN,STD): {exc}")
         if self.workers is not None and self.workers < 0:
             problems.append(f"workers must be >= 0, not {self.workers}")
-        choices = {"loss": LOSSES, "precision": PRECISION_CHOICES, "device": DEVICE_CHOICES,
+        choices = {"loss": LOSSES, "lr_schedule": LR_SCHEDULES, "precision": PRECISION_CHOICES, "device": DEVICE_CHOICES,
                    "architecture": ARCHITECTURES, "deep_supervision": DEEP_SUPERVISION_MODES}
         problems += [f"{n} must be one of {c}, not {getattr(self, n)!r}" for n, c in choices.items()
                      if getattr(self, n) is not None and getattr(self, n) not in c]

@@ -34,7 +34,7 @@ class PatchDataset(Dataset):
         index, seed = item
         case = self.cases[index % len(self.cases)]
         self.transform.set_random_state(seed=seed)
-        patch = self.transform({"image": case.image()[None], "label": case.label()[None]})[0]
+        patch = self.transform({"image": case.image()[None], "label": case.label()[None], "labelled": case.labelled})[0]
         patch["labelled"] = torch.zeros(self.num_classes, dtype=torch.bool)
         patch["labelled"][list(case.labelled)] = True
         return patch

@@ -50,6 +50,7 @@ SAFE_TO_CHANGE = ("output", "cache_dir", "workers", "tensorboard", "snapshots", 
 """Options that may change on resume without making the run differ from an uninterrupted one."""
 FINAL_MODEL = "final.safetensors"
 BEST_MODEL = "best.safetensors"
+POLY_EXPONENT = 0.9
 EPOCH_DONE, STOPPED, OUT_OF_TIME = "epoch done", "stopped", "out of time"
 """How an epoch of training ended."""
 
@@ -196,7 +197,8 @@ class Trainer:
         self.global_batch = config.batch_size * config.accumulate * self.ctx.world_size
         self.steps = steps_per_epoch(len(self.train_cases), self.global_batch, config.iterations_per_epoch)
         transform = training_transform(config, tuple(reversed(self.plan.patch_size)), self.plan.config.num_classes,
-                                       [c.value for c in self.trained_classes], self.intensity)
+                                       {c.name: c.value for c in self.trained_classes}, self.intensity,
+                                       self.plan.spacing_mm)
         self.sampler = EpochSampler(self.steps * self.global_batch, config.seed, self.ctx.rank, self.ctx.world_size)
         workers = config.workers if config.workers is not None else default_workers(self.device, self.ctx.world_size)
         dataset = PatchDataset(self.train_cases, transform, self.plan.config.num_classes)
@@ -305,6 +307,7 @@ class Trainer:
             diverged, stop, out_of_time = self.ctx.any(not math.isfinite(value), should_stop(), budget_spent)
             if diverged:
                 raise TrainingError(self._divergence_message(value))
+            self._schedule_lr()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
@@ -324,6 +327,14 @@ class Trainer:
             if out_of_time:
                 return OUT_OF_TIME
         return EPOCH_DONE
+
+    def _schedule_lr(self) -> None:
+        """The learning rate of the coming step: constant, or nnU-Net's poly decay over the run's epochs."""
+        if self.config.lr_schedule != "poly":
+            return
+        done = self.progress.global_step / (self.config.epochs * self.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * max(1.0 - done, 0.0) ** POLY_EXPONENT
 
     def _total_steps(self, used: float) -> int:
         """The steps the run will have made at its end: every epoch's, or as many as the time budget allows at
