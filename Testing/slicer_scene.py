@@ -22,7 +22,7 @@ MODULE_DIR = REPO_ROOT / "AttentionUNetSeg"
 if str(MODULE_DIR) not in sys.path:  # the module folder, as Slicer puts it on sys.path
     sys.path.insert(0, str(MODULE_DIR))
 
-from AttentionUNetSegLib.imageio import read_image  # noqa: E402
+from AttentionUNetSegLib.io.images import read_image  # noqa: E402
 from AttentionUNetSegLogic import updateVolumeFromImage  # noqa: E402
 from AttentionUNetSegLogic.conversion import orientedImageFromImage  # noqa: E402
 from AttentionUNetSegLogic.transaction import nodeIds  # noqa: E402

@@ -11,13 +11,13 @@ from typing import Iterator
 
 import pytest
 
-from AttentionUNetSegLib.atomic import OUTPUT_STAGING_PREFIX, StagedOutputs, _host
+from AttentionUNetSegLib.io.atomic import OUTPUT_STAGING_PREFIX, StagedOutputs, _host
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and pid probing are POSIX")
 
 STAGING_WRITER = """
 import sys, time
-from AttentionUNetSegLib.atomic import StagedOutputs
+from AttentionUNetSegLib.io.atomic import StagedOutputs
 staged = StagedOutputs(sys.argv[1])
 staged.path("labels.nii.gz").write_text("half-written")
 print(staged._staging, flush=True)

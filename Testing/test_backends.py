@@ -16,14 +16,14 @@ import SimpleITK as sitk
 import torch
 from conftest import run_cli
 
-from AttentionUNetSegLib.backends import TorchBackend, make_backend, resolve_backend
-from AttentionUNetSegLib.model_file import read_model
-from AttentionUNetSegLib.device import cpu_has_native_bf16
+from AttentionUNetSegLib.backends.selection import TorchBackend, make_backend, resolve_backend
+from AttentionUNetSegLib.models.model_file import read_model
+from AttentionUNetSegLib.inference.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import InvalidOptionError
-from AttentionUNetSegLib.inference import segment
-from AttentionUNetSegLib.openvino_backend import COMPILED_FOLDER, IR_FILE, OpenVINOBackend
-from AttentionUNetSegLib.user_folders import user_cache_dir
-from AttentionUNetSegLib.sliding_windows import window_size
+from AttentionUNetSegLib.inference.segmenter import segment
+from AttentionUNetSegLib.backends.openvino import COMPILED_FOLDER, IR_FILE, OpenVINOBackend
+from AttentionUNetSegLib.models.user_folders import user_cache_dir
+from AttentionUNetSegLib.inference.sliding_windows import window_size
 
 CPU = torch.device("cpu")
 

@@ -93,7 +93,7 @@ def test_bad_option_values_are_refused_before_any_work(args: List[object], messa
 ])
 def test_the_python_api_refuses_the_same_settings(values, message) -> None:
     from AttentionUNetSegLib.errors import InvalidOptionError
-    from AttentionUNetSegLib.inference_settings import InferenceSettings
+    from AttentionUNetSegLib.inference.settings import InferenceSettings
 
     with pytest.raises(InvalidOptionError, match=message):
         InferenceSettings(**values)

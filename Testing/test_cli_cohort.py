@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import TOTALSEG, make_model_file, run_cli
 
-from AttentionUNetSegLib.registry import default_model
+from AttentionUNetSegLib.models.registry import default_model
 
 SMALL_CT = TOTALSEG / "example_ct_sm.nii.gz"
 DICOM = TOTALSEG / "example_ct_dicom"

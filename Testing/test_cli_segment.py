@@ -13,8 +13,8 @@ import pytest
 import SimpleITK as sitk
 from conftest import SAMPLE_CT, TOTALSEG, make_model_file, run_cli
 
-from AttentionUNetSegLib.model_file import file_sha256
-from AttentionUNetSegLib.registry import default_model
+from AttentionUNetSegLib.models.model_file import file_sha256
+from AttentionUNetSegLib.models.registry import default_model
 
 GATES = [f"att{lv}_gate{k}" for lv in (4, 3, 2) for k in (1, 2)]
 

@@ -15,7 +15,7 @@ from test_slicer_fine_tuning import user_segmentation
 
 import slicer
 from AttentionUNetSegLib.datasets.segment_names import label_file_segments
-from AttentionUNetSegLib.model_file import read_metadata
+from AttentionUNetSegLib.models.model_file import read_metadata
 
 S0009 = SHARED / "data" / "totalsegmentator_s0009"
 TINY_STEPS = ["--epochs", "1", "--iterations-per-epoch", "1", "--batch-size", "1", "--no-tensorboard",

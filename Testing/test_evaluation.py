@@ -15,7 +15,7 @@ from conftest import TOTALSEG, run_cli
 from AttentionUNetSegLib.evaluation.comparison import compare_reports, wilcoxon_p
 from AttentionUNetSegLib.datasets.label_maps import parse_label_map
 from AttentionUNetSegLib.errors import DatasetError, InvalidOptionError
-from AttentionUNetSegLib.evaluation.matching import match_cases
+from AttentionUNetSegLib.evaluation.file_pairing import match_cases
 from AttentionUNetSegLib.evaluation.report import load_report
 from AttentionUNetSegLib.evaluation.scoring import evaluate_folders
 

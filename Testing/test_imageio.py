@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 from conftest import GRID_DIRECTIONS
 
-from AttentionUNetSegLib.grid import Grid
-from AttentionUNetSegLib.imageio import write_image, write_map
-from AttentionUNetSegLib.inference import ATTENTION_STEP
+from AttentionUNetSegLib.io.grid import Grid
+from AttentionUNetSegLib.io.images import write_image, write_map
+from AttentionUNetSegLib.inference.segmenter import ATTENTION_STEP
 
 
 @pytest.mark.parametrize("kind", list(GRID_DIRECTIONS))

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from conftest import GRID_DIRECTIONS
 
 from AttentionUNetSegLib.errors import InputImageError
-from AttentionUNetSegLib.imageio import MAX_AXIS_COSINE, _read_nonorthonormal_nifti, read_image
+from AttentionUNetSegLib.io.images import MAX_AXIS_COSINE, _read_nonorthonormal_nifti, read_image
 
 VOXELS = np.random.default_rng(3).integers(-1024, 3000, size=(6, 5, 4), dtype=np.int16)  # (z, y, x)
 SPACING = np.array([0.8, 1.1, 2.5])
@@ -78,7 +78,7 @@ def test_slightly_sheared_sform_reads_with_the_nearest_orthonormal_direction(
     before = digest(path)
     with pytest.raises(RuntimeError, match="orthonormal direction cosines"):
         sitk.ReadImage(str(path))  # what this is about: ITK alone refuses the file
-    with caplog.at_level(logging.WARNING, logger="AttentionUNetSegLib.imageio"):
+    with caplog.at_level(logging.WARNING, logger="AttentionUNetSegLib.io.images"):
         image = read_image(path)
     assert_geometry(image, *expected_geometry(stored))
     direction = np.reshape(image.GetDirection(), (3, 3))
@@ -143,7 +143,7 @@ def test_sheared_sform_with_a_qform_reads_the_qform(tmp_path: Path, caplog: pyte
     """ITK reads the (always orthonormal) qform when the sform is not: no correction needed, none made."""
     path = tmp_path / "ct.nii.gz"
     write_nifti(path, sform(GRID_DIRECTIONS["oblique"], 3e-3), qform_code=1)
-    with caplog.at_level(logging.WARNING, logger="AttentionUNetSegLib.imageio"):
+    with caplog.at_level(logging.WARNING, logger="AttentionUNetSegLib.io.images"):
         image = read_image(path)
     assert_geometry(image, TRANSLATION * [-1, -1, 1], SPACING.astype(np.float32), np.diag([-1.0, -1.0, 1.0]))
     assert not caplog.records

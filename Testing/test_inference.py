@@ -9,14 +9,14 @@ import SimpleITK as sitk
 import torch
 from conftest import TOTALSEG
 
-from AttentionUNetSegLib.model_file import read_model
-from AttentionUNetSegLib.device import cpu_has_native_bf16
+from AttentionUNetSegLib.models.model_file import read_model
+from AttentionUNetSegLib.inference.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, InvalidOptionError
-from AttentionUNetSegLib.grid import Grid
-from AttentionUNetSegLib.imageio import read_image
-from AttentionUNetSegLib.inference import ATTENTION_STEP, Segmenter, segment
-from AttentionUNetSegLib.plausibility import plausibility_warnings
-from AttentionUNetSegLib.preprocessing import normalise
+from AttentionUNetSegLib.io.grid import Grid
+from AttentionUNetSegLib.io.images import read_image
+from AttentionUNetSegLib.inference.segmenter import ATTENTION_STEP, Segmenter, segment
+from AttentionUNetSegLib.inference.plausibility import plausibility_warnings
+from AttentionUNetSegLib.inference.preprocessing import normalise
 
 
 def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
@@ -180,7 +180,7 @@ def test_the_model_file_chooses_its_windows_unless_the_settings_do(patient_a: si
     means the training patch, N up to N voxels. One progress report per window tells how many there were."""
     from dataclasses import replace
 
-    from AttentionUNetSegLib.model_file import save_model
+    from AttentionUNetSegLib.models.model_file import save_model
 
     tiny = read_model(tiny_model_path)
     large = read_model(save_model(tiny, replace(tiny.metadata, window_voxels=10**9), tmp_path / "large.safetensors"))

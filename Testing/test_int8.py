@@ -11,11 +11,11 @@ import SimpleITK as sitk
 import torch
 from conftest import SHARED, run_cli
 
-from AttentionUNetSegLib.backends import resolve_backend
-from AttentionUNetSegLib.device import resolve_precision
+from AttentionUNetSegLib.backends.selection import resolve_backend
+from AttentionUNetSegLib.inference.device import resolve_precision
 from AttentionUNetSegLib.errors import InvalidOptionError
-from AttentionUNetSegLib.openvino_backend import INT8_SUFFIX, IR_FILE, cache_entries
-from AttentionUNetSegLib.registry import default_model
+from AttentionUNetSegLib.backends.openvino import INT8_SUFFIX, IR_FILE, cache_entries
+from AttentionUNetSegLib.models.registry import default_model
 
 S0009 = SHARED / "data" / "totalsegmentator_s0009" / "ct.nii.gz"
 MIN_DICE_VS_FLOAT32 = {"liver": 0.98, "kidney": 0.95, "spleen": 0.9, "pancreas": 0.9}

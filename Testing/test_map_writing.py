@@ -12,13 +12,13 @@ import pytest
 import SimpleITK as sitk
 from conftest import TOTALSEG
 
-from AttentionUNetSegLib.atomic import StagedOutputs
-from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES, make_classes
-from AttentionUNetSegLib.cohort.case_outputs import stage_case
-from AttentionUNetSegLib.grid import Grid
-from AttentionUNetSegLib.imageio import read_image, read_map, write_map
-from AttentionUNetSegLib.inference import ATTENTION_STEP, ResampledMaps, SegmentationResult
-from AttentionUNetSegLib.preprocessing import model_grid, resample
+from AttentionUNetSegLib.io.atomic import StagedOutputs
+from AttentionUNetSegLib.models.segment_classes import DEFAULT_CLASS_NAMES, make_classes
+from AttentionUNetSegLib.inference.case_outputs import stage_case
+from AttentionUNetSegLib.io.grid import Grid
+from AttentionUNetSegLib.io.images import read_image, read_map, write_map
+from AttentionUNetSegLib.inference.segmenter import ATTENTION_STEP, ResampledMaps, SegmentationResult
+from AttentionUNetSegLib.inference.preprocessing import model_grid, resample
 
 ONE_STEP_OFF_AT_MOST = 1e-4
 """The largest share of voxels allowed one step from the reference (none may be further)."""

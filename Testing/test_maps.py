@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from AttentionUNetSegLib.grid import Grid
-from AttentionUNetSegLib.inference import ATTENTION_STEP, ResampledMaps
-from AttentionUNetSegLib.maps import MapSet
-from AttentionUNetSegLib.worker import _read_maps, _write_maps
+from AttentionUNetSegLib.io.grid import Grid
+from AttentionUNetSegLib.inference.segmenter import ATTENTION_STEP, ResampledMaps
+from AttentionUNetSegLib.io.maps import MapSet
+from AttentionUNetSegLib.worker.jobs import _read_maps, _write_maps
 
 IDENTITY = tuple(np.eye(3).ravel())
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import AUTHORS_REFERENCE, run_cli
 
-from AttentionUNetSegLib.model_file import read_model, read_metadata
-from AttentionUNetSegLib.model import AttentionUNet3D, ModelConfig, count_parameters
+from AttentionUNetSegLib.models.model_file import read_model, read_metadata
+from AttentionUNetSegLib.network.attention_unet import AttentionUNet3D, ModelConfig, count_parameters
 
 
 @pytest.mark.parametrize("architecture, expected", [("unet_3d", 5_888_004), ("attention_unet_3d", 6_473_322)])

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import make_model_file, run_cli
 
-from AttentionUNetSegLib.atomic import _host
+from AttentionUNetSegLib.io.atomic import _host
 from AttentionUNetSegLib.cli import main
-from AttentionUNetSegLib.model_file import file_sha256, read_model
-from AttentionUNetSegLib.openvino_backend import (CONVERTING_PREFIX, REMOVING_PREFIX, OpenVINOBackend, _remove_entry,
-                                                  cache_entries, cache_root, remove_cache_entries)
-from AttentionUNetSegLib.user_folders import HOME_VARIABLE
+from AttentionUNetSegLib.models.model_file import file_sha256, read_model
+from AttentionUNetSegLib.backends.openvino import (CONVERTING_PREFIX, REMOVING_PREFIX, OpenVINOBackend,
+                                                   _remove_entry, cache_entries, cache_root, remove_cache_entries)
+from AttentionUNetSegLib.models.user_folders import HOME_VARIABLE
 
 
 @pytest.fixture(autouse=True)

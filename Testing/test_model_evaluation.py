@@ -10,7 +10,7 @@ from conftest import TOTALSEG, make_model_file, run_cli
 
 from AttentionUNetSegLib.errors import DatasetError
 from AttentionUNetSegLib.evaluation.report import load_report
-from AttentionUNetSegLib.evaluation.models import CaseSelection, evaluate_model, merge_reports
+from AttentionUNetSegLib.evaluation.model_scoring import CaseSelection, evaluate_model, merge_reports
 
 TOTALSEG_IDS = {"pancreas": [7], "spleen": [1], "kidney": [2, 3], "liver": [5]}
 

@@ -10,10 +10,10 @@ import torch
 from conftest import make_model_file
 from safetensors.torch import load_file, save_file
 
-from AttentionUNetSegLib.model_file import (METADATA_KEY, ModelMetadata, file_sha256, read_model, read_metadata,
-                                        save_model)
+from AttentionUNetSegLib.models.model_file import (METADATA_KEY, ModelMetadata, file_sha256, read_model,
+                                                   read_metadata, save_model)
 from AttentionUNetSegLib.errors import ModelFileError
-from AttentionUNetSegLib.registry import BUNDLED_REGISTRY, default_model, list_models, resolve_model_path
+from AttentionUNetSegLib.models.registry import BUNDLED_REGISTRY, default_model, list_models, resolve_model_path
 
 
 def _header(path: Path) -> dict:

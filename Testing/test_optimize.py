@@ -11,13 +11,13 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from AttentionUNetSegLib.model_file import read_model
-from AttentionUNetSegLib.device import autocast
-from AttentionUNetSegLib.inference import segment
-from AttentionUNetSegLib.model import AttentionUNet3D
-from AttentionUNetSegLib.optimize import fold_batchnorm, prepare_for_inference
-from AttentionUNetSegLib.preprocessing import body_box
-from AttentionUNetSegLib.sliding_windows import MIN_AIR_MARGIN, window_fitted_body_box
+from AttentionUNetSegLib.models.model_file import read_model
+from AttentionUNetSegLib.inference.device import autocast
+from AttentionUNetSegLib.inference.segmenter import segment
+from AttentionUNetSegLib.network.attention_unet import AttentionUNet3D
+from AttentionUNetSegLib.network.batchnorm_folding import fold_batchnorm, prepare_for_inference
+from AttentionUNetSegLib.inference.preprocessing import body_box
+from AttentionUNetSegLib.inference.sliding_windows import MIN_AIR_MARGIN, window_fitted_body_box
 
 
 def _forward(model: nn.Module, x: torch.Tensor, dtype: torch.dtype = torch.float32):

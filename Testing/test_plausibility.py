@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from AttentionUNetSegLib.grid import Grid
-from AttentionUNetSegLib.plausibility import plausibility_warnings
+from AttentionUNetSegLib.io.grid import Grid
+from AttentionUNetSegLib.inference.plausibility import plausibility_warnings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLASSES = {0: "background", 1: "pancreas", 2: "spleen", 3: "kidney", 4: "liver"}

@@ -15,11 +15,11 @@ import pytest
 from conftest import make_model_file, run_cli
 from safetensors.torch import load_file, save_file
 
-from AttentionUNetSegLib.model_file import METADATA_KEY, read_metadata
+from AttentionUNetSegLib.models.model_file import METADATA_KEY, read_metadata
 from AttentionUNetSegLib.errors import InvalidOptionError, ModelFileError
-from AttentionUNetSegLib.registry import default_model, list_models, resolve_model_path
-from AttentionUNetSegLib.registry_changes import add_url
-from AttentionUNetSegLib.user_folders import HOME_VARIABLE, user_cache_dir, user_registry
+from AttentionUNetSegLib.models.registry import default_model, list_models, resolve_model_path
+from AttentionUNetSegLib.models.user_registry import add_url
+from AttentionUNetSegLib.models.user_folders import HOME_VARIABLE, user_cache_dir, user_registry
 
 
 class ModelServer:

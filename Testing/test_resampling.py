@@ -7,10 +7,10 @@ import SimpleITK as sitk
 from conftest import GRID_DIRECTIONS
 from scipy.ndimage import gaussian_filter
 
-from AttentionUNetSegLib.grid import Grid
-from AttentionUNetSegLib.preprocessing import resample
-from AttentionUNetSegLib.resampling import (argmax_on_grid, axis_maps, resample_linear, resample_multiples,
-                                            resample_rounded)
+from AttentionUNetSegLib.io.grid import Grid
+from AttentionUNetSegLib.inference.preprocessing import resample
+from AttentionUNetSegLib.inference.resampling import (argmax_on_grid, axis_maps, resample_linear, resample_multiples,
+                                                      resample_rounded)
 
 RNG = np.random.default_rng(1)
 

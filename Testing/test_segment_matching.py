@@ -3,9 +3,9 @@ names without case, punctuation or side, ignored segments, and everything else b
 from __future__ import annotations
 
 import slicer
-from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES, make_classes
-from AttentionUNetSegLib.segment_matching import (BACKGROUND, IGNORED, NAME, TERMINOLOGY, Segment, match_segments,
-                                                  normalised_name, type_code)
+from AttentionUNetSegLib.models.segment_classes import DEFAULT_CLASS_NAMES, make_classes
+from AttentionUNetSegLib.datasets.segment_matching import (BACKGROUND, IGNORED, NAME, TERMINOLOGY, Segment,
+                                                           match_segments, normalised_name, type_code)
 
 CLASSES = make_classes(DEFAULT_CLASS_NAMES)
 

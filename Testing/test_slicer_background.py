@@ -16,7 +16,7 @@ from slicer_scene import add_volume, scene_state
 
 import slicer
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, ModelFileError
-from AttentionUNetSegLib.worker import READY_MESSAGE
+from AttentionUNetSegLib.worker.jobs import READY_MESSAGE
 from AttentionUNetSegLogic import AttentionUNetSegLogic, overallProgress
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED, BackgroundRun
 from AttentionUNetSegLogic.processes import killProcessGroup

@@ -7,7 +7,7 @@ import vtk
 from slicer_scene import add_volume, ijk_to_ras, oblique, world_ijk_to_ras
 
 import slicer
-from AttentionUNetSegLib.grid import Grid
+from AttentionUNetSegLib.io.grid import Grid
 from AttentionUNetSegLogic import volumeNodeToImage
 from AttentionUNetSegLogic.conversion import ijkToRasMatrix
 

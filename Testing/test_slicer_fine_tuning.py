@@ -21,11 +21,11 @@ from test_segment_matching import serialized
 
 import slicer
 from AttentionUNetSegLib.errors import CancelledError, DatasetError, InputImageError, InvalidOptionError, OutputError
-from AttentionUNetSegLib.fine_tuning import FineTuneEvent
-from AttentionUNetSegLib.model_file import read_metadata
-from AttentionUNetSegLib.registry import find_model, list_models, load_model
-from AttentionUNetSegLib.registry_changes import add_file
-from AttentionUNetSegLib.user_folders import user_models_dir
+from AttentionUNetSegLib.training.fine_tuning import FineTuneEvent
+from AttentionUNetSegLib.models.model_file import read_metadata
+from AttentionUNetSegLib.models.registry import find_model, list_models, load_model
+from AttentionUNetSegLib.models.user_registry import add_file
+from AttentionUNetSegLib.models.user_folders import user_models_dir
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED
 
@@ -242,7 +242,7 @@ def test_an_unwritable_user_model_folder_is_refused_before_training(scene, s0009
 
 
 def test_a_case_labelling_no_class_is_refused_by_the_engine(tmp_path: Path, s0009, tiny_model_path: Path) -> None:
-    from AttentionUNetSegLib.fine_tuning import FineTuneCase, FineTuneSettings, fine_tune
+    from AttentionUNetSegLib.training.fine_tuning import FineTuneCase, FineTuneSettings, fine_tune
 
     empty = sitk.Image(s0009["ct"].GetSize(), sitk.sitkUInt8)
     empty.CopyInformation(s0009["ct"])
@@ -253,7 +253,7 @@ def test_a_case_labelling_no_class_is_refused_by_the_engine(tmp_path: Path, s000
 
 
 def test_the_panel_follower_reports_steps_and_the_validation_dice(scene, s0009, tiny_model_path: Path) -> None:
-    from AttentionUNetSegLogic.finetuning import FineTuneFollower, validationSummary
+    from AttentionUNetSegLogic.fine_tuning import FineTuneFollower, validationSummary
 
     volume, segmentation = pair(scene, s0009)
     validation = (add_volume(scene, s0009["ct"][:, :, 60:], "lower"), user_segmentation(scene, {

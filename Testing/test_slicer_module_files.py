@@ -30,7 +30,7 @@ else:  # the test extras install tomli there
 MODULE_FILE = MODULE_DIR / "AttentionUNetSeg.py"
 APP_DIR = MODULE_DIR / "AttentionUNetSegApp"
 WIDGET_FILE = APP_DIR / "widget.py"
-PANEL_FILES = (WIDGET_FILE, APP_DIR / "finetune.py")
+PANEL_FILES = (WIDGET_FILE, APP_DIR / "fine_tuning.py")
 """The files whose `self.ui` is the panel's .ui (the widget and its Fine-tune section)."""
 PARAMETER_FILE = APP_DIR / "parameters.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "AttentionUNetSeg.ui"
@@ -180,7 +180,7 @@ def test_sample_data_checksum_matches_the_bundled_ct() -> None:
     tree = ast.parse((APP_DIR / "sampledata.py").read_text(encoding="utf-8"))
     constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                  for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
-    sample = MODULE_DIR / "Resources" / "SampleData" / "example_ct.nii.gz"
+    sample = MODULE_DIR / "AttentionUNetSegLib" / "data" / "sample" / "example_ct.nii.gz"
     assert constants["SAMPLE_SHA256"] == hashlib.sha256(sample.read_bytes()).hexdigest()
 
 

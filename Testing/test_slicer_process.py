@@ -11,7 +11,7 @@ import vtk
 from slicer_scene import add_study, add_volume, ijk_to_ras, new_scene, oblique, scene_state, world_ijk_to_ras
 
 import slicer
-from AttentionUNetSegLib.model_file import read_metadata
+from AttentionUNetSegLib.models.model_file import read_metadata
 from AttentionUNetSegLib.errors import CancelledError
 from AttentionUNetSegLogic import AttentionUNetSegLogic, SegmentationOutputs
 from AttentionUNetSegLogic.display import GATES_LAYOUT_ID, GATES_VIEW_PREFIX, HEAT_COLOR_NODE_NAME, HEAT_COLOR_NODE_TAG

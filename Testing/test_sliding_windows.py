@@ -10,12 +10,12 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from AttentionUNetSegLib.errors import CancelledError
-from AttentionUNetSegLib.imageio import read_image
-from AttentionUNetSegLib.inference_settings import InferenceSettings
-from AttentionUNetSegLib.registry import load_model
-from AttentionUNetSegLib.sample import SAMPLE_CT
-from AttentionUNetSegLib.sliding_windows import (blend_windows, body_input, network_windows, sliding_window_outputs,
-                                                 window_boxes, windows_along)
+from AttentionUNetSegLib.io.images import read_image
+from AttentionUNetSegLib.inference.settings import InferenceSettings
+from AttentionUNetSegLib.models.registry import load_model
+from AttentionUNetSegLib.models.bundled_data import SAMPLE_CT
+from AttentionUNetSegLib.inference.sliding_windows import (blend_windows, body_input, network_windows,
+                                                           sliding_window_outputs, window_boxes, windows_along)
 
 CPU = torch.device("cpu")
 ROI = (8, 16, 12)

@@ -10,8 +10,8 @@ from typing import Dict, List
 
 import pytest
 
-from AttentionUNetSegLib.inference_settings import InferenceSettings
-from AttentionUNetSegLib.worker import standby_arguments
+from AttentionUNetSegLib.inference.settings import InferenceSettings
+from AttentionUNetSegLib.worker.jobs import standby_arguments
 
 pytest.importorskip("openvino_telemetry")
 

@@ -14,10 +14,10 @@ import torch
 from conftest import TOTALSEG, run_cli
 from training_support import TINY_RUN, log_rows, real_ct_csv, shared_cache
 
-from AttentionUNetSegLib.model_file import file_sha256, read_model
-from AttentionUNetSegLib.classes import DEFAULT_CLASS_NAMES
-from AttentionUNetSegLib.imageio import read_image
-from AttentionUNetSegLib.inference import segment
+from AttentionUNetSegLib.models.model_file import file_sha256, read_model
+from AttentionUNetSegLib.models.segment_classes import DEFAULT_CLASS_NAMES
+from AttentionUNetSegLib.io.images import read_image
+from AttentionUNetSegLib.inference.segmenter import segment
 from AttentionUNetSegLib.training import TrainConfig, train
 from AttentionUNetSegLib.training.config import config_from_sources
 from AttentionUNetSegLib.training.trainer import time_left

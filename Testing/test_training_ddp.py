@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from training_support import assert_same_tensors, real_ct_csv, shared_cache
 
-from AttentionUNetSegLib.model_file import read_model
+from AttentionUNetSegLib.models.model_file import read_model
 
 SCRIPT = """
 import logging, os, sys, torch

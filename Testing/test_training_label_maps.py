@@ -18,9 +18,9 @@ from training_support import shared_cache
 from AttentionUNetSegLib.datasets.cases import discover_cases
 from AttentionUNetSegLib.datasets.label_maps import IGNORE_LABEL, LabelMap, load_label_map
 from AttentionUNetSegLib.errors import DatasetError, InvalidOptionError
-from AttentionUNetSegLib.model_file import read_model
-from AttentionUNetSegLib.evaluation.models import CaseSelection, evaluate_model
-from AttentionUNetSegLib.preprocessing import IntensityNormalisation
+from AttentionUNetSegLib.models.model_file import read_model
+from AttentionUNetSegLib.evaluation.model_scoring import CaseSelection, evaluate_model
+from AttentionUNetSegLib.inference.preprocessing import IntensityNormalisation
 from AttentionUNetSegLib.training import TrainConfig, train
 from AttentionUNetSegLib.training.augment import training_transform
 from AttentionUNetSegLib.training.losses import SegmentationLoss

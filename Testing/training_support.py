@@ -37,11 +37,11 @@ def shared_cache(factory: pytest.TempPathFactory) -> Path:
 
 
 def train_command(args: Sequence[object]) -> List[str]:
-    return [sys.executable, "-m", "AttentionUNetSegLib.train", *map(str, args)]
+    return [sys.executable, "-m", "AttentionUNetSegLib.training", *map(str, args)]
 
 
 def run_train(args: Sequence[object], timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m AttentionUNetSegLib.train ARGS` in a real subprocess."""
+    """`python -m AttentionUNetSegLib.training ARGS` in a real subprocess."""
     return subprocess.run(train_command(args), capture_output=True, text=True, timeout=timeout)
 
 

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/attention-unet segment AttentionUNetSeg/Resources/SampleData/example_ct.nii.gz -o out/sample "$@"
+.venv/bin/attention-unet segment AttentionUNetSeg/AttentionUNetSegLib/data/sample/example_ct.nii.gz -o out/sample "$@"

@@ -1,6 +1,6 @@
 """The bundled abdominal CT in the Sample Data module (loaded from the module's own folder, no download)."""
 import slicer
-from AttentionUNetSegLib.sample import SAMPLE_CT
+from AttentionUNetSegLib.models.bundled_data import SAMPLE_CT
 
 SAMPLE_NAME = "AttentionUNetSegAbdomenCT"
 SAMPLE_SHA256 = "dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1"

@@ -17,7 +17,7 @@ from AttentionUNetSegLogic.outputs import ATTENTION, OUTPUT_ATTRIBUTE, VOLUMES
 from AttentionUNetSegLogic.reloading import reloadPackages
 from AttentionUNetSegLogic.reporting import reportedErrors
 
-from .finetune import FineTuneSection
+from .fine_tuning import FineTuneSection
 from .parameters import AttentionUNetSegParameterNode
 
 POLL_INTERVAL_MS = 200

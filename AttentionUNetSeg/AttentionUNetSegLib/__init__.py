@@ -12,16 +12,17 @@ __all__ = ["AttentionUNet3D", "ModelConfig", "ModelMetadata", "SegmentationResul
            "save_model", "segment"]
 
 _LOCATIONS = {
-    "AttentionUNet3D": "model", "ModelConfig": "model", "ModelMetadata": "model_file", "load_model": "registry",
-    "save_model": "model_file", "segment": "inference", "SegmentationResult": "inference", "read_image": "imageio",
+    "AttentionUNet3D": "network.attention_unet", "ModelConfig": "network.attention_unet",
+    "ModelMetadata": "models.model_file", "load_model": "models.registry", "save_model": "models.model_file",
+    "segment": "inference.segmenter", "SegmentationResult": "inference.segmenter", "read_image": "io.images",
 }
 
 if TYPE_CHECKING:
-    from .model_file import ModelMetadata, save_model
-    from .registry import load_model
-    from .imageio import read_image
-    from .inference import SegmentationResult, segment
-    from .model import AttentionUNet3D, ModelConfig
+    from .inference.segmenter import SegmentationResult, segment
+    from .io.images import read_image
+    from .models.model_file import ModelMetadata, save_model
+    from .models.registry import load_model
+    from .network.attention_unet import AttentionUNet3D, ModelConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 
 import slicer
 from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
-from AttentionUNetSegLib.inference_settings import InferenceSettings
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 
 from .outputs import SegmentationOutputs
 from .processes import killProcessGroup, startProcessGroup
@@ -155,7 +155,7 @@ class BackgroundRun:
             self._lines.put(None)
 
     def _finish(self) -> None:
-        from AttentionUNetSegLib import worker
+        from AttentionUNetSegLib.worker import jobs as worker
 
         try:
             if not self._completed:
@@ -187,7 +187,7 @@ class BackgroundSegmentation(BackgroundRun):
     def __init__(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, image: sitk.Image, model: Optional[str],
                  settings: InferenceSettings, commit: Commit, python: Optional[str] = None,
                  standby: Optional[StandbyWorker] = None) -> None:
-        from AttentionUNetSegLib import worker
+        from AttentionUNetSegLib.worker import jobs as worker
 
         self.inputVolume = inputVolume
         super().__init__(lambda folder: worker.write_job(folder, image, model=model, settings=settings),

@@ -14,10 +14,10 @@ import vtk
 from vtk.util import numpy_support
 
 import slicer
-from AttentionUNetSegLib.grid import Grid
+from AttentionUNetSegLib.io.grid import Grid
 
 if TYPE_CHECKING:  # the engine's maps import PyTorch, which the logic must load without
-    from AttentionUNetSegLib.maps import MapSet
+    from AttentionUNetSegLib.io.maps import MapSet
 
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
 
@@ -62,7 +62,7 @@ def volumesFromMaps(maps: MapSet) -> List[slicer.vtkMRMLScalarVolumeNode]:
     map's values are read straight into its node's voxels, a few maps at a time in threads (NumPy lets go of the
     GIL while it resamples): a whole CT's map is hundreds of MB, copied once instead of three times through an
     image, and the maps' page faults and resampling are spread over the cores."""
-    from AttentionUNetSegLib.maps import in_parallel
+    from AttentionUNetSegLib.io.maps import in_parallel
 
     nodes = []
     for _ in maps:

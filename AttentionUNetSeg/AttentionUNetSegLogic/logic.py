@@ -14,14 +14,14 @@ from typing import List, Optional, Sequence, Tuple, Union
 import SimpleITK as sitk
 
 import slicer
-from AttentionUNetSegLib.callbacks import CancelCheck, ProgressCallback
+from AttentionUNetSegLib.progress import CancelCheck, ProgressCallback
 from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
-from AttentionUNetSegLib.inference_settings import InferenceSettings
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 
 from . import dependencies, display
 from .background import BackgroundRun, BackgroundSegmentation
 from .conversion import volumeNodeToImage
-from .finetuning import FineTunePlan, Pair, planFineTune
+from .fine_tuning import FineTunePlan, Pair, planFineTune
 from .follower import overallProgress
 from .inputs import validateInputVolume
 from .outputs import (ATTENTION, CANCELLED, DONE, FAILED, GATE_ATTRIBUTE, INPUT_ROLE, OUTPUT_ATTRIBUTE, PROBABILITY,
@@ -65,7 +65,7 @@ class AttentionUNetSegLogic:
         default. `progress(stage, fraction)` is called as the run advances; `cancel()` returning True
         stops it (CancelledError). On any error nothing is added to the scene.
         """
-        from AttentionUNetSegLib.inference import segment
+        from AttentionUNetSegLib.inference.segmenter import segment
 
         started = time.monotonic()
         image = self.inputImage(inputVolume)
@@ -118,7 +118,7 @@ class AttentionUNetSegLogic:
         The input and the model file are checked before the process starts, so those errors are raised here.
         `python` runs the worker (default: PythonSlicer inside Slicer, else this interpreter).
         """
-        from AttentionUNetSegLib.registry import resolve_model_path
+        from AttentionUNetSegLib.models.registry import resolve_model_path
 
         image = self.inputImage(inputVolume)
         modelPath = resolve_model_path(model)
@@ -135,7 +135,7 @@ class AttentionUNetSegLogic:
         then waits for the next `startBackground` (which then does not wait for them; with other choices it
         still gains the engine's loading); nothing when one expecting the same is waiting already. It holds the
         engine's memory (a few hundred MB) until that run or `releaseWorker()`."""
-        from AttentionUNetSegLib.registry import resolve_model_path
+        from AttentionUNetSegLib.models.registry import resolve_model_path
 
         try:
             modelPath, settings = str(resolve_model_path(model)), _settings(device, attention, probabilities)
@@ -171,12 +171,12 @@ class AttentionUNetSegLogic:
         Segments are matched to the model's classes (see fineTunePlan), classes the segmentations do not label
         are left out of the loss, and training runs for `steps` optimizer steps or `maxSeconds`, whichever ends
         first. With a `validation` pair, Dice before and after is recorded in the model file's metrics.
-        `progress(event)` gets AttentionUNetSegLib.fine_tuning.FineTuneEvent objects; `cancel()` returning True
+        `progress(event)` gets AttentionUNetSegLib.training.fine_tuning.FineTuneEvent objects; `cancel()` returning True
         stops it (CancelledError). Nothing is added on failure or cancel.
         """
         import tempfile
 
-        from AttentionUNetSegLib.fine_tuning import fine_tune, register_fine_tuned
+        from AttentionUNetSegLib.training.fine_tuning import fine_tune, register_fine_tuned
 
         plan, settings = self._prepareFineTune(pairs, baseModel, name, steps, maxSeconds, device, validation,
                                                ignoredSegments)
@@ -198,8 +198,8 @@ class AttentionUNetSegLogic:
         """`fineTune` in a worker process: drive it with `poll()` (progress events carry step, total_steps, loss
         and seconds_left while training), end it with `cancel()`; `result()` is the new model's name once it is
         registered. The pairs, the name and the user's model folder are checked before the process starts."""
-        from AttentionUNetSegLib import worker
-        from AttentionUNetSegLib.fine_tuning import register_fine_tuned
+        from AttentionUNetSegLib.worker import jobs as worker
+        from AttentionUNetSegLib.training.fine_tuning import register_fine_tuned
 
         plan, settings = self._prepareFineTune(pairs, baseModel, name, steps, maxSeconds, device, validation,
                                                ignoredSegments)
@@ -211,8 +211,8 @@ class AttentionUNetSegLogic:
     def _prepareFineTune(self, pairs, baseModel, name, steps, maxSeconds, device, validation, ignoredSegments):
         """The engine's settings, the new model's name and folder checked, then the checked plan (its matches
         and warnings logged)."""
-        from AttentionUNetSegLib.fine_tuning import FineTuneSettings, new_model_file
-        from AttentionUNetSegLib.registry import resolve_model_path
+        from AttentionUNetSegLib.training.fine_tuning import FineTuneSettings, new_model_file
+        from AttentionUNetSegLib.models.registry import resolve_model_path
 
         settings = FineTuneSettings(name, str(resolve_model_path(baseModel)), steps, maxSeconds, device)
         new_model_file(settings.name)
@@ -232,7 +232,7 @@ class AttentionUNetSegLogic:
     @staticmethod
     def models() -> List:
         """The registry's models (RegistryEntry: name, file, sha256, description, default)."""
-        from AttentionUNetSegLib.registry import list_models
+        from AttentionUNetSegLib.models.registry import list_models
 
         return list_models()
 
@@ -242,15 +242,15 @@ class AttentionUNetSegLogic:
 
         Raises ModelFileError for a missing, corrupt or unregistered model.
         """
-        from AttentionUNetSegLib.model_file import read_metadata
-        from AttentionUNetSegLib.registry import resolve_model_path
+        from AttentionUNetSegLib.models.model_file import read_metadata
+        from AttentionUNetSegLib.models.registry import resolve_model_path
 
         return read_metadata(resolve_model_path(model))
 
     @staticmethod
     def deviceDescription() -> str:
         """What 'auto' will use, in words (imports PyTorch)."""
-        from AttentionUNetSegLib.device import resolve_device
+        from AttentionUNetSegLib.inference.device import resolve_device
 
         device = resolve_device("auto")
         if device.type == "cuda":
@@ -332,8 +332,8 @@ def _loadedModel(model) -> Tuple[object, str]:
     """
     import torch
 
-    from AttentionUNetSegLib.model_file import model_metadata
-    from AttentionUNetSegLib.registry import load_model
+    from AttentionUNetSegLib.models.model_file import model_metadata
+    from AttentionUNetSegLib.models.registry import load_model
 
     loaded = model if isinstance(model, torch.nn.Module) else load_model(model)
     return loaded, model_metadata(loaded).name

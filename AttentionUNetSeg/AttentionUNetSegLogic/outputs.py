@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List, Mapping, Optional
 import vtk
 
 import slicer
-from AttentionUNetSegLib.callbacks import ProgressCallback
+from AttentionUNetSegLib.progress import ProgressCallback
 from AttentionUNetSegLib.errors import InputImageError
 
 from .conversion import volumesFromMaps

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 import vtk
 
 import slicer
-from AttentionUNetSegLib.classes import SegmentClass
+from AttentionUNetSegLib.models.segment_classes import SegmentClass
 
 from .conversion import orientedImageFromImage
 

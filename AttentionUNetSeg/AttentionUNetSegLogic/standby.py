@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
-from AttentionUNetSegLib.inference_settings import InferenceSettings
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 
 from .background import pythonExecutable, startWorker
 from .processes import killProcessGroup
@@ -28,7 +28,7 @@ class StandbyWorker:
         """`python`: the interpreter (or a launcher of it) that runs the worker; default `pythonExecutable()`.
         With `settings`, the worker also reads `model` and builds its backend for a segmentation with them
         (another job still runs, with a model made ready then)."""
-        from AttentionUNetSegLib.worker import standby_arguments
+        from AttentionUNetSegLib.worker.jobs import standby_arguments
 
         self.python = python or pythonExecutable()
         self.arguments = standby_arguments(model, settings)
@@ -41,7 +41,7 @@ class StandbyWorker:
     def expects(self, python: Optional[str] = None, model: Optional[str] = None,
                 settings: Optional[InferenceSettings] = None) -> bool:
         """Whether this worker was started as `StandbyWorker(python, model, settings)` would start one."""
-        from AttentionUNetSegLib.worker import standby_arguments
+        from AttentionUNetSegLib.worker.jobs import standby_arguments
 
         return (python or pythonExecutable()) == self.python and standby_arguments(model, settings) == self.arguments
 

@@ -23,8 +23,8 @@ import SimpleITK as sitk  # noqa: E402
 from slicer_scene import new_scene  # noqa: E402
 
 import slicer  # noqa: E402
-from AttentionUNetSegLib.model_file import read_metadata  # noqa: E402
-from AttentionUNetSegLib.registry import resolve_model_path  # noqa: E402
+from AttentionUNetSegLib.models.model_file import read_metadata  # noqa: E402
+from AttentionUNetSegLib.models.registry import resolve_model_path  # noqa: E402
 from AttentionUNetSegLogic.outputs import useSurfaceNets  # noqa: E402
 from AttentionUNetSegLogic.segments import addSegmentsFromLabels  # noqa: E402
 

@@ -44,7 +44,7 @@ def main() -> None:
     from slicer_scene import add_segment, add_volume, new_scene
 
     from AttentionUNetSegLogic import AttentionUNetSegLogic
-    from AttentionUNetSegLogic.finetuning import validationSummary
+    from AttentionUNetSegLogic.fine_tuning import validationSummary
 
     scene = new_scene(Path(home) / "scene")
 

@@ -16,10 +16,10 @@ from typing import Dict, List
 import numpy as np
 import SimpleITK as sitk
 
-from AttentionUNetSegLib.imageio import read_image
-from AttentionUNetSegLib.inference import segment
-from AttentionUNetSegLib.inference_settings import InferenceSettings
-from AttentionUNetSegLib.registry import load_model
+from AttentionUNetSegLib.io.images import read_image
+from AttentionUNetSegLib.inference.segmenter import segment
+from AttentionUNetSegLib.inference.settings import InferenceSettings
+from AttentionUNetSegLib.models.registry import load_model
 
 SCANS = {
     "sample CT (TotalSegmentator example, patient A)": "totalseg_example/example_ct.nii.gz",

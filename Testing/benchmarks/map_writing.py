@@ -73,12 +73,12 @@ def main() -> None:
         raise SystemExit(f"--workdir {workdir} is inside the repository; the real CT may not be written there")
     workdir.mkdir(parents=True, exist_ok=True)
 
-    from AttentionUNetSegLib.atomic import StagedOutputs
-    from AttentionUNetSegLib.cohort import case_outputs
-    from AttentionUNetSegLib.imageio import read_image, write_map
-    from AttentionUNetSegLib.inference import segment
-    from AttentionUNetSegLib.inference_settings import InferenceSettings
-    from AttentionUNetSegLib.model_file import read_model
+    from AttentionUNetSegLib.io.atomic import StagedOutputs
+    from AttentionUNetSegLib.inference import case_outputs
+    from AttentionUNetSegLib.io.images import read_image, write_map
+    from AttentionUNetSegLib.inference.segmenter import segment
+    from AttentionUNetSegLib.inference.settings import InferenceSettings
+    from AttentionUNetSegLib.models.model_file import read_model
 
     base = baseline_package(args.baseline, workdir)
     base_outputs = importlib.import_module(base.__name__ + ".cohort.case_outputs")

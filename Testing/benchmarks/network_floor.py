@@ -19,11 +19,11 @@ from typing import Callable, Dict, List
 import torch
 from torch import nn
 
-from AttentionUNetSegLib.backends import make_backend
-from AttentionUNetSegLib.imageio import read_image
-from AttentionUNetSegLib.registry import load_model
-from AttentionUNetSegLib.sample import SAMPLE_CT
-from AttentionUNetSegLib.sliding_windows import network_windows
+from AttentionUNetSegLib.backends.selection import make_backend
+from AttentionUNetSegLib.io.images import read_image
+from AttentionUNetSegLib.models.registry import load_model
+from AttentionUNetSegLib.models.bundled_data import SAMPLE_CT
+from AttentionUNetSegLib.inference.sliding_windows import network_windows
 
 SGEMM_SIZE = 2048
 

@@ -88,8 +88,8 @@ def make_model(workdir: Path) -> Path:
     cached."""
     from dataclasses import replace
 
-    from AttentionUNetSegLib.model_file import file_sha256, read_model, save_model
-    from AttentionUNetSegLib.registry import resolve_model_path
+    from AttentionUNetSegLib.models.model_file import file_sha256, read_model, save_model
+    from AttentionUNetSegLib.models.registry import resolve_model_path
 
     shipped = resolve_model_path(None)
     model_path = workdir / f"default_{file_sha256(shipped)[:12]}_160.safetensors"
@@ -106,11 +106,11 @@ def _convert_once(model_path: Path, int8: bool = False) -> None:
     the quantization, once)."""
     import torch
 
-    from AttentionUNetSegLib.backends import openvino_installed
-    from AttentionUNetSegLib.model_file import read_model
+    from AttentionUNetSegLib.backends.selection import openvino_installed
+    from AttentionUNetSegLib.models.model_file import read_model
 
     if openvino_installed():
-        from AttentionUNetSegLib.openvino_backend import OpenVINOBackend
+        from AttentionUNetSegLib.backends.openvino import OpenVINOBackend
 
         OpenVINOBackend(read_model(model_path), torch.float32)
         if int8:
@@ -124,9 +124,9 @@ def monai_pipeline(ct_path: Path, out_path: Path) -> None:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from AttentionUNetSegLib.benchmark import monai_attention_unet
-    from AttentionUNetSegLib.device import autocast, resolve_precision
-    from AttentionUNetSegLib.preprocessing import model_grid, resample
+    from AttentionUNetSegLib.network.benchmark import monai_attention_unet
+    from AttentionUNetSegLib.inference.device import autocast, resolve_precision
+    from AttentionUNetSegLib.inference.preprocessing import model_grid, resample
 
     image = sitk.ReadImage(str(ct_path))
     grid = model_grid(image, MODEL_SPACING)

@@ -22,9 +22,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from AttentionUNetSegLib.datasets.cases import Case, discover_cases
-from AttentionUNetSegLib.imageio import read_image
-from AttentionUNetSegLib.inference import segment
-from AttentionUNetSegLib.registry import load_model
+from AttentionUNetSegLib.io.images import read_image
+from AttentionUNetSegLib.inference.segmenter import segment
+from AttentionUNetSegLib.models.registry import load_model
 
 HERE = Path(__file__).resolve().parent
 BODY_HU = -500.0

@@ -19,15 +19,15 @@ import SimpleITK as sitk
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from AttentionUNetSegLib.imageio import read_image  # noqa: E402
-from AttentionUNetSegLib.inference import segment  # noqa: E402
-from AttentionUNetSegLib.registry import load_model  # noqa: E402
+from AttentionUNetSegLib.io.images import read_image  # noqa: E402
+from AttentionUNetSegLib.inference.segmenter import segment  # noqa: E402
+from AttentionUNetSegLib.models.registry import load_model  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from make_dataset import PELVIS_SLICES  # noqa: E402
 
-SAMPLE = HERE.parents[1] / "AttentionUNetSeg" / "Resources" / "SampleData" / "example_ct.nii.gz"
+SAMPLE = HERE.parents[1] / "AttentionUNetSeg" / "AttentionUNetSegLib" / "data" / "sample" / "example_ct.nii.gz"
 
 
 def overlay(ax, ct: np.ndarray, labels: np.ndarray, colours: np.ndarray, aspect: float, title: str) -> None:

@@ -20,9 +20,9 @@ import SimpleITK as sitk
 
 from AttentionUNetSegLib.datasets.cases import discover_cases
 from AttentionUNetSegLib.evaluation.metrics import label_metrics
-from AttentionUNetSegLib.imageio import read_image
-from AttentionUNetSegLib.inference import segment
-from AttentionUNetSegLib.registry import load_model
+from AttentionUNetSegLib.io.images import read_image
+from AttentionUNetSegLib.inference.segmenter import segment
+from AttentionUNetSegLib.models.registry import load_model
 
 HERE = Path(__file__).resolve().parent
 

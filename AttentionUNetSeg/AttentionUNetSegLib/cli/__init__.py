@@ -14,8 +14,8 @@ from typing import Callable, List, Optional, Sequence
 
 import SimpleITK as sitk
 
+from ..backends.telemetry_off import keep_telemetry_off
 from ..errors import AttentionUNetSegError
-from ..telemetry import keep_telemetry_off
 
 # Command modules, each with `register(subparsers)`, in the order `--help` lists them.
 _COMMAND_MODULES: List[str] = ["segment", "models", "evaluate", "phantom", "train", "bench"]

@@ -6,8 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..device import DEVICE_CHOICES
 from ..errors import InvalidOptionError
+from ..inference.device import DEVICE_CHOICES
 from .option_types import whole_number
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     # SciPy's statistics and MONAI (through the datasets) are imported when a command runs: together they
     # would double the time of every `attention-unet --help` (docs/benchmarks.md, "Start-up")
+    from ..datasets.label_maps import load_label_map, parse_label_map
+    from ..evaluation.model_scoring import merge_reports
     from ..evaluation.report import load_report
     from ..evaluation.scoring import evaluate_folders
-    from ..datasets.label_maps import load_label_map, parse_label_map
-    from ..evaluation.models import merge_reports
 
     modes = {"--pred/--ref": args.pred is not None or args.ref is not None,
              "--model/--data": args.model is not None or args.data is not None, "--merge": args.merge is not None}
@@ -101,7 +101,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace) -> int:
-    from ..evaluation.models import PREDICTIONS_DIR, REFERENCES_DIR, CaseSelection, evaluate_model
+    from ..evaluation.model_scoring import PREDICTIONS_DIR, REFERENCES_DIR, CaseSelection, evaluate_model
 
     if args.model is None or args.data is None or args.output is None:
         raise InvalidOptionError("--model, --data and -o OUTDIR go together")

@@ -7,16 +7,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List
 
-from ..authors import convert_authors_state_dict, read_authors_state_dict
-from ..model_file import ModelMetadata, file_sha256, read_model, read_metadata, save_model
-from ..preprocessing import IntensityNormalisation
-from ..classes import make_classes
+from ..backends.openvino import CacheEntry, cache_entries, cache_root, remove_cache_entries
 from ..errors import InvalidOptionError
-from ..model import AttentionUNet3D, ModelConfig, count_parameters
-from ..openvino_backend import CacheEntry, cache_entries, cache_root, remove_cache_entries
-from ..registry import RegistryEntry, list_models, resolve_model_path, verify_models
-from ..registry_changes import add_file, add_url, download_model, remove_model
-from ..user_folders import user_registry
+from ..inference.preprocessing import IntensityNormalisation
+from ..models.model_file import ModelMetadata, file_sha256, read_metadata, read_model, save_model
+from ..models.registry import RegistryEntry, list_models, resolve_model_path, verify_models
+from ..models.segment_classes import make_classes
+from ..models.user_folders import user_registry
+from ..models.user_registry import add_file, add_url, download_model, remove_model
+from ..network.attention_unet import AttentionUNet3D, ModelConfig, count_parameters
+from ..network.authors_checkpoints import convert_authors_state_dict, read_authors_state_dict
 from .option_types import multiple_of_16, positive_number, whole_number
 from .progress import DownloadBar
 

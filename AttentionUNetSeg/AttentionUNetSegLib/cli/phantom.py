@@ -5,8 +5,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..imageio import OUTPUT_FORMATS
 from ..datasets.label_maps import parse_label_map
+from ..io.images import OUTPUT_FORMATS
 from ..phantom import DEFAULT_SIZE, DEFAULT_SPACING, write_phantom_dataset
 from .option_types import positive_number, whole_number
 

@@ -10,20 +10,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
-from ..atomic import StagedOutputs
-from ..backends import BACKEND_CHOICES
-from ..cohort.case_outputs import model_record, settings_record, stage_case
+from ..backends.selection import BACKEND_CHOICES
 from ..cohort.inputs import CohortCase, resolve_inputs
 from ..cohort.runner import CohortJob, check_output_folder, run_cohort
 from ..cohort.shards import Shard, environment_shard, local_device, parse_shard
 from ..cohort.table import write_cohort_table
-from ..device import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
 from ..errors import InvalidOptionError
-from ..imageio import OUTPUT_FORMATS, read_image
-from ..inference import Segmenter
-from ..inference_settings import InferenceSettings
-from ..model_file import read_model
-from ..registry import resolve_model_path
+from ..inference.case_outputs import model_record, settings_record, stage_case
+from ..inference.device import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
+from ..inference.segmenter import Segmenter
+from ..inference.settings import InferenceSettings
+from ..io.atomic import StagedOutputs
+from ..io.images import OUTPUT_FORMATS, read_image
+from ..models.model_file import read_model
+from ..models.registry import resolve_model_path
 from .option_types import fraction, whole_number
 from .progress import ProgressPrinter
 

@@ -1,4 +1,4 @@
-"""`attention-unet train` (also `python -m AttentionUNetSegLib.train`, alone or under torchrun)."""
+"""`attention-unet train` (also `python -m AttentionUNetSegLib.training`, alone or under torchrun)."""
 from __future__ import annotations
 
 import argparse
@@ -25,7 +25,7 @@ examples:
   attention-unet train pancreas.csv -o runs/aft --init-model multi.safetensors --label-map nih-pancreas
   attention-unet train ours.csv -o runs/ours --init-model attention-unet-abdomen-v2 --segment-names --lr 3e-5
                                           # fine-tune on labels saved from Slicer (.seg.nrrd), segments matched
-  torchrun --nproc_per_node=4 -m AttentionUNetSegLib.train data/ -o runs/ddp --label-map totalsegmentator
+  torchrun --nproc_per_node=4 -m AttentionUNetSegLib.training data/ -o runs/ddp --label-map totalsegmentator
 
 SIGINT/SIGTERM stop after the current step with a checkpoint (exit status 130/143); --resume continues exactly.
 """

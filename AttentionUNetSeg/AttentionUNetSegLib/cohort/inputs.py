@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import SimpleITK as sitk
 
 from ..errors import InvalidOptionError
-from ..imageio import IMAGE_SUFFIXES, image_stem
+from ..io.images import IMAGE_SUFFIXES, image_stem
 from ..repeats import repeated
 
 LIST_SUFFIXES = (".csv", ".txt")

@@ -18,14 +18,21 @@ from typing import Callable, ContextManager, List, Optional, Sequence, Tuple
 import SimpleITK as sitk
 import torch
 
-from ..atomic import StagedOutputs
-from ..callbacks import ProgressCallback, no_progress
 from ..errors import AttentionUNetSegError, InvalidOptionError, OutputError
-from ..imageio import read_image
-from ..inference import SegmentationResult, Segmenter
-from ..inference_settings import InferenceSettings
-from .case_outputs import (is_complete, model_conflicts, model_record, remove_error, settings_record,
-                           stage_case, write_error)
+from ..inference.case_outputs import (
+    is_complete,
+    model_conflicts,
+    model_record,
+    remove_error,
+    settings_record,
+    stage_case,
+    write_error,
+)
+from ..inference.segmenter import SegmentationResult, Segmenter
+from ..inference.settings import InferenceSettings
+from ..io.atomic import StagedOutputs
+from ..io.images import read_image
+from ..progress import ProgressCallback, no_progress
 from .inputs import CohortCase
 
 ProgressBars = Callable[[], ContextManager[ProgressCallback]]

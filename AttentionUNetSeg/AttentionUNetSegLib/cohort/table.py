@@ -8,8 +8,8 @@ import logging
 from pathlib import Path
 from typing import Dict, List
 
-from ..atomic import atomic_file
-from .case_outputs import ERROR_SUFFIX, SUMMARY_SUFFIX, read_record
+from ..inference.case_outputs import ERROR_SUFFIX, SUMMARY_SUFFIX, read_record
+from ..io.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import DatasetError
-from ..imageio import IMAGE_SUFFIXES, image_stem
+from ..io.images import IMAGE_SUFFIXES, image_stem
 from ..repeats import repeated
 
 FOLDER_PAIRS: Tuple[Tuple[str, str], ...] = (("imagesTr", "labelsTr"), ("images", "labels"))

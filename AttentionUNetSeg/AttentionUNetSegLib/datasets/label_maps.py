@@ -26,9 +26,10 @@ import numpy as np
 import yaml
 
 from ..errors import DatasetError, InvalidOptionError
+from ..models.bundled_data import BUNDLED_DATA
 from ..repeats import repeated
 
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "data" / "label_maps"
+BUNDLED_DIR = BUNDLED_DATA / "label_maps"
 UNLISTED_CHOICES = ("error", "background")
 IGNORE_LABEL = 255
 """The model label of voxels that training leaves out of the loss (a label map's "ignore" values)."""

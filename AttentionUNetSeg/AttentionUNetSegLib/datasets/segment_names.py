@@ -13,11 +13,11 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import SimpleITK as sitk
 
-from ..classes import SegmentClass
 from ..errors import DatasetError
-from ..segment_matching import IGNORED, Segment, match_segments
+from ..models.segment_classes import SegmentClass
 from .cases import Case
 from .label_maps import LabelMap, parse_label_map
+from .segment_matching import IGNORED, Segment, match_segments
 
 FROM_LABEL_FILES = "from-label-files"
 SEGMENTATION_SUFFIX = ".seg.nrrd"

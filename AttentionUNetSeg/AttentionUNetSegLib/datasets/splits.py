@@ -12,8 +12,8 @@ from typing import List, Sequence, Tuple, Union
 
 from monai.data import partition_dataset
 
-from ..atomic import atomic_file
 from ..errors import DatasetError
+from ..io.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 

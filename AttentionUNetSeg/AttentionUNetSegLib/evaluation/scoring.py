@@ -8,11 +8,11 @@ from typing import Callable, Dict, Mapping, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..datasets.grids import check_same_grid
+from ..datasets.label_grids import check_same_grid
 from ..datasets.label_maps import LabelMap
 from ..errors import DatasetError, InvalidOptionError
-from ..imageio import read_image
-from .matching import PREDICTION_SUFFIX, match_cases
+from ..io.images import read_image
+from .file_pairing import PREDICTION_SUFFIX, match_cases
 from .metrics import ClassMetrics, label_metrics
 from .report import CaseResult, EvaluationReport
 from .tables import shortlist

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from ..atomic import StagedOutputs
+from ..io.atomic import StagedOutputs
 
 
 def shortlist(names: Sequence[str], limit: int = 5) -> str:

@@ -9,9 +9,9 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..atomic import atomic_file
 from ..errors import InvalidOptionError
-from ..imageio import OUTPUT_FORMATS, write_image
+from ..io.atomic import atomic_file
+from ..io.images import OUTPUT_FORMATS, write_image
 from ..repeats import repeated
 from .anatomy import DEFAULT_LABELS, DRAWING_ORDER, STRUCTURES
 from .canvas import Canvas

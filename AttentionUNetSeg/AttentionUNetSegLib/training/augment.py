@@ -17,12 +17,22 @@ from typing import Dict, Hashable, Mapping, Sequence, Tuple
 
 import numpy as np
 import torch
-from monai.transforms import (Compose, MapTransform, RandAffined, RandCropByLabelClassesd, RandFlipd,
-                              RandomizableTransform, RandScaleIntensityd, RandShiftIntensityd, ScaleIntensityRanged,
-                              ShiftIntensityd, ToTensord)
+from monai.transforms import (
+    Compose,
+    MapTransform,
+    RandAffined,
+    RandCropByLabelClassesd,
+    RandFlipd,
+    RandomizableTransform,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    ScaleIntensityRanged,
+    ShiftIntensityd,
+    ToTensord,
+)
 from scipy import ndimage
 
-from ..preprocessing import IntensityNormalisation
+from ..inference.preprocessing import IntensityNormalisation
 from .config import TrainConfig
 from .contrast_phases import RandContrastPhased
 

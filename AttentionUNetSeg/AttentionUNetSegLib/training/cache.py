@@ -20,14 +20,14 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..atomic import atomic_file
 from ..datasets.cases import Case
-from ..datasets.grids import check_label_grid
+from ..datasets.label_grids import check_label_grid
 from ..datasets.label_maps import IGNORE_LABEL, LabelMap
 from ..datasets.segment_names import SEGMENTATION_SUFFIX
 from ..errors import DatasetError, InputImageError
-from ..imageio import read_image
-from ..preprocessing import AIR_HU, IntensityNormalisation, model_grid, resample, validate_image
+from ..inference.preprocessing import AIR_HU, IntensityNormalisation, model_grid, resample, validate_image
+from ..io.atomic import atomic_file
+from ..io.images import read_image
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from ..atomic import atomic_file
 from ..errors import TrainingError
+from ..io.atomic import atomic_file
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = 1

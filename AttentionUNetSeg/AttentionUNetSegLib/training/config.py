@@ -14,11 +14,11 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
-from ..atomic import atomic_file
-from ..device import DEVICE_CHOICES, PRECISION_CHOICES
 from ..errors import InvalidOptionError
-from ..model import ARCHITECTURES, DEEP_SUPERVISION_MODES
-from ..preprocessing import IntensityNormalisation
+from ..inference.device import DEVICE_CHOICES, PRECISION_CHOICES
+from ..inference.preprocessing import IntensityNormalisation
+from ..io.atomic import atomic_file
+from ..network.attention_unet import ARCHITECTURES, DEEP_SUPERVISION_MODES
 
 CONFIG_FILE = "train_config.yaml"
 LOSSES = ("dice", "dice_ce")

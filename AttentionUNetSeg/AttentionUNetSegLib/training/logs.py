@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..atomic import atomic_file
+from ..io.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,14 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from monai.utils import set_determinism
 
-from ..classes import SegmentClass, make_classes
 from ..datasets.cases import Case
 from ..datasets.label_maps import LabelMap, load_label_map
-from ..device import resolve_precision
 from ..errors import DatasetError, InvalidOptionError, OutputError, TrainingError
-from ..model import AttentionUNet3D, ModelConfig
-from ..preprocessing import IntensityNormalisation
-from ..registry import load_model
+from ..inference.device import resolve_precision
+from ..inference.preprocessing import IntensityNormalisation
+from ..models.registry import load_model
+from ..models.segment_classes import SegmentClass, make_classes
+from ..network.attention_unet import AttentionUNet3D, ModelConfig
 from .cache import CachedCase, CacheSettings, cached_case
 from .checkpoint import CHECKPOINT_FILE
 from .config import MODEL_DEFAULTS, TrainConfig

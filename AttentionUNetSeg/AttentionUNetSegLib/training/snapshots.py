@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..atomic import atomic_file
-from ..classes import SegmentClass
+from ..io.atomic import atomic_file
+from ..models.segment_classes import SegmentClass
 from .validation import Snapshot
 
 log = logging.getLogger(__name__)

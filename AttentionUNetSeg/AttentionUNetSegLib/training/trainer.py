@@ -27,11 +27,11 @@ from ..datasets.cases import Case, dataset_json, discover_cases
 from ..datasets.label_maps import LabelMap, load_label_map
 from ..datasets.segment_names import segment_label_maps
 from ..datasets.splits import fold_cases
-from ..device import autocast
 from ..errors import TrainingError
-from ..model import AttentionUNet3D
-from ..model_file import ModelMetadata, save_model
-from ..preprocessing import IntensityNormalisation
+from ..inference.device import autocast
+from ..inference.preprocessing import IntensityNormalisation
+from ..models.model_file import ModelMetadata, save_model
+from ..network.attention_unet import AttentionUNet3D
 from .augment import training_transform
 from .cache import auto_intensity
 from .checkpoint import CHECKPOINT_FILE, RunState, check_identity, load_checkpoint, restore, save_checkpoint

@@ -15,14 +15,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..model_file import ModelMetadata
-from ..classes import SegmentClass
-from ..backends import TorchBackend
-from ..inference_settings import InferenceSettings
+from ..backends.selection import TorchBackend
 from ..datasets.label_maps import IGNORE_LABEL
 from ..evaluation.metrics import label_metrics
-from ..preprocessing import normalise
-from ..sliding_windows import sliding_window_outputs
+from ..inference.preprocessing import normalise
+from ..inference.settings import InferenceSettings
+from ..inference.sliding_windows import sliding_window_outputs
+from ..models.model_file import ModelMetadata
+from ..models.segment_classes import SegmentClass
 from .cache import CachedCase
 from .distributed import DistributedContext
 

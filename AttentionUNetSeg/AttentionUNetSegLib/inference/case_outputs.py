@@ -1,0 +1,118 @@
+"""One case's outputs: the images and `<name>_summary.json` of a segmented CT, `<name>_error.json` of a failed
+one, and whether a case in a folder is already complete for a model and its settings. Used by the single-input
+`segment` and by the cohort runner alike."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from ..io.atomic import StagedOutputs, atomic_file
+from ..io.images import write_image
+from ..io.maps import in_parallel, write_map_file
+from .segmenter import SegmentationResult
+from .settings import InferenceSettings
+
+SUMMARY_SUFFIX = "_summary.json"
+ERROR_SUFFIX = "_error.json"
+
+
+def settings_record(settings: InferenceSettings, extension: str) -> dict:
+    """What a summary records of how its outputs were made: the inference settings and the file format."""
+    return {**asdict(settings), "format": extension}
+
+
+def stage_case(result: SegmentationResult, outputs: StagedOutputs, name: str, input_path: Path, model: dict,
+               settings: dict, elapsed_s: float) -> None:
+    """Write every output image of `result` and then its summary (naming the `model` record, the `settings`
+    record, and the timings with `elapsed_s` spent on the case before writing) into `outputs`.
+
+    The summary is staged last, so it is committed last: a case whose summary exists is whole."""
+    clock = time.perf_counter()
+    files = _write_images(result, outputs, name, settings["format"])
+    result.timings["write_s"] = time.perf_counter() - clock
+    result.timings["total_s"] = elapsed_s + result.timings["write_s"]
+    summary = _summary(result, input_path, model, settings, files)
+    outputs.path(name + SUMMARY_SUFFIX).write_text(json.dumps(summary, indent=2))
+
+
+def _write_images(result: SegmentationResult, outputs: StagedOutputs, name: str, extension: str) -> List[str]:
+    """Write every output image, several at a time; each map is resampled onto the input grid as it is written."""
+    jobs = [(f"{name}_seg.{extension}", lambda path: write_image(result.labels, path))]
+    for group, maps in (("attention", result.attention), ("prob", result.probabilities or {})):
+        jobs += [(f"{name}_{group}_{map_name}.{extension}", partial(write_map_file, maps, map_name))
+                 for map_name in maps]
+    in_parallel([partial(write, outputs.path(file)) for file, write in jobs])
+    return [file for file, _ in jobs]
+
+
+def _summary(result: SegmentationResult, input_path: Path, model: dict, settings: dict, files: List[str]) -> dict:
+    return {
+        "input": str(input_path),
+        "labels": {str(c.value): c.name for c in result.classes if c.value > 0},
+        "volumes_ml": result.volumes_ml(),
+        "attention_gates": list(result.attention),
+        "model": model,
+        "settings": settings,
+        "files": files,
+        "device": result.device,
+        "precision": result.precision,
+        "backend": result.backend,
+        "timings_s": {k.removesuffix("_s"): round(v, 3) for k, v in result.timings.items()},
+        "warnings": result.warnings,
+    }
+
+
+def model_record(model: torch.nn.Module, model_file: str) -> dict:
+    """The facts a summary or an error record gives of a loaded `model` read from the file `model_file`."""
+    metadata = model.metadata
+    return {"name": metadata.name, "file": model_file, "sha256": model.sha256, "trained": metadata.trained}
+
+
+def read_record(path: Path) -> Optional[dict]:
+    """A summary or error record, or None when it is missing or not a readable JSON object."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def is_complete(folder: Path, name: str, sha256: str, settings: dict) -> bool:
+    """Whether `folder` holds case `name` whole, made by the model `sha256` with these `settings`."""
+    summary = read_record(folder / (name + SUMMARY_SUFFIX))
+    if summary is None or not isinstance(summary.get("files"), list):
+        return False
+    return ((summary.get("model") or {}).get("sha256") == sha256 and summary.get("settings") == settings
+            and all((folder / file).is_file() for file in summary["files"]))
+
+
+def write_error(folder: Path, name: str, input_path: Path, model: dict, error: Exception) -> Path:
+    """Record atomically why case `name` failed, as `<name>_error.json`."""
+    record = {"input": str(input_path), "error": str(error), "error_type": type(error).__name__,
+              "model": model}
+    path = folder / (name + ERROR_SUFFIX)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return path
+
+
+def remove_error(folder: Path, name: str) -> None:
+    """Remove the failure record of case `name` (it has now succeeded)."""
+    (folder / (name + ERROR_SUFFIX)).unlink(missing_ok=True)
+
+
+def model_conflicts(folder: Path, names: List[str], sha256: str) -> Dict[str, dict]:
+    """The cases among `names` whose summary in `folder` was made by another model: name -> its model record."""
+    found = {}
+    for name in names:
+        summary = read_record(folder / (name + SUMMARY_SUFFIX))
+        model = (summary or {}).get("model")
+        if isinstance(model, dict) and model.get("sha256") != sha256:
+            found[name] = model
+    return found
