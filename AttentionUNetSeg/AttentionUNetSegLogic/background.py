@@ -9,16 +9,14 @@ whole process group (see processes.py) and returns at once: it never waits for t
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import SimpleITK as sitk
 
@@ -27,30 +25,13 @@ from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, In
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 
 from .outputs import SegmentationOutputs
-from .processes import killProcessGroup, startProcessGroup
-
-if TYPE_CHECKING:
-    from .standby import StandbyWorker
+from .processes import killProcessGroup
+from .standby import StandbyWorker
+from .workers import pythonExecutable, startWorker
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
 Commit = Callable[[object, float], SegmentationOutputs]
 """Adds the nodes for a finished segmentation: (engine result, seconds since the run started) -> outputs."""
-
-
-def startWorker(python: str, arguments: Sequence[str], stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
-    """`python -m AttentionUNetSegLib.worker ARGUMENTS` in a process group of its own (processes.py), finding
-    this engine first on its path."""
-    return startProcessGroup([python, "-m", "AttentionUNetSegLib.worker", *arguments],
-                             env={**os.environ, "PYTHONPATH": _pythonPath()}, stdin=stdin)
-
-
-def pythonExecutable() -> str:
-    """Slicer's own Python interpreter (PythonSlicer) inside Slicer, else the running interpreter."""
-    if hasattr(slicer, "app"):
-        found = shutil.which("PythonSlicer")
-        if found:
-            return found
-    return sys.executable
 
 
 class BackgroundRun:
@@ -215,11 +196,3 @@ def _parse(line: str) -> dict:
     except ValueError:
         return {"event": "log", "message": line}
     return event if isinstance(event, dict) and "event" in event else {"event": "log", "message": line}
-
-
-def _pythonPath() -> str:
-    """PYTHONPATH for the worker: the folder holding AttentionUNetSegLib first, then the current one."""
-    import AttentionUNetSegLib
-
-    libraryParent = str(Path(AttentionUNetSegLib.__file__).resolve().parent.parent)
-    return os.pathsep.join(p for p in (libraryParent, os.environ.get("PYTHONPATH", "")) if p)
