@@ -16,8 +16,10 @@ from slicer_scene import add_volume, scene_state
 
 import slicer
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, ModelFileError
+from AttentionUNetSegLib.progress import ProgressEvent, SegmentationStage
 from AttentionUNetSegLib.worker.jobs import READY_MESSAGE
-from AttentionUNetSegLogic import AttentionUNetSegLogic, overallProgress
+from AttentionUNetSegLib.worker.protocol import DoneEvent, ErrorEvent, LogEvent
+from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED, BackgroundRun
 from AttentionUNetSegLogic.processes import killProcessGroup
 from AttentionUNetSegLogic.standby import StandbyWorker
@@ -46,7 +48,7 @@ def labels_of(segmentation: slicer.vtkMRMLSegmentationNode) -> dict:
 
 
 def started_inference(events: list) -> bool:
-    return any(e["event"] == "progress" and e["stage"] == "inference" for e in events)
+    return any(isinstance(e, ProgressEvent) and e.stage is SegmentationStage.INFERENCE for e in events)
 
 
 def test_background_gives_the_in_process_labels_and_maps(scene, patient_b: sitk.Image, tiny_model_path: Path) -> None:
@@ -71,11 +73,15 @@ def test_background_gives_the_in_process_labels_and_maps(scene, patient_b: sitk.
     for gate, values in expected_maps.items():
         np.testing.assert_allclose(slicer.util.arrayFromVolume(outputs.attention[gate]), values, atol=1e-6)
     assert outputs.volumesMl == pytest.approx(in_process.volumesMl)
-    fractions = [e["fraction"] for e in events if e["event"] == "progress" and e["stage"] == "inference"]
-    assert fractions and fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
-    overall = [overallProgress(e["stage"], e["fraction"]) for e in events if e["event"] == "progress"]
-    assert None not in overall and overall == sorted(overall) and overall[-1] >= 0.9  # the panel's bar never goes back
-    assert events[-1] == {"event": "done"}
+    progress = [e for e in events if isinstance(e, ProgressEvent)]
+    fractions = [e.fraction for e in progress if e.stage is SegmentationStage.INFERENCE]
+    assert fractions, "no inference progress"
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == pytest.approx(1.0)
+    overall = [e.overall for e in progress]
+    assert overall == sorted(overall), "the panel's bar went back"
+    assert overall[-1] >= 0.9
+    assert events[-1] == DoneEvent()
     assert not run._jobDir.exists()
 
 
@@ -152,7 +158,7 @@ def test_output_that_is_not_utf8_does_not_stop_the_run(scene, small_ct: sitk.Ima
         node, tiny_model_path, attention=False, python=launcher(tmp_path, r"printf 'Temp\351rature \377\n'"))
     events = drive(run)
     assert run.state == SUCCEEDED, run.result()
-    assert {"event": "log", "message": "Temp\ufffdrature \ufffd"} in events
+    assert LogEvent("Temp\ufffdrature \ufffd") in events
     assert not run._jobDir.exists()
 
 
@@ -166,7 +172,7 @@ def test_corrupt_weights_fail_in_the_worker_and_add_nothing(scene, small_ct: sit
     run = AttentionUNetSegLogic().startBackground(node, corrupt)
     events = drive(run)
     assert run.state == FAILED
-    assert any(e["event"] == "error" and e["type"] == "ModelFileError" for e in events)
+    assert any(isinstance(e, ErrorEvent) and e.type == "ModelFileError" for e in events)
     with pytest.raises(ModelFileError, match="do not match the architecture"):
         run.result()
     assert scene_state(scene) == before
@@ -202,7 +208,7 @@ def test_a_standby_worker_runs_the_next_segmentation(scene, small_ct: sitk.Image
     assert list(actual) == list(expected)
     for segment_id, labels in expected.items():
         np.testing.assert_array_equal(actual[segment_id], labels, err_msg=segment_id)
-    assert events[-1] == {"event": "done"} and not run._jobDir.exists() and standby.wait(TIMEOUT_S) == 0
+    assert events[-1] == DoneEvent() and not run._jobDir.exists() and standby.wait(TIMEOUT_S) == 0
     assert made_ready(events)
 
 
@@ -223,7 +229,7 @@ def test_a_standby_worker_behind_a_launcher_gets_its_job(scene, small_ct: sitk.I
 
 def made_ready(events: list) -> bool:
     """Whether the worker ran the job with the model a standby worker had made ready for it."""
-    return any(e["event"] == "log" and READY_MESSAGE in e["message"] for e in events)
+    return any(isinstance(e, LogEvent) and READY_MESSAGE in e.message for e in events)
 
 
 def test_a_standby_worker_makes_a_new_model_for_another_job_or_a_changed_file(

@@ -10,6 +10,7 @@ import vtk
 from slicer_scene import add_volume, scene_state
 
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, ModelFileError
+from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 
 
@@ -90,8 +91,8 @@ def test_input_deleted_during_in_process_run_adds_nothing(scene, small_ct: sitk.
     node = add_volume(scene, small_ct, "CT")
     nodes_before, items_before = scene_state(scene)
 
-    def delete_input(stage: str, fraction: float) -> None:
-        if stage == "inference" and node.GetScene() is not None:
+    def delete_input(stage: SegmentationStage, fraction: float) -> None:
+        if stage is SegmentationStage.INFERENCE and node.GetScene() is not None:
             scene.RemoveNode(node)
 
     with pytest.raises(InputImageError, match="deleted while it was being segmented"):
@@ -106,8 +107,8 @@ def test_failure_while_adding_outputs_rolls_back(scene, small_ct: sitk.Image, ti
     before = scene_state(scene)
     outputs_before = {n.GetID() for n in logic.outputsOf(node)}
 
-    def fail_late(stage: str, fraction: float) -> None:
-        if stage == "outputs" and fraction > 0.5:  # some new nodes are in the scene by now
+    def fail_late(stage: SegmentationStage, fraction: float) -> None:
+        if stage is SegmentationStage.OUTPUTS and fraction > 0.5:  # some new nodes are in the scene by now
             raise RuntimeError("simulated failure while adding outputs")
 
     with pytest.raises(RuntimeError, match="simulated failure"):

@@ -12,6 +12,7 @@ from slicer_scene import add_study, add_volume, scene_state
 
 import slicer
 from AttentionUNetSegLib.errors import InputImageError, ModelFileError
+from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic, CohortOutputs
 from AttentionUNetSegLogic.outputs import (CANCELLED, COHORT, COHORT_INPUT_ROLE, COMPUTED_ON_COLUMN, DONE, FAILED,
                                            INPUT_ROLE, INPUT_VOLUME_COLUMN, NOT_RUN, OUTPUT_ATTRIBUTE,
@@ -38,7 +39,7 @@ def test_each_volume_gets_its_outputs_and_the_cohort_table_all(scene, small_ct_a
                                                               tiny_model_path: Path) -> None:
     study = add_study(scene)
     volumes = add_pair(scene, small_ct_a, study)
-    reports: List[Tuple[str, float]] = []
+    reports: List[Tuple[SegmentationStage, float]] = []
     logic = AttentionUNetSegLogic()
 
     cohort = logic.processMany(volumes, tiny_model_path, attention=False,
@@ -100,10 +101,10 @@ def test_a_failing_volume_is_reported_and_the_others_done(scene, small_ct_a: sit
 
 def test_cancel_keeps_the_finished_volumes_only(scene, small_ct_a: sitk.Image, tiny_model_path: Path) -> None:
     volumes = [*add_pair(scene, small_ct_a, add_study(scene)), add_volume(scene, small_ct_a, "CT again")]
-    reports: List[Tuple[str, float]] = []
+    reports: List[Tuple[SegmentationStage, float]] = []
 
     def cancel() -> bool:  # once the second volume is under way
-        return any(stage == "preparing" and fraction > 0.3 for stage, fraction in reports)
+        return any(stage is SegmentationStage.PREPARING and fraction > 0.3 for stage, fraction in reports)
 
     logic = AttentionUNetSegLogic()
     cohort = logic.processMany(volumes, tiny_model_path, attention=True, cancel=cancel,

@@ -21,11 +21,11 @@ from test_segment_matching import serialized
 
 import slicer
 from AttentionUNetSegLib.errors import CancelledError, DatasetError, InputImageError, InvalidOptionError, OutputError
-from AttentionUNetSegLib.training.fine_tuning import FineTuneEvent
 from AttentionUNetSegLib.models.model_file import read_metadata
 from AttentionUNetSegLib.models.registry import find_model, list_models, load_model
 from AttentionUNetSegLib.models.user_registry import add_file
 from AttentionUNetSegLib.models.user_folders import user_models_dir
+from AttentionUNetSegLib.progress import FineTuneStage, ProgressEvent
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED
 
@@ -86,7 +86,7 @@ def registered() -> List[str]:
 
 
 def training_started(events: list) -> bool:
-    return any(e.get("event") == "progress" and e.get("stage") == "training" and e.get("step") for e in events)
+    return any(isinstance(e, ProgressEvent) and e.stage is FineTuneStage.TRAINING and e.step for e in events)
 
 
 def test_fine_tuned_model_is_registered_and_segments_the_volume(scene, s0009, tiny_model_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_fine_tuned_model_is_registered_and_segments_the_volume(scene, s0009, ti
     assert set(np.unique(labels)) == {0, 1, 3, 4, 255}  # pancreas, kidney, liver, ignored spleen
     assert np.count_nonzero(labels == 3) == sum(int(np.count_nonzero(sitk.GetArrayViewFromImage(s0009[k])))
                                                 for k in ("kidney_left", "kidney_right"))
-    events: List[FineTuneEvent] = []
+    events: List[ProgressEvent] = []
 
     name = logic.fineTune([(volume, segmentation)], tiny_model_path, name="s0009-tuned", steps=2,
                           validation=validation, ignoredSegments=["Spleen (cut)"], progress=events.append)
@@ -123,9 +123,12 @@ def test_fine_tuned_model_is_registered_and_segments_the_volume(scene, s0009, ti
     for when in ("before", "after"):
         dice = metadata.metrics[f"validation_dice_{when}"]
         assert set(dice) == {"pancreas", "kidney", "liver"} and all(0.0 <= v <= 1.0 for v in dice.values())
-    steps = [e for e in events if e.stage == "training" and e.step]
+    steps = [e for e in events if e.stage is FineTuneStage.TRAINING and e.step]
     assert [e.step for e in steps] == [1, 2] and all(e.total_steps == 2 and e.loss > 0 for e in steps)
-    assert steps[-1].seconds_left == 0 and events[-1] == FineTuneEvent("saving", 1.0)
+    assert steps[-1].seconds_left == 0 and events[-1] == ProgressEvent(FineTuneStage.SAVING, 1.0)
+    assert [e.stage for e in events if not e.step] == [FineTuneStage.PREPARING, FineTuneStage.VALIDATING_BEFORE,
+                                                        FineTuneStage.TRAINING, FineTuneStage.VALIDATING_AFTER,
+                                                        FineTuneStage.SAVING, FineTuneStage.SAVING]
     assert_unchanged(before, snapshot(volume, segmentation))
 
     model = load_model(name)
@@ -144,8 +147,9 @@ def test_background_gives_the_in_process_weights_and_cancel_leaves_nothing(scene
     events = drive(run)
 
     assert run.state == SUCCEEDED and run.result() == "background"
-    training = [e for e in events if e.get("event") == "progress" and e.get("stage") == "training" and e.get("step")]
-    assert [e["step"] for e in training] == [1, 2] and all("loss" in e and "seconds_left" in e for e in training)
+    training = [e for e in events if isinstance(e, ProgressEvent) and e.stage is FineTuneStage.TRAINING and e.step]
+    assert [e.step for e in training] == [1, 2]
+    assert all(e.loss is not None and e.seconds_left is not None for e in training)
     ours, theirs = (load_file(str(find_model(n).file)) for n in (in_process, "background"))
     assert ours.keys() == theirs.keys()
     for key in ours:
@@ -270,9 +274,8 @@ def test_the_panel_follower_reports_steps_and_the_validation_dice(scene, s0009, 
     assert updates[-1].modelName == "followed" and updates[-1].error is None
     progress = [u.progress for u in updates if u.progress is not None]
     assert progress == sorted(progress) and progress[-1] == 1.0
-    messages = [m for u in updates for m in u.messages if m.startswith("Stage: ")]
-    assert messages == ["Stage: preparing", "Stage: validating before", "Stage: training", "Stage: validating after",
-                        "Stage: saving"]
+    stages = [stage for u in updates for stage in u.stages]
+    assert stages == list(FineTuneStage)
     statuses = [u.status for u in updates if u.status]
     assert statuses[-1].startswith("step 2 of 2, loss ") and statuses[-1].endswith("under a minute left")
     summary = validationSummary(logic.modelMetadata("followed").metrics)

@@ -13,6 +13,7 @@ from slicer_scene import add_study, add_volume, ijk_to_ras, new_scene, oblique, 
 import slicer
 from AttentionUNetSegLib.models.model_file import read_metadata
 from AttentionUNetSegLib.errors import CancelledError
+from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic, SegmentationOutputs
 from AttentionUNetSegLogic.display import GATES_LAYOUT_ID, GATES_VIEW_PREFIX, HEAT_COLOR_NODE_NAME, HEAT_COLOR_NODE_TAG
 from AttentionUNetSegLogic.outputs import (ATTENTION, COMPUTED_ON_COLUMN, FOLDER, GATE_ATTRIBUTE, INPUT_ROLE,
@@ -274,8 +275,8 @@ def test_a_run_failing_at_the_end_puts_an_existing_segmentation_back(scene, smal
     marks = (target.GetAttribute(OUTPUT_ATTRIBUTE), target.GetNodeReferenceID(INPUT_ROLE))
     before = scene_state(scene)
 
-    def cancel_at_the_last_moment(stage: str, fraction: float) -> None:
-        if stage == "outputs" and fraction == 1.0:  # after the segmentation node was filled
+    def cancel_at_the_last_moment(stage: SegmentationStage, fraction: float) -> None:
+        if stage is SegmentationStage.OUTPUTS and fraction == 1.0:  # after the segmentation node was filled
             raise CancelledError("cancelled")
 
     with pytest.raises(CancelledError):

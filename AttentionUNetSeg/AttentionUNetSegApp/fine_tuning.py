@@ -8,8 +8,8 @@ import slicer
 from slicer.i18n import tr as _
 
 from AttentionUNetSegLib.errors import CancelledError
-from AttentionUNetSegLogic import AttentionUNetSegLogic
-from AttentionUNetSegLogic.fine_tuning import FineTuneFollower, FineTuneUpdate, validationSummary
+from AttentionUNetSegLogic import AttentionUNetSegLogic, FineTuneFollower, FineTuneUpdate
+from AttentionUNetSegLogic.fine_tuning import validationSummary
 from AttentionUNetSegLogic.reporting import reportedErrors
 
 POLL_INTERVAL_MS = 500
@@ -164,6 +164,8 @@ class FineTuneSection:
             self.ui.fineTuneProgressBar.value = round(100 * update.progress)
         if update.status:
             self.ui.fineTuneStatusLabel.text = update.status
+        for stage in update.stages:
+            self.log(_("Stage: {stage}").format(stage=stage.value))
         for message in update.messages:
             self.log(message)
 

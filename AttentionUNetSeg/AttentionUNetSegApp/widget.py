@@ -274,7 +274,7 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if update.progress is not None:
             self.ui.progressBar.value = round(100 * update.progress)
         for stage in update.stages:
-            self.log(_("Stage: {stage}").format(stage=stage))
+            self.log(_("Stage: {stage}").format(stage=stage.value))
         for message in update.messages:
             self.log(message)
 

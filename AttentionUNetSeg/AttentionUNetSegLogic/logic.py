@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import SimpleITK as sitk
 
 import slicer
-from AttentionUNetSegLib.progress import CancelCheck, ProgressCallback
+from AttentionUNetSegLib.progress import CancelCheck, EventCallback, FineTuneStage, ProgressCallback, SegmentationStage
 from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 
@@ -22,7 +22,6 @@ from . import dependencies, display
 from .background import BackgroundRun, BackgroundSegmentation
 from .conversion import volumeNodeToImage
 from .fine_tuning import FineTunePlan, Pair, planFineTune
-from .follower import overallProgress
 from .inputs import validateInputVolume
 from .outputs import (ATTENTION, CANCELLED, DONE, FAILED, GATE_ATTRIBUTE, INPUT_ROLE, OUTPUT_ATTRIBUTE, PROBABILITY,
                       CohortOutputs, SegmentationOutputs, VolumeRun, previousOutputs, writeCohortTable, writeOutputs)
@@ -164,15 +163,16 @@ class AttentionUNetSegLogic:
 
     def fineTune(self, pairs: Sequence[Pair], baseModel: ModelChoice = None, *, name: str, steps: int = 100,
                  maxSeconds: Optional[float] = None, device: str = "auto", validation: Optional[Pair] = None,
-                 ignoredSegments: Sequence[str] = (), progress=None, cancel: Optional[CancelCheck] = None) -> str:
+                 ignoredSegments: Sequence[str] = (), progress: Optional[EventCallback] = None,
+                 cancel: Optional[CancelCheck] = None) -> str:
         """Fine-tune `baseModel` (registry name, file, None: the default) on (volume, segmentation) pairs in this
         process (synchronous) and add the new model to the user's models as `name`; returns that name.
 
         Segments are matched to the model's classes (see fineTunePlan), classes the segmentations do not label
         are left out of the loss, and training runs for `steps` optimizer steps or `maxSeconds`, whichever ends
         first. With a `validation` pair, Dice before and after is recorded in the model file's metrics.
-        `progress(event)` gets AttentionUNetSegLib.training.fine_tuning.FineTuneEvent objects; `cancel()` returning True
-        stops it (CancelledError). Nothing is added on failure or cancel.
+        `progress(event)` gets AttentionUNetSegLib.progress.ProgressEvent objects (FineTuneStage); `cancel()` returning
+        True stops it (CancelledError). Nothing is added on failure or cancel.
         """
         import tempfile
 
@@ -206,7 +206,7 @@ class AttentionUNetSegLogic:
         return BackgroundRun(
             lambda folder: worker.write_fine_tune_job(folder, plan.cases, settings, plan.validationCase),
             lambda folder, seconds: register_fine_tuned(worker.read_fine_tune_result(folder)).name,
-            plan.watched, "fine-tuning", python)
+            plan.watched, "fine-tuning", FineTuneStage, python)
 
     def _prepareFineTune(self, pairs, baseModel, name, steps, maxSeconds, device, validation, ignoredSegments):
         """The engine's settings, the new model's name and folder checked, then the checked plan (its matches
@@ -341,13 +341,11 @@ def _loadedModel(model) -> Tuple[object, str]:
 
 def _shareOfProgress(progress: Optional[ProgressCallback], index: int, count: int) -> Optional[ProgressCallback]:
     """A run's progress callback reporting the fraction of the cohort: run `index` of `count` has an equal share,
-    split between its stages as overallProgress splits a single run (stages it does not know are not reported)."""
+    split between its stages as their spans split a single run."""
     if progress is None:
         return None
 
-    def report(stage: str, fraction: float) -> None:
-        withinRun = overallProgress(stage, fraction)
-        if withinRun is not None:
-            progress(stage, (index + withinRun) / count)
+    def report(stage: SegmentationStage, fraction: float) -> None:
+        progress(stage, (index + stage.overall(fraction)) / count)
 
     return report

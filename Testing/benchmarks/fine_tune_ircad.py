@@ -43,6 +43,7 @@ def main() -> None:
     from conftest import SHARED
     from slicer_scene import add_segment, add_volume, new_scene
 
+    from AttentionUNetSegLib.progress import FineTuneStage
     from AttentionUNetSegLogic import AttentionUNetSegLogic
     from AttentionUNetSegLogic.fine_tuning import validationSummary
 
@@ -64,7 +65,7 @@ def main() -> None:
     last = [0.0]
 
     def progress(event) -> None:
-        if event.stage == "training" and event.step and time.perf_counter() - last[0] > 30:
+        if event.stage is FineTuneStage.TRAINING and event.step and time.perf_counter() - last[0] > 30:
             last[0] = time.perf_counter()
             print(f"  step {event.step}/{event.total_steps}, loss {event.loss:.4f}, "
                   f"about {event.seconds_left / 60:.1f} min left", flush=True)

@@ -19,7 +19,7 @@ import torch
 from ..backends.protocol import WindowBackend
 from ..io.grid import Grid
 from ..models.model_file import ModelMetadata
-from ..progress import CancelCheck, ProgressCallback, no_progress, raise_if_cancelled
+from ..progress import CancelCheck, ProgressCallback, SegmentationStage, no_progress, raise_if_cancelled
 from .preprocessing import AIR_HU, body_box, model_grid, normalise, resample
 from .settings import InferenceSettings
 
@@ -101,7 +101,7 @@ def blend_windows(volume: np.ndarray, roi: Sequence[int], overlap: float, batch_
             for box, output in zip(batch, outputs):
                 blended[(slice(None), *box)] += output * weight
                 total_weight[box] += weight
-            progress("inference", (first + len(batch)) / len(windows))
+            progress(SegmentationStage.INFERENCE, (first + len(batch)) / len(windows))
         blended /= total_weight
     return blended[(slice(None), *inside)].cpu().numpy()
 
