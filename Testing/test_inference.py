@@ -220,7 +220,7 @@ def test_the_model_file_chooses_its_windows_unless_the_settings_do(patient_a: si
     def windows(model, **options) -> int:
         reports = []
         segment(image, model, attention=False, progress=lambda stage, f: reports.append(stage), **options)
-        return reports.count("inference")
+        return reports.count(SegmentationStage.INFERENCE)
 
     patch_windows = windows(tiny)
     assert patch_windows > 1 and windows(large) == 1  # the file's choice: one window over the whole scan

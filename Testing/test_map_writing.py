@@ -14,7 +14,8 @@ from conftest import TOTALSEG
 
 from AttentionUNetSegLib.io.atomic import StagedOutputs
 from AttentionUNetSegLib.models.segment_classes import DEFAULT_CLASS_NAMES, make_classes
-from AttentionUNetSegLib.inference.case_outputs import stage_case
+from AttentionUNetSegLib.inference.case_outputs import ModelRecord, RunRecord, stage_case
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.io.grid import Grid
 from AttentionUNetSegLib.io.images import read_image, read_map, write_map
 from AttentionUNetSegLib.inference.segmenter import ATTENTION_STEP, ResampledMaps, SegmentationResult
@@ -49,7 +50,8 @@ def test_written_maps_are_within_one_step_and_labels_exact(tmp_path: Path, ct_pa
                                 attention=ResampledMaps(maps, source, target, ATTENTION_STEP), probabilities=None,
                                 device="cpu", precision="float32")
     with StagedOutputs(tmp_path) as outputs:
-        stage_case(result, outputs, "case", ct_path, {"name": "test"}, {"format": "nii.gz"}, 0.0)
+        record = RunRecord(ModelRecord("test", "test.safetensors", "0" * 64, False), InferenceSettings(), "nii.gz")
+        stage_case(result, outputs, "case", ct_path, record, 0.0)
         outputs.commit()
 
     written = sitk.ReadImage(str(tmp_path / "case_seg.nii.gz"))

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from slicer_scene import add_volume, scene_state
 
 import slicer
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, ModelFileError
 from AttentionUNetSegLib.progress import ProgressEvent, SegmentationStage
 from AttentionUNetSegLib.worker.jobs import READY_MESSAGE
@@ -23,6 +24,11 @@ from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED, BackgroundRun
 from AttentionUNetSegLogic.processes import killProcessGroup
 from AttentionUNetSegLogic.standby import StandbyWorker
+
+LABELS_ONLY = InferenceSettings(attention=False)
+"""No attention maps: the labels, faster."""
+WITH_ATTENTION = InferenceSettings(attention=True)
+ALL_MAPS = InferenceSettings(attention=True, probabilities=True)
 
 
 TIMEOUT_S = 300
@@ -54,11 +60,11 @@ def started_inference(events: list) -> bool:
 def test_background_gives_the_in_process_labels_and_maps(scene, patient_b: sitk.Image, tiny_model_path: Path) -> None:
     node = add_volume(scene, patient_b, "Patient B CT")
     logic = AttentionUNetSegLogic()
-    in_process = logic.process(node, tiny_model_path, attention=True)
+    in_process = logic.process(node, tiny_model_path, settings=WITH_ATTENTION)
     expected_labels = labels_of(in_process.segmentation)
     expected_maps = {gate: slicer.util.arrayFromVolume(volume).copy() for gate, volume in in_process.attention.items()}
 
-    run = logic.startBackground(node, tiny_model_path, attention=True)
+    run = logic.startBackground(node, tiny_model_path, settings=WITH_ATTENTION)
     events = drive(run)
 
     assert run.state == SUCCEEDED, run.result()
@@ -88,7 +94,7 @@ def test_background_gives_the_in_process_labels_and_maps(scene, patient_b: sitk.
 def test_cancel_ends_the_process_and_adds_nothing(scene, patient_b: sitk.Image, tiny_model_path: Path) -> None:
     node = add_volume(scene, patient_b, "CT")
     before = scene_state(scene)
-    run = AttentionUNetSegLogic().startBackground(node, tiny_model_path, attention=True, probabilities=True)
+    run = AttentionUNetSegLogic().startBackground(node, tiny_model_path, ALL_MAPS)
     drive(run, until=started_inference)
     assert not run.done
     run.cancel()
@@ -129,7 +135,7 @@ def test_cancel_behind_a_launcher_returns_at_once_and_leaves_no_worker(scene, pa
                                                                       record_property) -> None:
     node = add_volume(scene, patient_b, "CT")
     before = scene_state(scene)
-    run = AttentionUNetSegLogic().startBackground(node, tiny_model_path, attention=True, probabilities=True,
+    run = AttentionUNetSegLogic().startBackground(node, tiny_model_path, ALL_MAPS,
                                                   python=launcher(tmp_path))
     drive(run, until=started_inference)
     group = run._process.pid
@@ -155,7 +161,7 @@ def test_output_that_is_not_utf8_does_not_stop_the_run(scene, small_ct: sitk.Ima
     characters; the reader thread keeps reading and the run ends as usual."""
     node = add_volume(scene, small_ct, "CT")
     run = AttentionUNetSegLogic().startBackground(
-        node, tiny_model_path, attention=False, python=launcher(tmp_path, r"printf 'Temp\351rature \377\n'"))
+        node, tiny_model_path, LABELS_ONLY, python=launcher(tmp_path, r"printf 'Temp\351rature \377\n'"))
     events = drive(run)
     assert run.state == SUCCEEDED, run.result()
     assert LogEvent("Temp\ufffdrature \ufffd") in events
@@ -194,13 +200,13 @@ def test_input_deleted_while_running_adds_nothing(scene, patient_b: sitk.Image, 
 def test_a_standby_worker_runs_the_next_segmentation(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
     node = add_volume(scene, small_ct, "CT")
     logic = AttentionUNetSegLogic()
-    expected = labels_of(logic.process(node, tiny_model_path, attention=False).segmentation)
-    logic.prepareWorker(tiny_model_path, attention=False)
+    expected = labels_of(logic.process(node, tiny_model_path, settings=LABELS_ONLY).segmentation)
+    logic.prepareWorker(tiny_model_path, settings=LABELS_ONLY)
     standby = logic._standby.process
-    logic.prepareWorker(tiny_model_path, attention=False)  # one is waiting: no second one
+    logic.prepareWorker(tiny_model_path, settings=LABELS_ONLY)  # one is waiting: no second one
     assert logic._standby.process is standby
 
-    run = logic.startBackground(node, tiny_model_path, attention=False)
+    run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)
     assert run._process is standby and logic._standby is None  # the standby took the job, once
     events = drive(run)
     assert run.state == SUCCEEDED, run.result()
@@ -218,9 +224,9 @@ def test_a_standby_worker_behind_a_launcher_gets_its_job(scene, small_ct: sitk.I
     node = add_volume(scene, small_ct, "CT")
     logic = AttentionUNetSegLogic()
     python = launcher(tmp_path)
-    logic.prepareWorker(tiny_model_path, attention=False, python=python)
+    logic.prepareWorker(tiny_model_path, settings=LABELS_ONLY, python=python)
     standby = logic._standby.process
-    run = logic.startBackground(node, tiny_model_path, attention=False, python=python)
+    run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY, python=python)
     assert run._process is standby
     events = drive(run)
     assert run.state == SUCCEEDED, run.result()
@@ -236,17 +242,17 @@ def test_a_standby_worker_makes_a_new_model_for_another_job_or_a_changed_file(
         scene, small_ct: sitk.Image, tiny_model_path: Path, tmp_path: Path) -> None:
     node = add_volume(scene, small_ct, "CT")
     logic = AttentionUNetSegLogic()
-    logic.prepareWorker(tiny_model_path, attention=True)
-    run = logic.startBackground(node, tiny_model_path, attention=False)  # other settings
+    logic.prepareWorker(tiny_model_path, settings=WITH_ATTENTION)
+    run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)  # other settings
     events = drive(run)
     assert run.state == SUCCEEDED and not made_ready(events)
 
     model = tmp_path / "model.safetensors"
     model.write_bytes(tiny_model_path.read_bytes())
-    logic.prepareWorker(model, attention=False)
+    logic.prepareWorker(model, settings=LABELS_ONLY)
     time.sleep(2.0)  # the worker notes the file's state as it starts; then a new mtime, even in whole seconds
     model.write_bytes(tiny_model_path.read_bytes())
-    run = logic.startBackground(node, model, attention=False)
+    run = logic.startBackground(node, model, settings=LABELS_ONLY)
     events = drive(run)
     assert run.state == SUCCEEDED and not made_ready(events)
 
@@ -272,14 +278,14 @@ def test_a_released_ended_or_other_interpreter_standby_gives_way_to_a_new_worker
     ended = logic._standby.process
     killProcessGroup(ended)
     ended.wait(TIMEOUT_S)
-    run = logic.startBackground(node, tiny_model_path, attention=False)
+    run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)
     assert run._process is not ended
     drive(run)
     assert run.state == SUCCEEDED, run.result()
 
     logic.prepareWorker(python=launcher(tmp_path))
     other = logic._standby.process
-    run = logic.startBackground(node, tiny_model_path, attention=False)  # this interpreter, not the launcher
+    run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)  # this interpreter, not the launcher
     assert run._process is not other and other.wait(TIMEOUT_S) != 0
     drive(run)
     assert run.state == SUCCEEDED, run.result()

@@ -13,12 +13,14 @@ from slicer_scene import MODULE_DIR, add_volume
 
 import slicer
 from AttentionUNetSegLib.errors import InputImageError
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic, MapLook, RunFollower, RunUpdate
 from AttentionUNetSegLogic.reloading import reloadPackages
 from AttentionUNetSegLogic.reporting import reportedErrors
 
 TIMEOUT_S = 300
+WITH_ATTENTION = InferenceSettings(attention=True)
 
 
 def follow(follower: RunFollower, until=lambda update: False) -> list:
@@ -59,7 +61,7 @@ def test_run_ends_with_its_outputs_shown_after_the_parameter_node_is_gone(scene,
         looks.append(time.monotonic())
         return MapLook(opacity=0.7, threshold=0.35)
 
-    follower = RunFollower(logic.startBackground(node, tiny_model_path, attention=True), logic.showMap, look)
+    follower = RunFollower(logic.startBackground(node, tiny_model_path, settings=WITH_ATTENTION), logic.showMap, look)
     updates = follow(follower, until=in_inference)
     scene.RemoveNode(parameterNode)
     assert scene.GetSingletonNode(logic.moduleName, "vtkMRMLScriptedModuleNode") is None and not looks

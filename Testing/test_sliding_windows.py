@@ -14,7 +14,7 @@ from AttentionUNetSegLib.io.images import read_image
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.models.registry import load_model
 from AttentionUNetSegLib.models.bundled_data import SAMPLE_CT
-from AttentionUNetSegLib.inference.sliding_windows import (blend_windows, body_input, network_windows,
+from AttentionUNetSegLib.inference.sliding_windows import (WindowLayout, blend_windows, body_input, network_windows,
                                                            sliding_window_outputs, window_boxes, windows_along)
 
 CPU = torch.device("cpu")
@@ -38,7 +38,7 @@ def position_dependent_predictor() -> Callable[[torch.Tensor], torch.Tensor]:
 def test_blended_outputs_are_monais(shape: Tuple[int, ...], overlap: float, batch_size: int) -> None:
     volume = np.random.default_rng(1).normal(size=shape).astype(np.float32)
     predict = position_dependent_predictor()
-    ours = blend_windows(volume, ROI, overlap, batch_size, predict, CPU, fill=-1.0)
+    ours = blend_windows(volume, WindowLayout(ROI, overlap, batch_size, fill=-1.0), predict, CPU)
     theirs = sliding_window_inference(torch.from_numpy(volume)[None, None], ROI, batch_size, predict, overlap=overlap,
                                       mode="gaussian", padding_mode="constant", cval=-1.0)[0].numpy()
     assert ours.shape == theirs.shape == (3,) + shape
@@ -60,12 +60,14 @@ def test_windows_are_the_ones_monai_visits(overlap: float) -> None:
 def test_progress_and_cancel() -> None:
     volume = np.zeros((20, 40, 30), np.float32)
     reports: List[float] = []
-    blend_windows(volume, ROI, 0.25, 2, lambda windows: windows, CPU, progress=lambda stage, done: reports.append(done))
-    assert reports == sorted(reports) and reports[-1] == 1.0 and len(reports) == -(-len(list(window_boxes(
-        volume.shape, ROI, 0.25))) // 2)
+    blend_windows(volume, WindowLayout(ROI, 0.25, 2), lambda windows: windows, CPU,
+                  progress=lambda stage, done: reports.append(done))
+    assert reports == sorted(reports)
+    assert reports[-1] == 1.0
+    assert len(reports) == -(-len(list(window_boxes(volume.shape, ROI, 0.25))) // 2)
     calls: List[int] = []
     with pytest.raises(CancelledError):
-        blend_windows(volume, ROI, 0.25, 1, lambda windows: calls.append(1) or windows, CPU,
+        blend_windows(volume, WindowLayout(ROI, 0.25, 1), lambda windows: calls.append(1) or windows, CPU,
                       cancel=lambda: len(calls) == 2)
     assert len(calls) == 2
 

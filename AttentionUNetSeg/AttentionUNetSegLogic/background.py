@@ -2,8 +2,9 @@
 
 The inputs and options go into a temporary job folder (AttentionUNetSegLib.worker), the worker prints one
 event per line on stdout (AttentionUNetSegLib.worker.protocol), a reader thread queues those lines, and `poll()`
-(called from the main thread, e.g. by a qt.QTimer) hands them out as events. When the worker says it is done, `poll()` commits its outputs (adds the
-nodes to the scene, or registers the fine-tuned model) while the worker exits. `cancel()` kills the worker's
+(called from the main thread, e.g. by a qt.QTimer) hands them out as events. When the worker says it is done,
+`poll()` commits its outputs (adds the nodes to the scene, or registers the fine-tuned model) while the worker
+exits. `cancel()` kills the worker's
 whole process group (see processes.py) and returns at once: it never waits for the process or the reader.
 """
 from __future__ import annotations
@@ -78,8 +79,8 @@ class BackgroundRun:
         return self.state != RUNNING
 
     def poll(self) -> List[Event]:
-        """Events since the last call (progress, log, and the run's done or error); finishes the run when the worker says it is done or has
-        ended."""
+        """Events since the last call (progress, log, and the run's done or error); finishes the run when the worker
+        says it is done or has ended."""
         if self.done:
             return []
         events = []

@@ -123,7 +123,8 @@ def fine_tune(cases: Sequence[FineTuneCase], settings: FineTuneSettings, work_di
               validation: Optional[FineTuneCase] = None, progress: Optional[EventCallback] = None,
               cancel: Optional[CancelCheck] = None) -> FineTuneResult:
     """Fine-tune `settings.base_model` on `cases` in `work_dir` (an empty folder of the caller's, which removes it);
-    see the module docstring. `progress` gets ProgressEvents of FineTuneStage. Raises CancelledError when `cancel()` returns True, leaving nothing registered."""
+    see the module docstring. `progress` gets ProgressEvents of FineTuneStage. Raises CancelledError when
+    `cancel()` returns True, leaving nothing registered."""
     from . import TrainConfig, train
 
     report = progress or (lambda event: None)

@@ -30,6 +30,7 @@ from ..datasets.splits import fold_cases
 from ..errors import TrainingError
 from ..inference.device import autocast
 from ..inference.preprocessing import IntensityNormalisation
+from ..inference.settings import InferenceSettings
 from ..models.model_file import ModelMetadata, save_model
 from ..network.attention_unet import AttentionUNet3D
 from .augment import training_transform
@@ -42,7 +43,7 @@ from .logs import LOG_FILE, TrainingLog
 from .losses import SegmentationLoss
 from .setup import case_settings, plan_model, prepare_cases, prepare_output, seed_run, training_dtype
 from .snapshots import matplotlib_available, write_snapshot
-from .validation import ValidationResult, validate
+from .validation import ValidationResult, Validator
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ class Trainer:
                 raise TrainingError(f"the run in {self.output} has already trained its {done} epochs; give a larger "
                                     "--epochs to train on")
         self._prepare_data(cases)
+        self.validator = Validator(self.val_cases, self.trained_classes, ctx, self.dtype,
+                                   InferenceSettings(overlap=config.overlap))
         self.intensity = self._intensity(checkpoint)
         self._build_model(checkpoint)
         self._build_loader()
@@ -364,8 +367,7 @@ class Trainer:
     def _validate(self, snapshots: bool) -> ValidationResult:
         self.ctx.sync_buffers(self.model)
         clock = time.perf_counter()
-        result, picture = validate(self.model, self.val_cases, self._metadata(None), self.trained_classes, self.ctx,
-                                   self.dtype, self.config.overlap, self.progress.epoch, snapshots)
+        result, picture = self.validator(self.model, self._metadata(None), self.progress.epoch, snapshots)
         self.validation_seconds.append(time.perf_counter() - clock)
         self.distributed_model.train()
         progress = self.progress
