@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -17,6 +21,30 @@ from AttentionUNetSegLib.io.images import read_image
 from AttentionUNetSegLib.inference.segmenter import ATTENTION_STEP, Segmenter, segment
 from AttentionUNetSegLib.inference.plausibility import plausibility_warnings
 from AttentionUNetSegLib.inference.preprocessing import normalise
+from AttentionUNetSegLib.progress import SegmentationStage
+
+
+def test_the_public_api_is_lazy_and_its_own() -> None:
+    """In a fresh interpreter: the package and its settings load without PyTorch or SimpleITK; every public name
+    resolves to the engine's own object."""
+    check = ("import json, sys; import AttentionUNetSegLib as lib; heavy = {'torch', 'SimpleITK'}; "
+             "package = sorted(heavy & set(sys.modules)); from AttentionUNetSegLib import InferenceSettings; "
+             "settings = sorted(heavy & set(sys.modules)); "
+             "print(json.dumps([package, settings, sorted(lib.__all__), sorted(dir(lib))]))")
+    output = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    package, settings, public, listed = json.loads(output.stdout)
+    assert package == [], "importing the package"
+    assert settings == [], "importing InferenceSettings"
+    assert public == ["AttentionUNet3D", "InferenceSettings", "ModelConfig", "ModelMetadata", "SegmentationResult",
+                      "Segmenter", "load_model", "read_image", "save_model", "segment"]
+    assert set(public) <= set(listed)
+    import AttentionUNetSegLib as lib
+
+    assert lib.Segmenter is Segmenter
+    assert lib.segment is segment
+    assert lib.read_image is read_image
+    with pytest.raises(AttributeError, match="no attribute 'Trainer'"):
+        lib.Trainer  # noqa: B018 (internal names are not public)
 
 
 def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
@@ -168,10 +196,13 @@ def test_non_ct_intensities_warn_but_run(tiny_model) -> None:
 def test_progress_is_reported_in_order(patient_a: sitk.Image, tiny_model) -> None:
     events = []
     segment(patient_a[:60, :60, :60], tiny_model, progress=lambda stage, fraction: events.append((stage, fraction)))
-    stages = [stage for stage, _ in events]
-    assert stages[0] == "preparing" and stages[-1] == "done"
-    inference = [f for s, f in events if s == "inference"]
-    assert len(inference) > 1 and inference == sorted(inference) and inference[-1] == 1.0
+    stages = list(dict.fromkeys(stage for stage, _ in events))
+    assert stages == [SegmentationStage.PREPARING, SegmentationStage.INFERENCE, SegmentationStage.RESAMPLING,
+                      SegmentationStage.DONE]
+    inference = [f for s, f in events if s is SegmentationStage.INFERENCE]
+    assert len(inference) > 1
+    assert inference == sorted(inference)
+    assert inference[-1] == 1.0
 
 
 def test_the_model_file_chooses_its_windows_unless_the_settings_do(patient_a: sitk.Image, tiny_model_path: Path,
@@ -189,7 +220,7 @@ def test_the_model_file_chooses_its_windows_unless_the_settings_do(patient_a: si
     def windows(model, **options) -> int:
         reports = []
         segment(image, model, attention=False, progress=lambda stage, f: reports.append(stage), **options)
-        return reports.count("inference")
+        return reports.count(SegmentationStage.INFERENCE)
 
     patch_windows = windows(tiny)
     assert patch_windows > 1 and windows(large) == 1  # the file's choice: one window over the whole scan

@@ -14,9 +14,10 @@ from conftest import TOTALSEG
 
 from AttentionUNetSegLib.io.atomic import StagedOutputs
 from AttentionUNetSegLib.models.segment_classes import DEFAULT_CLASS_NAMES, make_classes
-from AttentionUNetSegLib.inference.case_outputs import stage_case
+from AttentionUNetSegLib.inference.case_outputs import ModelRecord, RunRecord, stage_case
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.io.grid import Grid
-from AttentionUNetSegLib.io.images import read_image, read_map, write_map
+from AttentionUNetSegLib.io.images import read_image
 from AttentionUNetSegLib.inference.segmenter import ATTENTION_STEP, ResampledMaps, SegmentationResult
 from AttentionUNetSegLib.inference.preprocessing import model_grid, resample
 
@@ -49,7 +50,8 @@ def test_written_maps_are_within_one_step_and_labels_exact(tmp_path: Path, ct_pa
                                 attention=ResampledMaps(maps, source, target, ATTENTION_STEP), probabilities=None,
                                 device="cpu", precision="float32")
     with StagedOutputs(tmp_path) as outputs:
-        stage_case(result, outputs, "case", ct_path, {"name": "test"}, {"format": "nii.gz"}, 0.0)
+        record = RunRecord(ModelRecord("test", "test.safetensors", "0" * 64, False), InferenceSettings(), "nii.gz")
+        stage_case(result, outputs, "case", ct_path, record, 0.0)
         outputs.commit()
 
     written = sitk.ReadImage(str(tmp_path / "case_seg.nii.gz"))
@@ -71,17 +73,3 @@ def test_written_maps_are_within_one_step_and_labels_exact(tmp_path: Path, ct_pa
         assert 0.05 < np.mean(ours == 0) < 0.95 and 0.0 < np.mean((ours > 0) & (ours < 1024))  # ramps, not flat
 
 
-@pytest.mark.parametrize("step", [ATTENTION_STEP, None], ids=["int16 multiples", "float32 values"])
-def test_read_map_gives_what_itk_reads(tmp_path: Path, step) -> None:
-    """The Slicer logic reads the worker's uncompressed map files with read_map instead of ITK: same values,
-    same pixel type, same geometry, on a real CT's oblique-free grid with its RAS/LPS flips."""
-    ct = read_image(TOTALSEG / "example_ct.nii.gz")
-    grid = Grid.of(ct)
-    values = np.clip((sitk.GetArrayFromImage(ct).astype(np.float32) + 160.0) / 400.0, 0.0, 1.0)
-    stored = np.rint(values / step).astype(np.int16) if step else values
-    path = write_map(stored, grid, tmp_path / "map.nii", step)
-    ours, itk = grid.image(read_map(path)), sitk.ReadImage(str(path))
-    assert ours.GetPixelID() == itk.GetPixelID() == sitk.sitkFloat32
-    assert np.array_equal(sitk.GetArrayViewFromImage(ours), sitk.GetArrayViewFromImage(itk))
-    for geometry in ("GetOrigin", "GetSpacing", "GetDirection"):
-        np.testing.assert_allclose(getattr(ours, geometry)(), getattr(itk, geometry)(), atol=1e-5)

@@ -9,7 +9,7 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from conftest import make_model_file, run_cli
@@ -168,6 +168,15 @@ def test_add_url_downloads_verifies_and_caches(home: Path, server: ModelServer, 
 
     assert run_cli(["models", "remove", "remote"]).returncode == 0
     assert not entry.file.exists() and _cache_files(home) == []
+
+
+def test_a_download_reports_its_bytes(home: Path, server: ModelServer, model_bytes: bytes) -> None:
+    reports: List[Tuple[int, Optional[int]]] = []
+    entry = add_url("remote", server.url("model.safetensors"), _sha(model_bytes),
+                    progress=lambda received, total: reports.append((received, total)))
+    assert entry.file.read_bytes() == model_bytes
+    assert reports[-1] == (len(model_bytes), len(model_bytes))
+    assert [received for received, _ in reports] == sorted(received for received, _ in reports)
 
 
 def test_checksum_mismatch_keeps_nothing(home: Path, server: ModelServer) -> None:

@@ -1,15 +1,15 @@
-"""The separable resampler and the exact argmax shortcut against SimpleITK's linear resampling."""
+"""The separable resampler and the exact argmax shortcut: ties, rounded maps; the grids and SimpleITK reference
+that its contracts with SimpleITK (test_contracts.py) use."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import GRID_DIRECTIONS
-from scipy.ndimage import gaussian_filter
 
 from AttentionUNetSegLib.io.grid import Grid
 from AttentionUNetSegLib.inference.preprocessing import resample
-from AttentionUNetSegLib.inference.resampling import (argmax_on_grid, axis_maps, resample_linear, resample_multiples,
+from AttentionUNetSegLib.inference.resampling import (argmax_on_grid, resample_linear, resample_multiples,
                                                       resample_rounded)
 
 RNG = np.random.default_rng(1)
@@ -31,37 +31,6 @@ def _grids(direction: np.ndarray):
 
 def _sitk_resample(array: np.ndarray, source: Grid, target: Grid, outside: float) -> np.ndarray:
     return sitk.GetArrayFromImage(resample(source.image(array), target, sitk.sitkLinear, outside))
-
-
-@pytest.mark.parametrize("kind", list(GRID_DIRECTIONS))
-def test_linear_resampling_matches_simpleitk(kind: str) -> None:
-    source, target = _grids(GRID_DIRECTIONS[kind])
-    assert (axis_maps(source, target) is None) == (kind == "oblique")
-    array = RNG.normal(size=tuple(reversed(source.size))).astype(np.float32)
-    expected = _sitk_resample(array, source, target, -7.0)
-    resampled = resample_linear(array, source, target, outside=-7.0)
-    assert resampled.shape == expected.shape and resampled.dtype == np.float32
-    assert np.abs(resampled - expected).max() <= 1e-5
-    assert 0 < (expected == -7.0).mean() < 0.5  # the borders and the outside were really exercised
-
-
-@pytest.mark.parametrize("kind", list(GRID_DIRECTIONS))
-@pytest.mark.parametrize("smoothing", [0.0, 2.0], ids=["noise", "organ-like"])
-def test_argmax_shortcut_is_exact(kind: str, smoothing: float) -> None:
-    """The argmax of every class resampled (ties to the lower class), computed only in mixed cells."""
-    source, target = _grids(GRID_DIRECTIONS[kind])
-    logits = RNG.normal(size=(5, *reversed(source.size))).astype(np.float32)
-    if smoothing:
-        logits = np.stack([gaussian_filter(channel, smoothing) * 10 for channel in logits]).astype(np.float32)
-    resampled = np.stack([_sitk_resample(channel, source, target, -1e4) for channel in logits])
-    expected = np.argmax(resampled, axis=0).astype(np.uint8)
-    labels = argmax_on_grid(logits, source, target)
-    top_two = np.sort(resampled, axis=0)[-2:]
-    outside = top_two[1] == -1e4  # every class takes the outside value: background
-    decided = ((top_two[1] - top_two[0]) > 1e-4) | outside  # leave float near-ties out of the comparison
-    assert labels.dtype == np.uint8 and labels.shape == expected.shape
-    assert np.array_equal(labels[decided], expected[decided]) and decided.mean() > 0.99
-    assert len(np.unique(labels)) == 5
 
 
 def test_ties_go_to_the_lower_class() -> None:

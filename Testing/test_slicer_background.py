@@ -15,12 +15,20 @@ from safetensors.torch import save_file
 from slicer_scene import add_volume, scene_state
 
 import slicer
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, ModelFileError
+from AttentionUNetSegLib.progress import ProgressEvent, SegmentationStage
 from AttentionUNetSegLib.worker.jobs import READY_MESSAGE
-from AttentionUNetSegLogic import AttentionUNetSegLogic, overallProgress
+from AttentionUNetSegLib.worker.protocol import DoneEvent, ErrorEvent, LogEvent
+from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED, BackgroundRun
 from AttentionUNetSegLogic.processes import killProcessGroup
 from AttentionUNetSegLogic.standby import StandbyWorker
+
+LABELS_ONLY = InferenceSettings(attention=False)
+"""No attention maps: the labels, faster."""
+WITH_ATTENTION = InferenceSettings(attention=True)
+ALL_MAPS = InferenceSettings(attention=True, probabilities=True)
 
 
 TIMEOUT_S = 300
@@ -46,17 +54,17 @@ def labels_of(segmentation: slicer.vtkMRMLSegmentationNode) -> dict:
 
 
 def started_inference(events: list) -> bool:
-    return any(e["event"] == "progress" and e["stage"] == "inference" for e in events)
+    return any(isinstance(e, ProgressEvent) and e.stage is SegmentationStage.INFERENCE for e in events)
 
 
 def test_background_gives_the_in_process_labels_and_maps(scene, patient_b: sitk.Image, tiny_model_path: Path) -> None:
     node = add_volume(scene, patient_b, "Patient B CT")
     logic = AttentionUNetSegLogic()
-    in_process = logic.process(node, tiny_model_path, attention=True)
+    in_process = logic.process(node, tiny_model_path, settings=WITH_ATTENTION)
     expected_labels = labels_of(in_process.segmentation)
     expected_maps = {gate: slicer.util.arrayFromVolume(volume).copy() for gate, volume in in_process.attention.items()}
 
-    run = logic.startBackground(node, tiny_model_path, attention=True)
+    run = logic.startBackground(node, tiny_model_path, settings=WITH_ATTENTION)
     events = drive(run)
 
     assert run.state == SUCCEEDED, run.result()
@@ -71,18 +79,22 @@ def test_background_gives_the_in_process_labels_and_maps(scene, patient_b: sitk.
     for gate, values in expected_maps.items():
         np.testing.assert_allclose(slicer.util.arrayFromVolume(outputs.attention[gate]), values, atol=1e-6)
     assert outputs.volumesMl == pytest.approx(in_process.volumesMl)
-    fractions = [e["fraction"] for e in events if e["event"] == "progress" and e["stage"] == "inference"]
-    assert fractions and fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
-    overall = [overallProgress(e["stage"], e["fraction"]) for e in events if e["event"] == "progress"]
-    assert None not in overall and overall == sorted(overall) and overall[-1] >= 0.9  # the panel's bar never goes back
-    assert events[-1] == {"event": "done"}
+    progress = [e for e in events if isinstance(e, ProgressEvent)]
+    fractions = [e.fraction for e in progress if e.stage is SegmentationStage.INFERENCE]
+    assert fractions, "no inference progress"
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == pytest.approx(1.0)
+    overall = [e.overall for e in progress]
+    assert overall == sorted(overall), "the panel's bar went back"
+    assert overall[-1] >= 0.9
+    assert events[-1] == DoneEvent()
     assert not run._jobDir.exists()
 
 
 def test_cancel_ends_the_process_and_adds_nothing(scene, patient_b: sitk.Image, tiny_model_path: Path) -> None:
     node = add_volume(scene, patient_b, "CT")
     before = scene_state(scene)
-    run = AttentionUNetSegLogic().startBackground(node, tiny_model_path, attention=True, probabilities=True)
+    run = AttentionUNetSegLogic().startBackground(node, tiny_model_path, ALL_MAPS)
     drive(run, until=started_inference)
     assert not run.done
     run.cancel()
@@ -123,7 +135,7 @@ def test_cancel_behind_a_launcher_returns_at_once_and_leaves_no_worker(scene, pa
                                                                       record_property) -> None:
     node = add_volume(scene, patient_b, "CT")
     before = scene_state(scene)
-    run = AttentionUNetSegLogic().startBackground(node, tiny_model_path, attention=True, probabilities=True,
+    run = AttentionUNetSegLogic().startBackground(node, tiny_model_path, ALL_MAPS,
                                                   python=launcher(tmp_path))
     drive(run, until=started_inference)
     group = run._process.pid
@@ -149,10 +161,10 @@ def test_output_that_is_not_utf8_does_not_stop_the_run(scene, small_ct: sitk.Ima
     characters; the reader thread keeps reading and the run ends as usual."""
     node = add_volume(scene, small_ct, "CT")
     run = AttentionUNetSegLogic().startBackground(
-        node, tiny_model_path, attention=False, python=launcher(tmp_path, r"printf 'Temp\351rature \377\n'"))
+        node, tiny_model_path, LABELS_ONLY, python=launcher(tmp_path, r"printf 'Temp\351rature \377\n'"))
     events = drive(run)
     assert run.state == SUCCEEDED, run.result()
-    assert {"event": "log", "message": "Temp\ufffdrature \ufffd"} in events
+    assert LogEvent("Temp\ufffdrature \ufffd") in events
     assert not run._jobDir.exists()
 
 
@@ -166,7 +178,7 @@ def test_corrupt_weights_fail_in_the_worker_and_add_nothing(scene, small_ct: sit
     run = AttentionUNetSegLogic().startBackground(node, corrupt)
     events = drive(run)
     assert run.state == FAILED
-    assert any(e["event"] == "error" and e["type"] == "ModelFileError" for e in events)
+    assert any(isinstance(e, ErrorEvent) and e.type == "ModelFileError" for e in events)
     with pytest.raises(ModelFileError, match="do not match the architecture"):
         run.result()
     assert scene_state(scene) == before
@@ -188,13 +200,13 @@ def test_input_deleted_while_running_adds_nothing(scene, patient_b: sitk.Image, 
 def test_a_standby_worker_runs_the_next_segmentation(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
     node = add_volume(scene, small_ct, "CT")
     logic = AttentionUNetSegLogic()
-    expected = labels_of(logic.process(node, tiny_model_path, attention=False).segmentation)
-    logic.prepareWorker(tiny_model_path, attention=False)
+    expected = labels_of(logic.process(node, tiny_model_path, settings=LABELS_ONLY).segmentation)
+    logic.prepareWorker(tiny_model_path, settings=LABELS_ONLY)
     standby = logic._standby.process
-    logic.prepareWorker(tiny_model_path, attention=False)  # one is waiting: no second one
+    logic.prepareWorker(tiny_model_path, settings=LABELS_ONLY)  # one is waiting: no second one
     assert logic._standby.process is standby
 
-    run = logic.startBackground(node, tiny_model_path, attention=False)
+    run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)
     assert run._process is standby and logic._standby is None  # the standby took the job, once
     events = drive(run)
     assert run.state == SUCCEEDED, run.result()
@@ -202,7 +214,7 @@ def test_a_standby_worker_runs_the_next_segmentation(scene, small_ct: sitk.Image
     assert list(actual) == list(expected)
     for segment_id, labels in expected.items():
         np.testing.assert_array_equal(actual[segment_id], labels, err_msg=segment_id)
-    assert events[-1] == {"event": "done"} and not run._jobDir.exists() and standby.wait(TIMEOUT_S) == 0
+    assert events[-1] == DoneEvent() and not run._jobDir.exists() and standby.wait(TIMEOUT_S) == 0
     assert made_ready(events)
 
 
@@ -212,9 +224,9 @@ def test_a_standby_worker_behind_a_launcher_gets_its_job(scene, small_ct: sitk.I
     node = add_volume(scene, small_ct, "CT")
     logic = AttentionUNetSegLogic()
     python = launcher(tmp_path)
-    logic.prepareWorker(tiny_model_path, attention=False, python=python)
+    logic.prepareWorker(tiny_model_path, settings=LABELS_ONLY, python=python)
     standby = logic._standby.process
-    run = logic.startBackground(node, tiny_model_path, attention=False, python=python)
+    run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY, python=python)
     assert run._process is standby
     events = drive(run)
     assert run.state == SUCCEEDED, run.result()
@@ -223,24 +235,24 @@ def test_a_standby_worker_behind_a_launcher_gets_its_job(scene, small_ct: sitk.I
 
 def made_ready(events: list) -> bool:
     """Whether the worker ran the job with the model a standby worker had made ready for it."""
-    return any(e["event"] == "log" and READY_MESSAGE in e["message"] for e in events)
+    return any(isinstance(e, LogEvent) and READY_MESSAGE in e.message for e in events)
 
 
 def test_a_standby_worker_makes_a_new_model_for_another_job_or_a_changed_file(
         scene, small_ct: sitk.Image, tiny_model_path: Path, tmp_path: Path) -> None:
     node = add_volume(scene, small_ct, "CT")
     logic = AttentionUNetSegLogic()
-    logic.prepareWorker(tiny_model_path, attention=True)
-    run = logic.startBackground(node, tiny_model_path, attention=False)  # other settings
+    logic.prepareWorker(tiny_model_path, settings=WITH_ATTENTION)
+    run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)  # other settings
     events = drive(run)
     assert run.state == SUCCEEDED and not made_ready(events)
 
     model = tmp_path / "model.safetensors"
     model.write_bytes(tiny_model_path.read_bytes())
-    logic.prepareWorker(model, attention=False)
+    logic.prepareWorker(model, settings=LABELS_ONLY)
     time.sleep(2.0)  # the worker notes the file's state as it starts; then a new mtime, even in whole seconds
     model.write_bytes(tiny_model_path.read_bytes())
-    run = logic.startBackground(node, model, attention=False)
+    run = logic.startBackground(node, model, settings=LABELS_ONLY)
     events = drive(run)
     assert run.state == SUCCEEDED and not made_ready(events)
 
@@ -266,14 +278,14 @@ def test_a_released_ended_or_other_interpreter_standby_gives_way_to_a_new_worker
     ended = logic._standby.process
     killProcessGroup(ended)
     ended.wait(TIMEOUT_S)
-    run = logic.startBackground(node, tiny_model_path, attention=False)
+    run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)
     assert run._process is not ended
     drive(run)
     assert run.state == SUCCEEDED, run.result()
 
     logic.prepareWorker(python=launcher(tmp_path))
     other = logic._standby.process
-    run = logic.startBackground(node, tiny_model_path, attention=False)  # this interpreter, not the launcher
+    run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)  # this interpreter, not the launcher
     assert run._process is not other and other.wait(TIMEOUT_S) != 0
     drive(run)
     assert run.state == SUCCEEDED, run.result()

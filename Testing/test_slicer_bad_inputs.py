@@ -10,8 +10,13 @@ import vtk
 from slicer_scene import add_volume, scene_state
 
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, ModelFileError
+from AttentionUNetSegLib.inference.settings import InferenceSettings
+from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 
+LABELS_ONLY = InferenceSettings(attention=False)
+"""No attention maps: the labels, faster."""
+WITH_ATTENTION = InferenceSettings(attention=True)
 
 
 def run_in_process(node, model):
@@ -90,8 +95,8 @@ def test_input_deleted_during_in_process_run_adds_nothing(scene, small_ct: sitk.
     node = add_volume(scene, small_ct, "CT")
     nodes_before, items_before = scene_state(scene)
 
-    def delete_input(stage: str, fraction: float) -> None:
-        if stage == "inference" and node.GetScene() is not None:
+    def delete_input(stage: SegmentationStage, fraction: float) -> None:
+        if stage is SegmentationStage.INFERENCE and node.GetScene() is not None:
             scene.RemoveNode(node)
 
     with pytest.raises(InputImageError, match="deleted while it was being segmented"):
@@ -102,16 +107,16 @@ def test_input_deleted_during_in_process_run_adds_nothing(scene, small_ct: sitk.
 def test_failure_while_adding_outputs_rolls_back(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
     node = add_volume(scene, small_ct, "CT")
     logic = AttentionUNetSegLogic()
-    logic.process(node, tiny_model_path, attention=True)
+    logic.process(node, tiny_model_path, settings=WITH_ATTENTION)
     before = scene_state(scene)
     outputs_before = {n.GetID() for n in logic.outputsOf(node)}
 
-    def fail_late(stage: str, fraction: float) -> None:
-        if stage == "outputs" and fraction > 0.5:  # some new nodes are in the scene by now
+    def fail_late(stage: SegmentationStage, fraction: float) -> None:
+        if stage is SegmentationStage.OUTPUTS and fraction > 0.5:  # some new nodes are in the scene by now
             raise RuntimeError("simulated failure while adding outputs")
 
     with pytest.raises(RuntimeError, match="simulated failure"):
-        logic.process(node, tiny_model_path, attention=True, progress=fail_late)
+        logic.process(node, tiny_model_path, settings=WITH_ATTENTION, progress=fail_late)
     assert scene_state(scene) == before
     assert {n.GetID() for n in logic.outputsOf(node)} == outputs_before
 
@@ -119,5 +124,5 @@ def test_failure_while_adding_outputs_rolls_back(scene, small_ct: sitk.Image, ti
 def test_non_ct_intensities_still_run_with_a_warning(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
     shifted = sitk.Cast(sitk.GetImageFromArray(np.full(small_ct.GetSize()[::-1], 500, np.int16)), sitk.sitkInt16)
     shifted.CopyInformation(small_ct)
-    outputs = AttentionUNetSegLogic().process(add_volume(scene, shifted, "MR-like"), tiny_model_path, attention=False)
+    outputs = AttentionUNetSegLogic().process(add_volume(scene, shifted, "MR-like"), tiny_model_path, LABELS_ONLY)
     assert any("does not look like CT" in warning for warning in outputs.warnings)

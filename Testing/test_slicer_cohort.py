@@ -12,10 +12,16 @@ from slicer_scene import add_study, add_volume, scene_state
 
 import slicer
 from AttentionUNetSegLib.errors import InputImageError, ModelFileError
+from AttentionUNetSegLib.inference.settings import InferenceSettings
+from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic, CohortOutputs
 from AttentionUNetSegLogic.outputs import (CANCELLED, COHORT, COHORT_INPUT_ROLE, COMPUTED_ON_COLUMN, DONE, FAILED,
                                            INPUT_ROLE, INPUT_VOLUME_COLUMN, NOT_RUN, OUTPUT_ATTRIBUTE,
                                            RUN_TIME_COLUMN, SEGMENTATION, STATUS_COLUMN, VOLUMES, cohortVolumeColumn)
+
+LABELS_ONLY = InferenceSettings(attention=False)
+"""No attention maps: the labels, faster."""
+WITH_ATTENTION = InferenceSettings(attention=True)
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +44,10 @@ def test_each_volume_gets_its_outputs_and_the_cohort_table_all(scene, small_ct_a
                                                               tiny_model_path: Path) -> None:
     study = add_study(scene)
     volumes = add_pair(scene, small_ct_a, study)
-    reports: List[Tuple[str, float]] = []
+    reports: List[Tuple[SegmentationStage, float]] = []
     logic = AttentionUNetSegLogic()
 
-    cohort = logic.processMany(volumes, tiny_model_path, attention=False,
+    cohort = logic.processMany(volumes, tiny_model_path, settings=LABELS_ONLY,
                                progress=lambda stage, fraction: reports.append((stage, fraction)))
 
     assert isinstance(cohort, CohortOutputs) and not cohort.cancelled and cohort.failures == []
@@ -70,9 +76,9 @@ def test_each_volume_gets_its_outputs_and_the_cohort_table_all(scene, small_ct_a
 
     fractions = [fraction for _, fraction in reports]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert ("outputs", 0.5) in reports  # the first volume's outputs end its half
+    assert (SegmentationStage.OUTPUTS, 0.5) in reports  # the first volume's outputs end its half
 
-    logic.process(volumes[0], tiny_model_path, attention=False)  # a later run of one input replaces its own only
+    logic.process(volumes[0], tiny_model_path, settings=LABELS_ONLY)  # a later run of one input replaces its own only
     assert scene.GetNodeByID(cohort.outputs[0].volumesTable.GetID()) is None
     assert scene.GetNodeByID(table.GetID()) is table
 
@@ -82,7 +88,7 @@ def test_a_failing_volume_is_reported_and_the_others_done(scene, small_ct_a: sit
     first, last = add_pair(scene, small_ct_a, add_study(scene))
     empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "no voxels")  # e.g. a volume whose file failed
 
-    cohort = AttentionUNetSegLogic().processMany([first, empty, last], tiny_model_path, attention=False)
+    cohort = AttentionUNetSegLogic().processMany([first, empty, last], tiny_model_path, settings=LABELS_ONLY)
 
     assert [run.status for run in cohort.runs] == [DONE, FAILED, DONE] and not cohort.cancelled
     failure, = cohort.failures
@@ -100,13 +106,13 @@ def test_a_failing_volume_is_reported_and_the_others_done(scene, small_ct_a: sit
 
 def test_cancel_keeps_the_finished_volumes_only(scene, small_ct_a: sitk.Image, tiny_model_path: Path) -> None:
     volumes = [*add_pair(scene, small_ct_a, add_study(scene)), add_volume(scene, small_ct_a, "CT again")]
-    reports: List[Tuple[str, float]] = []
+    reports: List[Tuple[SegmentationStage, float]] = []
 
     def cancel() -> bool:  # once the second volume is under way
-        return any(stage == "preparing" and fraction > 0.3 for stage, fraction in reports)
+        return any(stage is SegmentationStage.PREPARING and fraction > 0.3 for stage, fraction in reports)
 
     logic = AttentionUNetSegLogic()
-    cohort = logic.processMany(volumes, tiny_model_path, attention=True, cancel=cancel,
+    cohort = logic.processMany(volumes, tiny_model_path, settings=WITH_ATTENTION, cancel=cancel,
                                progress=lambda stage, fraction: reports.append((stage, fraction)))
 
     assert cohort.cancelled and [run.status for run in cohort.runs] == [DONE, CANCELLED, NOT_RUN]
@@ -131,5 +137,5 @@ def test_a_bad_cohort_is_refused_before_any_work(scene, small_ct_a: sitk.Image, 
     }[case]
     before, count = scene_state(scene), scene.GetNumberOfNodes()
     with pytest.raises(error, match=message):
-        AttentionUNetSegLogic().processMany(volumes, model, attention=False)
+        AttentionUNetSegLogic().processMany(volumes, model, settings=LABELS_ONLY)
     assert scene_state(scene) == before and scene.GetNumberOfNodes() == count

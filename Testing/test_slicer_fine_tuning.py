@@ -21,16 +21,20 @@ from test_segment_matching import serialized
 
 import slicer
 from AttentionUNetSegLib.errors import CancelledError, DatasetError, InputImageError, InvalidOptionError, OutputError
-from AttentionUNetSegLib.training.fine_tuning import FineTuneEvent
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.models.model_file import read_metadata
 from AttentionUNetSegLib.models.registry import find_model, list_models, load_model
 from AttentionUNetSegLib.models.user_registry import add_file
 from AttentionUNetSegLib.models.user_folders import user_models_dir
+from AttentionUNetSegLib.progress import FineTuneStage, ProgressEvent
+from AttentionUNetSegLib.training.fine_tuning import FineTuneSettings
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED
 
 S0009 = SHARED / "data" / "totalsegmentator_s0009"
 TIMEOUT_S = 600
+LABELS_ONLY = InferenceSettings(attention=False)
+"""No attention maps: the labels, faster."""
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +85,17 @@ def assert_unchanged(before: tuple, after: tuple) -> None:
     assert before[2:] == after[2:]
 
 
+def tuning(name: str, base: Path, **options) -> FineTuneSettings:
+    """The settings of a fine-tuning of `base` into the model `name`."""
+    return FineTuneSettings(name, str(base), **options)
+
+
 def registered() -> List[str]:
     return sorted(entry.name for entry in list_models())
 
 
 def training_started(events: list) -> bool:
-    return any(e.get("event") == "progress" and e.get("stage") == "training" and e.get("step") for e in events)
+    return any(isinstance(e, ProgressEvent) and e.stage is FineTuneStage.TRAINING and e.step for e in events)
 
 
 def test_fine_tuned_model_is_registered_and_segments_the_volume(scene, s0009, tiny_model_path: Path) -> None:
@@ -103,9 +112,9 @@ def test_fine_tuned_model_is_registered_and_segments_the_volume(scene, s0009, ti
     assert set(np.unique(labels)) == {0, 1, 3, 4, 255}  # pancreas, kidney, liver, ignored spleen
     assert np.count_nonzero(labels == 3) == sum(int(np.count_nonzero(sitk.GetArrayViewFromImage(s0009[k])))
                                                 for k in ("kidney_left", "kidney_right"))
-    events: List[FineTuneEvent] = []
+    events: List[ProgressEvent] = []
 
-    name = logic.fineTune([(volume, segmentation)], tiny_model_path, name="s0009-tuned", steps=2,
+    name = logic.fineTune([(volume, segmentation)], tuning("s0009-tuned", tiny_model_path, steps=2),
                           validation=validation, ignoredSegments=["Spleen (cut)"], progress=events.append)
 
     assert name == "s0009-tuned" and name in registered()
@@ -123,13 +132,16 @@ def test_fine_tuned_model_is_registered_and_segments_the_volume(scene, s0009, ti
     for when in ("before", "after"):
         dice = metadata.metrics[f"validation_dice_{when}"]
         assert set(dice) == {"pancreas", "kidney", "liver"} and all(0.0 <= v <= 1.0 for v in dice.values())
-    steps = [e for e in events if e.stage == "training" and e.step]
+    steps = [e for e in events if e.stage is FineTuneStage.TRAINING and e.step]
     assert [e.step for e in steps] == [1, 2] and all(e.total_steps == 2 and e.loss > 0 for e in steps)
-    assert steps[-1].seconds_left == 0 and events[-1] == FineTuneEvent("saving", 1.0)
+    assert steps[-1].seconds_left == 0 and events[-1] == ProgressEvent(FineTuneStage.SAVING, 1.0)
+    assert [e.stage for e in events if not e.step] == [FineTuneStage.PREPARING, FineTuneStage.VALIDATING_BEFORE,
+                                                        FineTuneStage.TRAINING, FineTuneStage.VALIDATING_AFTER,
+                                                        FineTuneStage.SAVING, FineTuneStage.SAVING]
     assert_unchanged(before, snapshot(volume, segmentation))
 
     model = load_model(name)
-    outputs = logic.process(volume, name, attention=False)
+    outputs = logic.process(volume, name, settings=LABELS_ONLY)
     assert model.metadata.name == name and outputs.segmentation is not None
     assert set(outputs.volumesMl) == {"pancreas", "spleen", "kidney", "liver"}
 
@@ -138,21 +150,22 @@ def test_background_gives_the_in_process_weights_and_cancel_leaves_nothing(scene
                                                                            tiny_model_path: Path) -> None:
     volume, segmentation = pair(scene, s0009)
     logic = AttentionUNetSegLogic()
-    in_process = logic.fineTune([(volume, segmentation)], tiny_model_path, name="in-process", steps=2, device="cpu")
+    in_process = logic.fineTune([(volume, segmentation)], tuning("in-process", tiny_model_path, steps=2, device="cpu"))
 
-    run = logic.startFineTune([(volume, segmentation)], tiny_model_path, name="background", steps=2, device="cpu")
+    run = logic.startFineTune([(volume, segmentation)], tuning("background", tiny_model_path, steps=2, device="cpu"))
     events = drive(run)
 
     assert run.state == SUCCEEDED and run.result() == "background"
-    training = [e for e in events if e.get("event") == "progress" and e.get("stage") == "training" and e.get("step")]
-    assert [e["step"] for e in training] == [1, 2] and all("loss" in e and "seconds_left" in e for e in training)
+    training = [e for e in events if isinstance(e, ProgressEvent) and e.stage is FineTuneStage.TRAINING and e.step]
+    assert [e.step for e in training] == [1, 2]
+    assert all(e.loss is not None and e.seconds_left is not None for e in training)
     ours, theirs = (load_file(str(find_model(n).file)) for n in (in_process, "background"))
     assert ours.keys() == theirs.keys()
     for key in ours:
         assert ours[key].equal(theirs[key]), key  # same cases, seed and CPU: the same weights
 
     models, files = registered(), sorted(os.listdir(user_models_dir()))
-    run = logic.startFineTune([(volume, segmentation)], tiny_model_path, name="cancelled", steps=50, device="cpu")
+    run = logic.startFineTune([(volume, segmentation)], tuning("cancelled", tiny_model_path, steps=50, device="cpu"))
     drive(run, until=training_started)
     started = time.monotonic()
     run.cancel()
@@ -160,7 +173,7 @@ def test_background_gives_the_in_process_weights_and_cancel_leaves_nothing(scene
     with pytest.raises(CancelledError, match="nothing was added"):
         run.result()
     with pytest.raises(CancelledError):
-        logic.fineTune([(volume, segmentation)], tiny_model_path, name="cancelled", steps=50,
+        logic.fineTune([(volume, segmentation)], tuning("cancelled", tiny_model_path, steps=50),
                        cancel=lambda: True)
     assert registered() == models and sorted(os.listdir(user_models_dir())) == files
 
@@ -168,7 +181,7 @@ def test_background_gives_the_in_process_weights_and_cancel_leaves_nothing(scene
 def test_input_deleted_during_training_adds_no_model(scene, s0009, tiny_model_path: Path) -> None:
     volume, segmentation = pair(scene, s0009)
     models = registered()
-    run = AttentionUNetSegLogic().startFineTune([(volume, segmentation)], tiny_model_path, name="deleted", steps=50)
+    run = AttentionUNetSegLogic().startFineTune([(volume, segmentation)], tuning("deleted", tiny_model_path, steps=50))
     drive(run, until=training_started)
     scene.RemoveNode(segmentation)
     drive(run)
@@ -183,11 +196,11 @@ def test_pairs_that_cannot_be_used_are_refused_before_any_work(scene, s0009, tin
     volume, segmentation = pair(scene, s0009)
     models = registered()
     with pytest.raises(InputImageError, match="No training pairs"):
-        logic.fineTune([], tiny_model_path, name="none", steps=1)
+        logic.fineTune([], tuning("none", tiny_model_path, steps=1))
     unnamed = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Unnamed")
     add_segment(unnamed, "Segment_1", s0009["liver"])
     with pytest.raises(InputImageError, match="No segment of 'Unnamed' matches a class of the model"):
-        logic.fineTune([(volume, unnamed)], tiny_model_path, name="unnamed", steps=1)
+        logic.fineTune([(volume, unnamed)], tuning("unnamed", tiny_model_path, steps=1))
     moved = user_segmentation(scene, s0009, "Moved")
     transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
     shift = np.eye(4)
@@ -195,17 +208,17 @@ def test_pairs_that_cannot_be_used_are_refused_before_any_work(scene, s0009, tin
     transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(shift))
     moved.SetAndObserveTransformNodeID(transform.GetID())
     with pytest.raises(InputImageError, match="No matched segment of 'Moved' overlaps the volume 's0009'"):
-        logic.fineTune([(volume, moved)], tiny_model_path, name="moved", steps=1)
+        logic.fineTune([(volume, moved)], tuning("moved", tiny_model_path, steps=1))
     with pytest.raises(InputImageError, match="more than one training pair"):
-        logic.fineTune([(volume, segmentation), (volume, moved)], tiny_model_path, name="twice", steps=1)
+        logic.fineTune([(volume, segmentation), (volume, moved)], tuning("twice", tiny_model_path, steps=1))
     with pytest.raises(InputImageError, match="is also a training volume"):
-        logic.fineTune([(volume, segmentation)], tiny_model_path, name="self", validation=(volume, segmentation),
-                       steps=1)
+        logic.fineTune([(volume, segmentation)], tuning("self", tiny_model_path, steps=1),
+                       validation=(volume, segmentation))
     add_file("tiny-user", tiny_model_path)
     with pytest.raises(InvalidOptionError, match="'tiny-user' is already registered"):
-        logic.fineTune([(volume, segmentation)], tiny_model_path, name="tiny-user", steps=1)
+        logic.fineTune([(volume, segmentation)], tuning("tiny-user", tiny_model_path, steps=1))
     with pytest.raises(InvalidOptionError, match="cannot be a model name"):
-        logic.startFineTune([(volume, segmentation)], tiny_model_path, name="../escape")
+        logic.startFineTune([(volume, segmentation)], tuning("../escape", tiny_model_path))
     assert registered() == sorted(models + ["tiny-user"])
 
 
@@ -237,30 +250,31 @@ def test_an_unwritable_user_model_folder_is_refused_before_training(scene, s0009
     monkeypatch.setenv("ATTENTION_UNET_SEG_HOME", str(home))
     volume, segmentation = pair(scene, s0009)
     with pytest.raises(OutputError, match="cannot write to the user's model folder"):
-        AttentionUNetSegLogic().fineTune([(volume, segmentation)], tiny_model_path, name="nowhere", steps=1)
+        AttentionUNetSegLogic().fineTune([(volume, segmentation)], tuning("nowhere", tiny_model_path, steps=1))
     assert not (home / "models.json").exists()
 
 
 def test_a_case_labelling_no_class_is_refused_by_the_engine(tmp_path: Path, s0009, tiny_model_path: Path) -> None:
-    from AttentionUNetSegLib.training.fine_tuning import FineTuneCase, FineTuneSettings, fine_tune
+    from AttentionUNetSegLib.training.fine_tuning import FineTuneCase, fine_tune
 
     empty = sitk.Image(s0009["ct"].GetSize(), sitk.sitkUInt8)
     empty.CopyInformation(s0009["ct"])
     with pytest.raises(DatasetError, match="labels none of the base model's classes"):
-        fine_tune([FineTuneCase("empty", s0009["ct"], empty)], FineTuneSettings("e", str(tiny_model_path)), tmp_path)
+        fine_tune([FineTuneCase("empty", s0009["ct"], empty)], tuning("e", tiny_model_path), tmp_path)
     with pytest.raises(InvalidOptionError, match="steps must be >= 1"):
         FineTuneSettings("e", steps=0)
 
 
 def test_the_panel_follower_reports_steps_and_the_validation_dice(scene, s0009, tiny_model_path: Path) -> None:
-    from AttentionUNetSegLogic.fine_tuning import FineTuneFollower, validationSummary
+    from AttentionUNetSegLogic import FineTuneFollower
+    from AttentionUNetSegLogic.fine_tuning import validationSummary
 
     volume, segmentation = pair(scene, s0009)
     validation = (add_volume(scene, s0009["ct"][:, :, 60:], "lower"), user_segmentation(scene, {
         organ: mask[:, :, 60:] for organ, mask in s0009.items()}, "lower corrected"))
     logic = AttentionUNetSegLogic()
-    follower = FineTuneFollower(logic.startFineTune([(volume, segmentation)], tiny_model_path, name="followed",
-                                                    steps=2, validation=validation))
+    run = logic.startFineTune([(volume, segmentation)], tuning("followed", tiny_model_path, steps=2), validation)
+    follower = FineTuneFollower(run)
     updates = []
     deadline = time.monotonic() + TIMEOUT_S
     while not (updates and updates[-1].ended):
@@ -270,9 +284,8 @@ def test_the_panel_follower_reports_steps_and_the_validation_dice(scene, s0009, 
     assert updates[-1].modelName == "followed" and updates[-1].error is None
     progress = [u.progress for u in updates if u.progress is not None]
     assert progress == sorted(progress) and progress[-1] == 1.0
-    messages = [m for u in updates for m in u.messages if m.startswith("Stage: ")]
-    assert messages == ["Stage: preparing", "Stage: validating before", "Stage: training", "Stage: validating after",
-                        "Stage: saving"]
+    stages = [stage for u in updates for stage in u.stages]
+    assert stages == list(FineTuneStage)
     statuses = [u.status for u in updates if u.status]
     assert statuses[-1].startswith("step 2 of 2, loss ") and statuses[-1].endswith("under a minute left")
     summary = validationSummary(logic.modelMetadata("followed").metrics)

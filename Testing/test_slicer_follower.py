@@ -13,11 +13,14 @@ from slicer_scene import MODULE_DIR, add_volume
 
 import slicer
 from AttentionUNetSegLib.errors import InputImageError
+from AttentionUNetSegLib.inference.settings import InferenceSettings
+from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic, MapLook, RunFollower, RunUpdate
 from AttentionUNetSegLogic.reloading import reloadPackages
 from AttentionUNetSegLogic.reporting import reportedErrors
 
 TIMEOUT_S = 300
+WITH_ATTENTION = InferenceSettings(attention=True)
 
 
 def follow(follower: RunFollower, until=lambda update: False) -> list:
@@ -42,7 +45,7 @@ def slice_views(scene: slicer.vtkMRMLScene) -> list:
 
 
 def in_inference(update: RunUpdate) -> bool:
-    return "inference" in update.stages
+    return SegmentationStage.INFERENCE in update.stages
 
 
 def test_run_ends_with_its_outputs_shown_after_the_parameter_node_is_gone(scene, small_ct: sitk.Image,
@@ -58,7 +61,7 @@ def test_run_ends_with_its_outputs_shown_after_the_parameter_node_is_gone(scene,
         looks.append(time.monotonic())
         return MapLook(opacity=0.7, threshold=0.35)
 
-    follower = RunFollower(logic.startBackground(node, tiny_model_path, attention=True), logic.showMap, look)
+    follower = RunFollower(logic.startBackground(node, tiny_model_path, settings=WITH_ATTENTION), logic.showMap, look)
     updates = follow(follower, until=in_inference)
     scene.RemoveNode(parameterNode)
     assert scene.GetSingletonNode(logic.moduleName, "vtkMRMLScriptedModuleNode") is None and not looks
@@ -73,7 +76,8 @@ def test_run_ends_with_its_outputs_shown_after_the_parameter_node_is_gone(scene,
     assert end.shownGate.GetDisplayNode().GetLowerThreshold() == pytest.approx(0.35)
     assert end.outputs.seconds > 0 and end.outputs.computedOn.startswith("cpu (")
     stages = [stage for update in updates for stage in update.stages]
-    assert stages[0] == "preparing" and "inference" in stages and stages.index("saving") > stages.index("inference")
+    assert stages == [SegmentationStage.PREPARING, SegmentationStage.INFERENCE, SegmentationStage.RESAMPLING,
+                      SegmentationStage.DONE, SegmentationStage.SAVING]  # the outputs are added as the run ends
     progress = [update.progress for update in updates if update.progress is not None]
     assert progress == sorted(progress) and progress[-1] >= 0.9
 

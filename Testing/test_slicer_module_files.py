@@ -18,6 +18,7 @@ from conftest import REPO_ROOT
 from slicer_scene import MODULE_DIR, add_volume, new_scene
 
 import slicer
+from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.dependencies import UnmetRequirement, requirements, unmetRequirements
 
@@ -50,7 +51,8 @@ MEMBER_CLASSES = {
     "value": SLIDERS | {"QProgressBar"},
     "clear": COMBOS | {"QPlainTextEdit", "QLineEdit"},
     "appendPlainText": {"QPlainTextEdit"},
-    "addItem": COMBOS, "insertItem": COMBOS, "findData": COMBOS, "itemData": COMBOS, "setItemData": COMBOS,
+    "addItem": COMBOS, "addItems": COMBOS, "insertItem": COMBOS, "findData": COMBOS, "itemData": COMBOS,
+    "setItemData": COMBOS,
     "count": COMBOS, "currentIndex": COMBOS,
     "addAttribute": NODE_COMBOS, "currentNode": NODE_COMBOS, "currentText": COMBOS,
     "setMRMLTableNode": {"qMRMLTableView"},
@@ -137,6 +139,22 @@ def test_parameter_widgets_match_the_parameter_node() -> None:
     code = WIDGET_FILE.read_text(encoding="utf-8")
     for name in set(fields) - set(bound):  # parameters the widget code keeps in step itself
         assert re.search(rf"_parameterNode\.{name} = ", code), f"parameter {name} has no widget and is never set"
+
+
+def test_the_panel_offers_the_engines_devices() -> None:
+    """Both device lists are the engine's DEVICE_CHOICES (mps included), not lists of their own: the parameter
+    node's choice for a segmentation, and the Fine-tune section's combo box, which the .ui leaves empty."""
+    assert "mps" in DEVICE_CHOICES
+    tree = ast.parse(PARAMETER_FILE.read_text(encoding="utf-8"))
+    device = next(n for n in ast.walk(tree) if isinstance(n, ast.AnnAssign) and n.target.id == "device")
+    assert "Choice(list(DEVICE_CHOICES))" in ast.unparse(device.annotation)
+    combo = next(w for w in ElementTree.parse(UI_FILE).iter("widget") if w.get("name") == "fineTuneDeviceComboBox")
+    assert combo.findall("item") == []
+    fills = [ast.unparse(n) for n in ast.walk(ast.parse(PANEL_FILES[1].read_text(encoding="utf-8")))
+             if isinstance(n, ast.Call) and ast.unparse(n.func) == "self.ui.fineTuneDeviceComboBox.addItems"]
+    assert fills == ["self.ui.fineTuneDeviceComboBox.addItems(list(DEVICE_CHOICES))"]
+    for panel in (PARAMETER_FILE, PANEL_FILES[1]):
+        assert "from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES" in panel.read_text(encoding="utf-8")
 
 
 def test_parameter_node_round_trips_through_an_mrb(tmp_path: Path, small_ct: sitk.Image) -> None:

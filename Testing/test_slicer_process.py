@@ -11,13 +11,20 @@ import vtk
 from slicer_scene import add_study, add_volume, ijk_to_ras, new_scene, oblique, scene_state, world_ijk_to_ras
 
 import slicer
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.models.model_file import read_metadata
 from AttentionUNetSegLib.errors import CancelledError
+from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic, SegmentationOutputs
 from AttentionUNetSegLogic.display import GATES_LAYOUT_ID, GATES_VIEW_PREFIX, HEAT_COLOR_NODE_NAME, HEAT_COLOR_NODE_TAG
 from AttentionUNetSegLogic.outputs import (ATTENTION, COMPUTED_ON_COLUMN, FOLDER, GATE_ATTRIBUTE, INPUT_ROLE,
                                            OUTPUT_ATTRIBUTE, RUN_TIME_COLUMN, SEGMENTATION, VOLUME_COLUMN, VOLUMES)
 from AttentionUNetSegLogic.segments import segmentTerminology
+
+LABELS_ONLY = InferenceSettings(attention=False)
+"""No attention maps: the labels, faster."""
+WITH_ATTENTION = InferenceSettings(attention=True)
+ALL_MAPS = InferenceSettings(attention=True, probabilities=True)
 
 
 GATES = [f"att{level}_gate{gate}" for level in (4, 3, 2) for gate in (1, 2)]
@@ -40,7 +47,7 @@ def patient_b_run(tmp_path_factory, patient_b: sitk.Image, tiny_model_path: Path
     study = add_study(scene)
     node = add_volume(scene, patient_b, "Patient B CT", study)
     voxels, matrix = slicer.util.arrayFromVolume(node).copy(), ijk_to_ras(node)
-    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, attention=True, probabilities=True)
+    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, settings=ALL_MAPS)
     return Run(scene, node, study, outputs, voxels, matrix)
 
 
@@ -210,13 +217,13 @@ def test_rerun_replaces_its_own_outputs_only(scene, small_ct: sitk.Image, tiny_m
     node = add_volume(scene, small_ct, "CT", study)
     other_input = add_volume(scene, small_ct, "other CT", study)
     logic = AttentionUNetSegLogic()
-    other_outputs = logic.process(other_input, tiny_model_path, attention=True)
+    other_outputs = logic.process(other_input, tiny_model_path, settings=WITH_ATTENTION)
     manual = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "manual")
     manual.GetSegmentation().AddEmptySegment("tumour")
 
-    first = logic.process(node, tiny_model_path, attention=True, probabilities=True)
+    first = logic.process(node, tiny_model_path, settings=ALL_MAPS)
     after_first, items_after_first = scene_state(scene)
-    second = logic.process(node, tiny_model_path, attention=True, probabilities=True)
+    second = logic.process(node, tiny_model_path, settings=ALL_MAPS)
     after_second, items_after_second = scene_state(scene)
 
     assert second.segmentation is first.segmentation
@@ -237,7 +244,7 @@ def test_given_segmentation_keeps_its_other_segments(scene, small_ct: sitk.Image
     node = add_volume(scene, small_ct, "CT")
     target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my segmentation")
     target.GetSegmentation().AddEmptySegment("tumour")
-    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, outputSegmentation=target, attention=False)
+    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, outputSegmentation=target, settings=LABELS_ONLY)
     assert outputs.segmentation is target and outputs.attention == {} and outputs.probabilities == {}
     assert target.GetSegmentation().GetSegmentIDs() == ("tumour", "pancreas", "spleen", "kidney", "liver")
 
@@ -248,11 +255,11 @@ def test_a_users_segmentation_is_filled_never_removed(scene, small_ct: sitk.Imag
     for user_node in (mine, second):
         user_node.GetSegmentation().AddEmptySegment("tumour")
     logic = AttentionUNetSegLogic()
-    assert logic.process(node, tiny_model_path, outputSegmentation=mine, attention=False).segmentation is mine
-    fresh = logic.process(node, tiny_model_path, attention=False).segmentation  # none chosen: a new node
-    again = logic.process(node, tiny_model_path, attention=False).segmentation  # the module's own node, reused
+    assert logic.process(node, tiny_model_path, outputSegmentation=mine, settings=LABELS_ONLY).segmentation is mine
+    fresh = logic.process(node, tiny_model_path, settings=LABELS_ONLY).segmentation  # none chosen: a new node
+    again = logic.process(node, tiny_model_path, settings=LABELS_ONLY).segmentation  # the module's own node, reused
     assert fresh not in (mine, second) and again is fresh
-    assert logic.process(node, tiny_model_path, outputSegmentation=second, attention=False).segmentation is second
+    assert logic.process(node, tiny_model_path, outputSegmentation=second, settings=LABELS_ONLY).segmentation is second
     assert scene.GetNodeByID(fresh.GetID()) is None  # the module's own earlier output is replaced, as always
     for user_node in (mine, second):
         assert scene.GetNodeByID(user_node.GetID()) is user_node
@@ -266,7 +273,7 @@ def test_a_run_failing_at_the_end_puts_an_existing_segmentation_back(scene, smal
     node = add_volume(scene, small_ct, "CT")
     logic = AttentionUNetSegLogic()
     if reused:
-        target = logic.process(node, tiny_model_path, attention=False).segmentation
+        target = logic.process(node, tiny_model_path, settings=LABELS_ONLY).segmentation
     else:
         target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
         target.GetSegmentation().AddEmptySegment("tumour")
@@ -274,12 +281,12 @@ def test_a_run_failing_at_the_end_puts_an_existing_segmentation_back(scene, smal
     marks = (target.GetAttribute(OUTPUT_ATTRIBUTE), target.GetNodeReferenceID(INPUT_ROLE))
     before = scene_state(scene)
 
-    def cancel_at_the_last_moment(stage: str, fraction: float) -> None:
-        if stage == "outputs" and fraction == 1.0:  # after the segmentation node was filled
+    def cancel_at_the_last_moment(stage: SegmentationStage, fraction: float) -> None:
+        if stage is SegmentationStage.OUTPUTS and fraction == 1.0:  # after the segmentation node was filled
             raise CancelledError("cancelled")
 
     with pytest.raises(CancelledError):
-        logic.process(node, tiny_model_path, outputSegmentation=None if reused else target, attention=True,
+        logic.process(node, tiny_model_path, outputSegmentation=None if reused else target, settings=WITH_ATTENTION,
                       progress=cancel_at_the_last_moment)
     assert scene_state(scene) == before
     assert target.GetSegmentation().GetSegmentIDs() == segments
@@ -298,7 +305,7 @@ def test_oblique_parent_transformed_copy(scene, small_ct: sitk.Image, tiny_model
     matrix, voxels = ijk_to_ras(node), slicer.util.arrayFromVolume(node).copy()
     world = world_ijk_to_ras(node)
 
-    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, attention=True)
+    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, settings=WITH_ATTENTION)
 
     for gate in outputs.attention.values():  # outputs live in world space, on the input's grid
         assert np.allclose(ijk_to_ras(gate), world, atol=1e-6) and gate.GetParentTransformNode() is None
@@ -315,7 +322,7 @@ def test_scene_with_outputs_saves_to_mrb_and_reloads(scene, small_ct: sitk.Image
                                                      tmp_path: Path) -> None:
     study = add_study(scene)
     node = add_volume(scene, small_ct, "CT", study)
-    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, attention=True)
+    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, settings=WITH_ATTENTION)
     names = {n.GetName(): n for n in [outputs.segmentation, outputs.volumesTable, *outputs.attention.values()]}
     saved = {name: slicer.util.arrayFromVolume(n).copy() for name, n in names.items() if n.IsA("vtkMRMLVolumeNode")}
     for storable in names.values():

@@ -1,21 +1,21 @@
-"""Our sliding windows against MONAI's `sliding_window_inference`, which they reproduce without its import: the
-same windows and the same Gaussian-blended outputs, padding included."""
+"""Sliding windows: progress, cancel, and the windows a segmentation feeds the network. That they are MONAI's
+`sliding_window_inference` (the same windows and Gaussian-blended outputs, padding included) is a contract:
+test_contracts.py."""
 from __future__ import annotations
 
-from typing import Callable, List, Tuple
+from typing import Callable, List
 
 import numpy as np
 import pytest
 import torch
-from monai.inferers import sliding_window_inference
 
 from AttentionUNetSegLib.errors import CancelledError
 from AttentionUNetSegLib.io.images import read_image
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.models.registry import load_model
 from AttentionUNetSegLib.models.bundled_data import SAMPLE_CT
-from AttentionUNetSegLib.inference.sliding_windows import (blend_windows, body_input, network_windows,
-                                                           sliding_window_outputs, window_boxes, windows_along)
+from AttentionUNetSegLib.inference.sliding_windows import (WindowLayout, blend_windows, body_input, network_windows,
+                                                           sliding_window_outputs, window_boxes)
 
 CPU = torch.device("cpu")
 ROI = (8, 16, 12)
@@ -28,44 +28,17 @@ def position_dependent_predictor() -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda windows: conv(windows).detach()
 
 
-@pytest.mark.parametrize("shape, overlap, batch_size", [
-    ((20, 40, 30), 0.25, 1),
-    ((9, 17, 13), 0.5, 3),
-    ((5, 10, 30), 0.25, 2),   # shorter than a window on two axes: padded
-    ((8, 16, 12), 0.0, 1),    # exactly one window
-    ((31, 16, 50), 0.9, 4),
-])
-def test_blended_outputs_are_monais(shape: Tuple[int, ...], overlap: float, batch_size: int) -> None:
-    volume = np.random.default_rng(1).normal(size=shape).astype(np.float32)
-    predict = position_dependent_predictor()
-    ours = blend_windows(volume, ROI, overlap, batch_size, predict, CPU, fill=-1.0)
-    theirs = sliding_window_inference(torch.from_numpy(volume)[None, None], ROI, batch_size, predict, overlap=overlap,
-                                      mode="gaussian", padding_mode="constant", cval=-1.0)[0].numpy()
-    assert ours.shape == theirs.shape == (3,) + shape
-    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5, 0.9])
-def test_windows_are_the_ones_monai_visits(overlap: float) -> None:
-    for shape in [(8, 16, 12), (9, 17, 13), (20, 40, 30), (31, 16, 50)]:
-        visited: List[np.ndarray] = []
-        sliding_window_inference(torch.arange(np.prod(shape), dtype=torch.float32).reshape((1, 1) + shape), ROI, 1,
-                                 lambda window: visited.append(window[0, 0].numpy().copy()) or window, overlap=overlap)
-        index = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
-        ours = [index[box] for box in window_boxes(shape, ROI, overlap)]
-        assert len(ours) == len(visited) == np.prod([windows_along(n, r, overlap) for n, r in zip(shape, ROI)])
-        assert all(np.array_equal(a, b) for a, b in zip(ours, visited)), shape
-
-
 def test_progress_and_cancel() -> None:
     volume = np.zeros((20, 40, 30), np.float32)
     reports: List[float] = []
-    blend_windows(volume, ROI, 0.25, 2, lambda windows: windows, CPU, progress=lambda stage, done: reports.append(done))
-    assert reports == sorted(reports) and reports[-1] == 1.0 and len(reports) == -(-len(list(window_boxes(
-        volume.shape, ROI, 0.25))) // 2)
+    blend_windows(volume, WindowLayout(ROI, 0.25, 2), lambda windows: windows, CPU,
+                  progress=lambda stage, done: reports.append(done))
+    assert reports == sorted(reports)
+    assert reports[-1] == 1.0
+    assert len(reports) == -(-len(list(window_boxes(volume.shape, ROI, 0.25))) // 2)
     calls: List[int] = []
     with pytest.raises(CancelledError):
-        blend_windows(volume, ROI, 0.25, 1, lambda windows: calls.append(1) or windows, CPU,
+        blend_windows(volume, WindowLayout(ROI, 0.25, 1), lambda windows: calls.append(1) or windows, CPU,
                       cancel=lambda: len(calls) == 2)
     assert len(calls) == 2
 

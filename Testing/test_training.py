@@ -20,7 +20,7 @@ from AttentionUNetSegLib.io.images import read_image
 from AttentionUNetSegLib.inference.segmenter import segment
 from AttentionUNetSegLib.training import TrainConfig, train
 from AttentionUNetSegLib.training.config import config_from_sources
-from AttentionUNetSegLib.training.trainer import time_left
+from AttentionUNetSegLib.training.time_left import time_left
 
 EPOCHS = 4
 

@@ -8,8 +8,9 @@ import slicer
 from slicer.i18n import tr as _
 
 from AttentionUNetSegLib.errors import CancelledError
-from AttentionUNetSegLogic import AttentionUNetSegLogic
-from AttentionUNetSegLogic.fine_tuning import FineTuneFollower, FineTuneUpdate, validationSummary
+from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES
+from AttentionUNetSegLogic import AttentionUNetSegLogic, FineTuneFollower, FineTuneUpdate
+from AttentionUNetSegLogic.fine_tuning import validationSummary
 from AttentionUNetSegLogic.reporting import reportedErrors
 
 POLL_INTERVAL_MS = 500
@@ -37,6 +38,7 @@ class FineTuneSection:
         self.ui.fineTuneCheckButton.connect("clicked(bool)", self.onCheck)
         self.ui.fineTuneButton.connect("clicked(bool)", self.onFineTuneButton)
         self.ui.fineTunePairsTable.horizontalHeader().setSectionResizeMode(qt.QHeaderView.Stretch)
+        self.ui.fineTuneDeviceComboBox.addItems(list(DEVICE_CHOICES))
         self.onAddPair()
 
     @property
@@ -93,6 +95,14 @@ class FineTuneSection:
     def ignoredSegments(self) -> List[str]:
         return [name.strip() for name in self.ui.fineTuneIgnoredLineEdit.text.split(",") if name.strip()]
 
+    def settings(self):
+        """The engine's FineTuneSettings for the chosen name, base model, budget and device."""
+        from AttentionUNetSegLib.training.fine_tuning import FineTuneSettings  # needs PyTorch: not before a click
+
+        minutes = self.ui.fineTuneMinutesSpinBox.value
+        return FineTuneSettings(self.modelName(), self.baseModel(), self.ui.fineTuneStepsSpinBox.value,
+                                60.0 * minutes if minutes else None, self.ui.fineTuneDeviceComboBox.currentText)
+
     def modelName(self) -> str:
         """The name typed in, or a new one from the base model and the time (written into the field)."""
         name = self.ui.fineTuneNameLineEdit.text.strip()
@@ -126,11 +136,7 @@ class FineTuneSection:
             return
         self.ui.fineTuneProgressBar.value = 0
         with self.reportingErrors(_("Fine-tuning could not start.")):
-            minutes = self.ui.fineTuneMinutesSpinBox.value
-            run = self.logic.startFineTune(
-                self.pairs(), self.baseModel(), name=self.modelName(), steps=self.ui.fineTuneStepsSpinBox.value,
-                maxSeconds=60.0 * minutes if minutes else None, device=self.ui.fineTuneDeviceComboBox.currentText,
-                validation=self.validation(), ignoredSegments=self.ignoredSegments())
+            run = self.logic.startFineTune(self.pairs(), self.settings(), self.validation(), self.ignoredSegments())
             self._run = FineTuneFollower(run)
             self.log(_("Fine-tuning '{name}' in a background process...").format(name=self.modelName()))
             self._timer.start()
@@ -164,6 +170,8 @@ class FineTuneSection:
             self.ui.fineTuneProgressBar.value = round(100 * update.progress)
         if update.status:
             self.ui.fineTuneStatusLabel.text = update.status
+        for stage in update.stages:
+            self.log(_("Stage: {stage}").format(stage=stage.value))
         for message in update.messages:
             self.log(message)
 

@@ -4,6 +4,8 @@ from typing import Annotated
 from slicer import vtkMRMLColorNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
+from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES, InferenceSettings
+
 
 @parameterNodeWrapper
 class AttentionUNetSegParameterNode:
@@ -13,7 +15,7 @@ class AttentionUNetSegParameterNode:
 
     inputVolume: vtkMRMLScalarVolumeNode
     model: str = ""
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
     outputSegmentation: vtkMRMLSegmentationNode
     computeAttention: bool = True
     computeProbabilities: bool = False
@@ -21,3 +23,8 @@ class AttentionUNetSegParameterNode:
     attentionOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     attentionThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.2
     attentionColorMap: vtkMRMLColorNode
+
+    def inferenceSettings(self) -> InferenceSettings:
+        """The engine's settings for these choices; the same for a run in the worker and one it is made ready for."""
+        return InferenceSettings(device=self.device, attention=self.computeAttention,
+                                 probabilities=self.computeProbabilities)

@@ -88,8 +88,7 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         click (once the engine's packages are installed)."""
         parameters = self._parameterNode
         if parameters is not None and not self.logic.unmetDependencies():
-            self.logic.prepareWorker(parameters.model or None, parameters.computeAttention,
-                                     parameters.computeProbabilities, parameters.device)
+            self.logic.prepareWorker(parameters.model or None, parameters.inferenceSettings())
 
     def onReload(self) -> None:
         """Reload the engine, logic and panel packages first: Slicer reloads only the module file."""
@@ -242,10 +241,8 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with self.reportingErrors(_("Segmentation could not start.")):
             if not self.ensureDependencies():
                 return
-            run = self.logic.startBackground(
-                parameters.inputVolume, model=parameters.model or None,
-                outputSegmentation=parameters.outputSegmentation, attention=parameters.computeAttention,
-                probabilities=parameters.computeProbabilities, device=parameters.device)
+            run = self.logic.startBackground(parameters.inputVolume, parameters.model or None,
+                                             parameters.inferenceSettings(), parameters.outputSegmentation)
             self._run = RunFollower(run, self.logic.showMap, self.mapLook)
             self.log(_("Segmenting '{name}' in a background process...").format(name=parameters.inputVolume.GetName()))
             self._timer.start()
@@ -274,7 +271,7 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if update.progress is not None:
             self.ui.progressBar.value = round(100 * update.progress)
         for stage in update.stages:
-            self.log(_("Stage: {stage}").format(stage=stage))
+            self.log(_("Stage: {stage}").format(stage=stage.value))
         for message in update.messages:
             self.log(message)
 

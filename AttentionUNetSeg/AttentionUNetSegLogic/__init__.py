@@ -1,9 +1,10 @@
 """The AttentionUNetSeg module's logic: Slicer nodes in, segmentation and attention-map nodes out; no Qt."""
 from .background import BackgroundSegmentation
 from .conversion import updateVolumeFromImage, volumeNodeToImage
-from .follower import MapLook, RunFollower, RunUpdate, overallProgress
+from .follower import FineTuneFollower, FineTuneUpdate, MapLook, RunFollower, RunUpdate
 from .logic import AttentionUNetSegLogic
 from .outputs import CohortOutputs, SegmentationOutputs, VolumeRun
 
-__all__ = ["AttentionUNetSegLogic", "BackgroundSegmentation", "CohortOutputs", "MapLook", "RunFollower", "RunUpdate",
-           "SegmentationOutputs", "VolumeRun", "overallProgress", "updateVolumeFromImage", "volumeNodeToImage"]
+__all__ = ["AttentionUNetSegLogic", "BackgroundSegmentation", "CohortOutputs", "FineTuneFollower", "FineTuneUpdate",
+           "MapLook", "RunFollower", "RunUpdate", "SegmentationOutputs", "VolumeRun", "updateVolumeFromImage",
+           "volumeNodeToImage"]

@@ -1,56 +1,39 @@
 """Segmentation and fine-tuning in a separate Python process, advanced by polling so that a GUI stays responsive.
 
 The inputs and options go into a temporary job folder (AttentionUNetSegLib.worker), the worker prints one
-JSON event per line on stdout, a reader thread queues those lines, and `poll()` (called from the main thread,
-e.g. by a qt.QTimer) hands them out. When the worker says it is done, `poll()` commits its outputs (adds the
-nodes to the scene, or registers the fine-tuned model) while the worker exits. `cancel()` kills the worker's
+event per line on stdout (AttentionUNetSegLib.worker.protocol), a reader thread queues those lines, and `poll()`
+(called from the main thread, e.g. by a qt.QTimer) hands them out as events. When the worker says it is done,
+`poll()` commits its outputs (adds the nodes to the scene, or registers the fine-tuned model) while the worker
+exits. `cancel()` kills the worker's
 whole process group (see processes.py) and returns at once: it never waits for the process or the reader.
 """
 from __future__ import annotations
 
-import json
-import os
 import queue
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Type
 
 import SimpleITK as sitk
 
 import slicer
 from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
 from AttentionUNetSegLib.inference.settings import InferenceSettings
+from AttentionUNetSegLib.progress import SegmentationStage, Stage
+from AttentionUNetSegLib.worker.protocol import DoneEvent, ErrorEvent, Event, parse
 
 from .outputs import SegmentationOutputs
-from .processes import killProcessGroup, startProcessGroup
-
-if TYPE_CHECKING:
-    from .standby import StandbyWorker
+from .processes import killProcessGroup
+from .standby import StandbyWorker
+from .workers import pythonExecutable, startWorker
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
 Commit = Callable[[object, float], SegmentationOutputs]
 """Adds the nodes for a finished segmentation: (engine result, seconds since the run started) -> outputs."""
-
-
-def startWorker(python: str, arguments: Sequence[str], stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
-    """`python -m AttentionUNetSegLib.worker ARGUMENTS` in a process group of its own (processes.py), finding
-    this engine first on its path."""
-    return startProcessGroup([python, "-m", "AttentionUNetSegLib.worker", *arguments],
-                             env={**os.environ, "PYTHONPATH": _pythonPath()}, stdin=stdin)
-
-
-def pythonExecutable() -> str:
-    """Slicer's own Python interpreter (PythonSlicer) inside Slicer, else the running interpreter."""
-    if hasattr(slicer, "app"):
-        found = shutil.which("PythonSlicer")
-        if found:
-            return found
-    return sys.executable
 
 
 class BackgroundRun:
@@ -58,22 +41,23 @@ class BackgroundRun:
 
     `writeJob(folder)` writes the job into its (new, empty) folder; `commit(folder, seconds)` turns the finished
     job's files into the run's result. `watched`: nodes the job reads; deleting one stops the run. `what` names
-    the job in messages ("segmentation", "fine-tuning")."""
+    the job in messages ("segmentation", "fine-tuning"); `stages` are those its progress events report."""
 
     def __init__(self, writeJob: Callable[[Path], None], commit: Callable[[Path, float], object],
-                 watched: Sequence[slicer.vtkMRMLNode], what: str, python: Optional[str] = None,
+                 watched: Sequence[slicer.vtkMRMLNode], what: str, stages: Type[Stage], python: Optional[str] = None,
                  standby: Optional[StandbyWorker] = None) -> None:
         """`python`: the interpreter (or a launcher of it) that runs the worker; default `pythonExecutable()`.
         `standby`: a worker started ahead with the same interpreter runs the job if it is still there (else it is
         released and a worker started)."""
         self.watched = list(watched)
         self.what = what
+        self.stages = stages
         self.state = RUNNING
         self.started = time.monotonic()
         self._commit = commit
         self._result: Optional[object] = None
         self._error: Optional[BaseException] = None
-        self._failure: Optional[dict] = None
+        self._failure: Optional[ErrorEvent] = None
         self._completed = False  # the worker said "done"
         self._lock = threading.Lock()  # the reader's end and a stop agree on who removes the job folder
         self._ended = False
@@ -94,9 +78,9 @@ class BackgroundRun:
     def done(self) -> bool:
         return self.state != RUNNING
 
-    def poll(self) -> List[dict]:
-        """Events since the last call (progress, log); finishes the run when the worker says it is done or has
-        ended."""
+    def poll(self) -> List[Event]:
+        """Events since the last call (progress, log, and the run's done or error); finishes the run when the worker
+        says it is done or has ended."""
         if self.done:
             return []
         events = []
@@ -109,11 +93,11 @@ class BackgroundRun:
             if line is None:
                 finished = True
                 break
-            event = _parse(line)
+            event = parse(line, self.stages)
             events.append(event)
-            if event["event"] == "error":
+            if isinstance(event, ErrorEvent):
                 self._failure = event
-            elif event["event"] == "done":  # its outputs are whole: the worker's exit is not waited for
+            elif isinstance(event, DoneEvent):  # its outputs are whole: the worker's exit is not waited for
                 self._completed = finished = True
                 break
         deleted = next((node for node in self.watched if node.GetScene() is None), None)
@@ -155,11 +139,9 @@ class BackgroundRun:
             self._lines.put(None)
 
     def _finish(self) -> None:
-        from AttentionUNetSegLib.worker import jobs as worker
-
         try:
             if not self._completed:
-                raise worker.error_from_event(self._failure) if self._failure else AttentionUNetSegError(
+                raise self._failure.exception() if self._failure else AttentionUNetSegError(
                     f"the {self.what} process ended with exit status {self._process.returncode}; see the log")
             self._result = self._commit(self._jobDir, time.monotonic() - self.started)
             self.state = SUCCEEDED
@@ -192,7 +174,7 @@ class BackgroundSegmentation(BackgroundRun):
         self.inputVolume = inputVolume
         super().__init__(lambda folder: worker.write_job(folder, image, model=model, settings=settings),
                          lambda folder, seconds: commit(worker.read_result(folder), seconds),
-                         [inputVolume], "segmentation", python, standby)
+                         [inputVolume], "segmentation", SegmentationStage, python, standby)
 
     def _deletedMessage(self, node: slicer.vtkMRMLNode) -> str:
         return f"The input volume '{node.GetName()}' was deleted while it was being segmented; nothing was added."
@@ -206,20 +188,3 @@ def _workerFor(jobDir: Path, python: str, standby: Optional[StandbyWorker]) -> s
             return process
         standby.release()
     return startWorker(python, [str(jobDir)])
-
-
-def _parse(line: str) -> dict:
-    """A worker's JSON event, or a log event for any other output line."""
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return {"event": "log", "message": line}
-    return event if isinstance(event, dict) and "event" in event else {"event": "log", "message": line}
-
-
-def _pythonPath() -> str:
-    """PYTHONPATH for the worker: the folder holding AttentionUNetSegLib first, then the current one."""
-    import AttentionUNetSegLib
-
-    libraryParent = str(Path(AttentionUNetSegLib.__file__).resolve().parent.parent)
-    return os.pathsep.join(p for p in (libraryParent, os.environ.get("PYTHONPATH", "")) if p)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 import SimpleITK as sitk
 
 import slicer
-from AttentionUNetSegLib.progress import CancelCheck, ProgressCallback
+from AttentionUNetSegLib.progress import CancelCheck, EventCallback, FineTuneStage, ProgressCallback, SegmentationStage
 from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 
@@ -22,11 +23,13 @@ from . import dependencies, display
 from .background import BackgroundRun, BackgroundSegmentation
 from .conversion import volumeNodeToImage
 from .fine_tuning import FineTunePlan, Pair, planFineTune
-from .follower import overallProgress
 from .inputs import validateInputVolume
 from .outputs import (ATTENTION, CANCELLED, DONE, FAILED, GATE_ATTRIBUTE, INPUT_ROLE, OUTPUT_ATTRIBUTE, PROBABILITY,
                       CohortOutputs, SegmentationOutputs, VolumeRun, previousOutputs, writeCohortTable, writeOutputs)
 from .standby import StandbyWorker
+
+if TYPE_CHECKING:  # the engine's training side needs PyTorch: imported when a fine-tuning starts
+    from AttentionUNetSegLib.training.fine_tuning import FineTuneSettings
 
 ModelChoice = Union[str, Path, None]
 
@@ -56,24 +59,27 @@ class AttentionUNetSegLogic:
     # --- running --------------------------------------------------------------------------------------------
 
     def process(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, model=None,
-                outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None, attention: bool = True,
-                probabilities: bool = False, device: str = "auto", progress: Optional[ProgressCallback] = None,
+                settings: Optional[InferenceSettings] = None,
+                outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None,
+                progress: Optional[ProgressCallback] = None,
                 cancel: Optional[CancelCheck] = None) -> SegmentationOutputs:
         """Segment `inputVolume` in this process and add the output nodes (synchronous).
 
         `model`: a registry name, a .safetensors path, a loaded model, or None for the registry's
-        default. `progress(stage, fraction)` is called as the run advances; `cancel()` returning True
+        default. `settings`: the engine's InferenceSettings (device, which maps, ...; default: InferenceSettings()).
+        `outputSegmentation`: a segmentation node to fill instead of a new one (or the one an earlier run made).
+        `progress(stage, fraction)` is called as the run advances; `cancel()` returning True
         stops it (CancelledError). On any error nothing is added to the scene.
         """
         from AttentionUNetSegLib.inference.segmenter import segment
 
         started = time.monotonic()
         image = self.inputImage(inputVolume)
-        result = segment(image, model, _settings(device, attention, probabilities), progress=progress, cancel=cancel)
+        result = segment(image, model, settings, progress=progress, cancel=cancel)
         return writeOutputs(inputVolume, result, time.monotonic() - started, outputSegmentation, progress)
 
-    def processMany(self, inputVolumes: Sequence[slicer.vtkMRMLScalarVolumeNode], model=None, attention: bool = True,
-                    probabilities: bool = False, device: str = "auto", progress: Optional[ProgressCallback] = None,
+    def processMany(self, inputVolumes: Sequence[slicer.vtkMRMLScalarVolumeNode], model=None,
+                    settings: Optional[InferenceSettings] = None, progress: Optional[ProgressCallback] = None,
                     cancel: Optional[CancelCheck] = None) -> CohortOutputs:
         """Segment each of `inputVolumes` in turn, each with the outputs `process` makes for it (its own new or
         re-used segmentation node), then add a cohort table: one row per input with its organ volumes, run
@@ -97,9 +103,8 @@ class AttentionUNetSegLogic:
             if cancelled:
                 continue  # stays NOT_RUN
             try:
-                run.outputs = self.process(run.volume, loadedModel, attention=attention, probabilities=probabilities,
-                                           device=device, progress=_shareOfProgress(progress, index, len(runs)),
-                                           cancel=cancel)
+                run.outputs = self.process(run.volume, loadedModel, settings,
+                                           progress=_shareOfProgress(progress, index, len(runs)), cancel=cancel)
                 run.status = DONE
             except CancelledError as exc:
                 run.status, run.message, cancelled = CANCELLED, str(exc), True
@@ -110,10 +115,10 @@ class AttentionUNetSegLogic:
         return CohortOutputs(runs, table, cancelled)
 
     def startBackground(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, model: ModelChoice = None,
-                        outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None, attention: bool = True,
-                        probabilities: bool = False, device: str = "auto",
+                        settings: Optional[InferenceSettings] = None,
+                        outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None,
                         python: Optional[str] = None) -> BackgroundSegmentation:
-        """Start segmenting `inputVolume` in a separate process; drive it with `poll()`, end it with `cancel()`.
+        """`process` in a separate process; drive it with `poll()`, end it with `cancel()`.
 
         The input and the model file are checked before the process starts, so those errors are raised here.
         `python` runs the worker (default: PythonSlicer inside Slicer, else this interpreter).
@@ -125,12 +130,12 @@ class AttentionUNetSegLogic:
         self.modelMetadata(modelPath)  # a corrupt file fails here, before the process starts
         standby, self._standby = self._standby, None
         return BackgroundSegmentation(
-            inputVolume, image, str(modelPath), _settings(device, attention, probabilities),
+            inputVolume, image, str(modelPath), settings or InferenceSettings(),
             commit=lambda result, seconds: writeOutputs(inputVolume, result, seconds, outputSegmentation),
             python=python, standby=standby)
 
-    def prepareWorker(self, model: ModelChoice = None, attention: bool = True, probabilities: bool = False,
-                      device: str = "auto", python: Optional[str] = None) -> None:
+    def prepareWorker(self, model: ModelChoice = None, settings: Optional[InferenceSettings] = None,
+                      python: Optional[str] = None) -> None:
         """Start a worker that loads the engine now, and reads `model` and builds its backend for these settings,
         then waits for the next `startBackground` (which then does not wait for them; with other choices it
         still gains the engine's loading); nothing when one expecting the same is waiting already. It holds the
@@ -138,9 +143,11 @@ class AttentionUNetSegLogic:
         from AttentionUNetSegLib.models.registry import resolve_model_path
 
         try:
-            modelPath, settings = str(resolve_model_path(model)), _settings(device, attention, probabilities)
+            modelPath = str(resolve_model_path(model))
         except AttentionUNetSegError:  # the click will say what is wrong; the engine still loads meanwhile
             modelPath, settings = None, None
+        else:
+            settings = settings or InferenceSettings()
         standby = self._standby
         if standby is not None and standby.alive and standby.expects(python, modelPath, settings):
             return
@@ -162,24 +169,26 @@ class AttentionUNetSegLogic:
         a pair that cannot be used. Nothing is modified."""
         return planFineTune(pairs, self.modelMetadata(baseModel).classes, ignoredSegments, validation)
 
-    def fineTune(self, pairs: Sequence[Pair], baseModel: ModelChoice = None, *, name: str, steps: int = 100,
-                 maxSeconds: Optional[float] = None, device: str = "auto", validation: Optional[Pair] = None,
-                 ignoredSegments: Sequence[str] = (), progress=None, cancel: Optional[CancelCheck] = None) -> str:
-        """Fine-tune `baseModel` (registry name, file, None: the default) on (volume, segmentation) pairs in this
-        process (synchronous) and add the new model to the user's models as `name`; returns that name.
+    def fineTune(self, pairs: Sequence[Pair], settings: FineTuneSettings, validation: Optional[Pair] = None,
+                 ignoredSegments: Sequence[str] = (), progress: Optional[EventCallback] = None,
+                 cancel: Optional[CancelCheck] = None) -> str:
+        """Fine-tune `settings.base_model` (registry name, file, None: the default) on (volume, segmentation) pairs
+        in this process (synchronous) and add the new model to the user's models as `settings.name`; returns that
+        name. `settings`: AttentionUNetSegLib.training.fine_tuning.FineTuneSettings (name, base model, steps,
+        time budget, device, learning rate, seed).
 
         Segments are matched to the model's classes (see fineTunePlan), classes the segmentations do not label
-        are left out of the loss, and training runs for `steps` optimizer steps or `maxSeconds`, whichever ends
-        first. With a `validation` pair, Dice before and after is recorded in the model file's metrics.
-        `progress(event)` gets AttentionUNetSegLib.training.fine_tuning.FineTuneEvent objects; `cancel()` returning True
-        stops it (CancelledError). Nothing is added on failure or cancel.
+        are left out of the loss, and training runs for `settings.steps` optimizer steps or
+        `settings.max_seconds`, whichever ends first. With a `validation` pair, Dice before and after is recorded
+        in the model file's metrics.
+        `progress(event)` gets AttentionUNetSegLib.progress.ProgressEvent objects (FineTuneStage); `cancel()` returning
+        True stops it (CancelledError). Nothing is added on failure or cancel.
         """
         import tempfile
 
         from AttentionUNetSegLib.training.fine_tuning import fine_tune, register_fine_tuned
 
-        plan, settings = self._prepareFineTune(pairs, baseModel, name, steps, maxSeconds, device, validation,
-                                               ignoredSegments)
+        plan, settings = self._prepareFineTune(pairs, settings, validation, ignoredSegments)
         deleted = lambda: next((node for node in plan.watched if node.GetScene() is None), None)  # noqa: E731
         with tempfile.TemporaryDirectory(prefix="AttentionUNetSeg-finetune-") as work:
             try:
@@ -192,8 +201,7 @@ class AttentionUNetSegLogic:
                 raise
             return register_fine_tuned(result).name
 
-    def startFineTune(self, pairs: Sequence[Pair], baseModel: ModelChoice = None, *, name: str, steps: int = 100,
-                      maxSeconds: Optional[float] = None, device: str = "auto", validation: Optional[Pair] = None,
+    def startFineTune(self, pairs: Sequence[Pair], settings: FineTuneSettings, validation: Optional[Pair] = None,
                       ignoredSegments: Sequence[str] = (), python: Optional[str] = None) -> BackgroundRun:
         """`fineTune` in a worker process: drive it with `poll()` (progress events carry step, total_steps, loss
         and seconds_left while training), end it with `cancel()`; `result()` is the new model's name once it is
@@ -201,25 +209,25 @@ class AttentionUNetSegLogic:
         from AttentionUNetSegLib.worker import jobs as worker
         from AttentionUNetSegLib.training.fine_tuning import register_fine_tuned
 
-        plan, settings = self._prepareFineTune(pairs, baseModel, name, steps, maxSeconds, device, validation,
-                                               ignoredSegments)
+        plan, settings = self._prepareFineTune(pairs, settings, validation, ignoredSegments)
         return BackgroundRun(
             lambda folder: worker.write_fine_tune_job(folder, plan.cases, settings, plan.validationCase),
             lambda folder, seconds: register_fine_tuned(worker.read_fine_tune_result(folder)).name,
-            plan.watched, "fine-tuning", python)
+            plan.watched, "fine-tuning", FineTuneStage, python)
 
-    def _prepareFineTune(self, pairs, baseModel, name, steps, maxSeconds, device, validation, ignoredSegments):
-        """The engine's settings, the new model's name and folder checked, then the checked plan (its matches
-        and warnings logged)."""
-        from AttentionUNetSegLib.training.fine_tuning import FineTuneSettings, new_model_file
+    def _prepareFineTune(self, pairs: Sequence[Pair], settings: FineTuneSettings, validation: Optional[Pair],
+                         ignoredSegments: Sequence[str]) -> Tuple[FineTunePlan, FineTuneSettings]:
+        """The checked plan (its matches and warnings logged) and the settings with the base model's file (for
+        the worker), once the new model's name and folder are checked."""
         from AttentionUNetSegLib.models.registry import resolve_model_path
+        from AttentionUNetSegLib.training.fine_tuning import new_model_file
 
-        settings = FineTuneSettings(name, str(resolve_model_path(baseModel)), steps, maxSeconds, device)
+        resolved = replace(settings, base_model=str(resolve_model_path(settings.base_model)))
         new_model_file(settings.name)
-        plan = self.fineTunePlan(pairs, baseModel, validation, ignoredSegments)
+        plan = self.fineTunePlan(pairs, settings.base_model, validation, ignoredSegments)
         for line in plan.describe():
             logging.info("fine-tuning %s", line)
-        return plan, settings
+        return plan, resolved
 
     @staticmethod
     def inputImage(inputVolume: Optional[slicer.vtkMRMLScalarVolumeNode]) -> sitk.Image:
@@ -306,11 +314,6 @@ class AttentionUNetSegLogic:
         return display.showGatesSideBySide(inputVolume.GetScene(), inputVolume, gates, opacity)
 
 
-def _settings(device: str, attention: bool, probabilities: bool) -> InferenceSettings:
-    """The engine's settings for the panel's choices; the same for a run in this process and in the worker."""
-    return InferenceSettings(device=device, attention=attention, probabilities=probabilities)
-
-
 def _checkCohort(inputVolumes: Sequence[Optional[slicer.vtkMRMLScalarVolumeNode]]) -> None:
     """Raise InputImageError for a cohort that cannot be run: no volumes, a missing one, or one given twice."""
     if len(inputVolumes) == 0:
@@ -341,13 +344,11 @@ def _loadedModel(model) -> Tuple[object, str]:
 
 def _shareOfProgress(progress: Optional[ProgressCallback], index: int, count: int) -> Optional[ProgressCallback]:
     """A run's progress callback reporting the fraction of the cohort: run `index` of `count` has an equal share,
-    split between its stages as overallProgress splits a single run (stages it does not know are not reported)."""
+    split between its stages as their spans split a single run."""
     if progress is None:
         return None
 
-    def report(stage: str, fraction: float) -> None:
-        withinRun = overallProgress(stage, fraction)
-        if withinRun is not None:
-            progress(stage, (index + withinRun) / count)
+    def report(stage: SegmentationStage, fraction: float) -> None:
+        progress(stage, (index + stage.overall(fraction)) / count)
 
     return report

@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List, Mapping, Optional
 import vtk
 
 import slicer
-from AttentionUNetSegLib.progress import ProgressCallback
+from AttentionUNetSegLib.progress import ProgressCallback, SegmentationStage
 from AttentionUNetSegLib.errors import InputImageError
 
 from .conversion import volumesFromMaps
@@ -153,7 +153,7 @@ def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result, seconds: f
                 nodes[kind][key] = _addMapVolume(scene, inputVolume, volumeNode, key, f"{name} {kind} {label}",
                                                  kind, colorNode, folder)
                 written += 1
-                report("outputs", written / (total + 1))
+                report(SegmentationStage.OUTPUTS, written / (total + 1))
         volumes = result.volumes_ml()
         table = _addVolumesTable(scene, inputVolume, volumes, f"{name} organ volumes", parentItem, seconds,
                                  computedOn(result.device, result.backend, result.precision))
@@ -164,7 +164,7 @@ def writeOutputs(inputVolume: slicer.vtkMRMLScalarVolumeNode, result, seconds: f
                 segmentationNode.SetAttribute(CREATED_ATTRIBUTE, "1")
                 useSurfaceNets(segmentationNode.GetSegmentation())
             _fillSegmentation(segmentationNode, inputVolume, result, parentItem)
-            report("outputs", 1.0)
+            report(SegmentationStage.OUTPUTS, 1.0)
             # the commit: earlier outputs go only once everything new is in place (a failure above keeps them)
             _removeOutputs(scene, [node for node in earlier if node is not segmentationNode
                                    and node.GetAttribute(CREATED_ATTRIBUTE) is not None])

@@ -16,8 +16,8 @@ from typing import Optional
 
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 
-from .background import pythonExecutable, startWorker
 from .processes import killProcessGroup
+from .workers import pythonExecutable, startWorker
 
 
 class StandbyWorker:

@@ -43,6 +43,8 @@ def main() -> None:
     from conftest import SHARED
     from slicer_scene import add_segment, add_volume, new_scene
 
+    from AttentionUNetSegLib.progress import FineTuneStage
+    from AttentionUNetSegLib.training.fine_tuning import FineTuneSettings
     from AttentionUNetSegLogic import AttentionUNetSegLogic
     from AttentionUNetSegLogic.fine_tuning import validationSummary
 
@@ -64,14 +66,14 @@ def main() -> None:
     last = [0.0]
 
     def progress(event) -> None:
-        if event.stage == "training" and event.step and time.perf_counter() - last[0] > 30:
+        if event.stage is FineTuneStage.TRAINING and event.step and time.perf_counter() - last[0] > 30:
             last[0] = time.perf_counter()
             print(f"  step {event.step}/{event.total_steps}, loss {event.loss:.4f}, "
                   f"about {event.seconds_left / 60:.1f} min left", flush=True)
 
-    name = logic.fineTune([training], args.model, name=f"ircad{args.train}-tuned", steps=args.steps,
-                          maxSeconds=None if args.minutes is None else 60 * args.minutes, validation=validation,
-                          progress=progress)
+    settings = FineTuneSettings(f"ircad{args.train}-tuned", args.model, steps=args.steps,
+                                max_seconds=None if args.minutes is None else 60 * args.minutes)
+    name = logic.fineTune([training], settings, validation=validation, progress=progress)
     seconds = time.perf_counter() - started
     metadata = logic.modelMetadata(name)
     provenance = metadata.provenance

@@ -29,6 +29,8 @@ import SimpleITK as sitk  # noqa: E402
 from conftest import SAMPLE_CT  # noqa: E402
 from slicer_scene import add_volume, new_scene  # noqa: E402
 
+from AttentionUNetSegLib.inference.settings import InferenceSettings  # noqa: E402
+from AttentionUNetSegLib.progress import ProgressEvent  # noqa: E402
 from AttentionUNetSegLogic import AttentionUNetSegLogic  # noqa: E402
 from AttentionUNetSegLogic.background import SUCCEEDED  # noqa: E402
 
@@ -56,16 +58,17 @@ def click(ct: Path, attention: bool, timeline: bool = False, standby: bool = Fal
         node = add_volume(scene, sitk.ReadImage(str(ct)), "CT")
         logic = AttentionUNetSegLogic()
         if standby:
-            logic.prepareWorker(None, attention=attention)
+            logic.prepareWorker(None, InferenceSettings(attention=attention))
             time.sleep(STANDBY_LEAD_S)
             print(f"standby worker: {resident_mib(logic._standby.process.pid)} MiB resident before the click")
         started = time.perf_counter()
-        run = logic.startBackground(node, None, attention=attention)
+        run = logic.startBackground(node, None, InferenceSettings(attention=attention))
         stages = {"started": time.perf_counter() - started}
         while not run.done:
             polled = time.perf_counter() - started  # the poll that gets "done" also adds the outputs
             for event in run.poll():
-                stages.setdefault(event.get("stage") or f"worker {event['event']}", polled)
+                stages.setdefault(event.stage.value if isinstance(event, ProgressEvent) else
+                                  f"worker {type(event).__name__}", polled)
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         if timeline:

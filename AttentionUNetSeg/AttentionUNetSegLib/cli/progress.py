@@ -6,6 +6,8 @@ from typing import Optional
 
 from tqdm import tqdm
 
+from ..progress import SegmentationStage
+
 
 class ProgressPrinter:
     """tqdm bar on a terminal; one line per stage when stderr is not a terminal; silent when disabled."""
@@ -13,20 +15,20 @@ class ProgressPrinter:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._bar: Optional[tqdm] = None
-        self._stage: Optional[str] = None
+        self._stage: Optional[SegmentationStage] = None
 
-    def __call__(self, stage: str, fraction: float) -> None:
+    def __call__(self, stage: SegmentationStage, fraction: float) -> None:
         if not self.enabled:
             return
         if stage != self._stage:
             self._stage = stage
             if self._bar is None and not sys.stderr.isatty():
-                print(f"{stage}...", file=sys.stderr, flush=True)
+                print(f"{stage.value}...", file=sys.stderr, flush=True)
         if sys.stderr.isatty():
             if self._bar is None:
                 self._bar = tqdm(total=100, unit="%", file=sys.stderr,
                                  bar_format="{desc:<12} {bar} {n:3.0f}% {elapsed}")
-            self._bar.set_description_str(stage)
+            self._bar.set_description_str(stage.value)
             self._bar.n = round(100 * fraction)
             self._bar.refresh()
 

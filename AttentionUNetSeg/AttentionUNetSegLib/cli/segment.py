@@ -16,10 +16,10 @@ from ..cohort.runner import CohortJob, check_output_folder, run_cohort
 from ..cohort.shards import Shard, environment_shard, local_device, parse_shard
 from ..cohort.table import write_cohort_table
 from ..errors import InvalidOptionError
-from ..inference.case_outputs import model_record, settings_record, stage_case
-from ..inference.device import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
+from ..inference.case_outputs import ModelRecord, RunRecord, stage_case
+from ..inference.device import INFERENCE_PRECISION_CHOICES
 from ..inference.segmenter import Segmenter
-from ..inference.settings import InferenceSettings
+from ..inference.settings import DEVICE_CHOICES, InferenceSettings
 from ..io.atomic import StagedOutputs
 from ..io.images import OUTPUT_FORMATS, read_image
 from ..models.model_file import read_model
@@ -112,8 +112,8 @@ def _run_single(args: argparse.Namespace, case: CohortCase, settings: InferenceS
             result = segmenter(image, progress=progress)
         del image
         model = segmenter.model
-        stage_case(result, outputs, case.name, case.path, model_record(model, model_path.name),
-                   settings_record(settings, args.format), time.perf_counter() - started)
+        stage_case(result, outputs, case.name, case.path, RunRecord(ModelRecord.of(model, model_path.name), settings,
+                                                                    args.format), time.perf_counter() - started)
         written = outputs.commit()
     if not args.quiet:
         for path in written:

@@ -20,11 +20,11 @@ import torch
 
 from ..errors import AttentionUNetSegError, InvalidOptionError, OutputError
 from ..inference.case_outputs import (
+    ModelRecord,
+    RunRecord,
     is_complete,
     model_conflicts,
-    model_record,
     remove_error,
-    settings_record,
     stage_case,
     write_error,
 )
@@ -85,13 +85,12 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
     """Segment every case of `job` not already complete; a case failing with an AttentionUNetSegError is
     recorded as `<name>_error.json` and the run goes on. `say` receives a line per case and the ETA; `bars`
     makes each case's progress callback."""
-    settings = settings_record(job.settings, job.extension)
-    model = model_record(job.model, job.model_file)
+    run = RunRecord(ModelRecord.of(job.model, job.model_file), job.settings, job.extension)
     outcome = CohortOutcome()
     total = len(job.cases)
     todo: List[Tuple[int, CohortCase]] = []
     for k, case in enumerate(job.cases, 1):
-        if not job.overwrite and is_complete(job.output, case.name, job.model.sha256, settings):
+        if not job.overwrite and is_complete(job.output, case.name, run):
             say(f"case {k}/{total}: {case.name}: already complete, skipped")
             outcome.skipped.append(case.name)
         else:
@@ -114,12 +113,11 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
                 result.timings = {"read_s": read_s, **result.timings}
                 elapsed_s = read_s + time.perf_counter() - clock
             except AttentionUNetSegError as exc:
-                _fail(job, case, model, exc, outcome, say, f"case {k}/{total}")
+                _fail(job, case, run.model, exc, outcome, say, f"case {k}/{total}")
                 continue
             if writing is not None:
                 writing.result()
-            writing = writer.submit(_write, job, case, result, model, settings, elapsed_s, outcome, say,
-                                    f"case {k}/{total}")
+            writing = writer.submit(_write, job, case, result, run, elapsed_s, outcome, say, f"case {k}/{total}")
             del result
             segmented = position + 1
             left = len(todo) - segmented
@@ -136,21 +134,21 @@ def _read(path: Path) -> Tuple[sitk.Image, float]:
     return read_image(path), time.perf_counter() - clock
 
 
-def _write(job: CohortJob, case: CohortCase, result: SegmentationResult, model: dict, settings: dict,
-           elapsed_s: float, outcome: CohortOutcome, say: Callable[[str], None], label: str) -> None:
+def _write(job: CohortJob, case: CohortCase, result: SegmentationResult, run: RunRecord, elapsed_s: float,
+           outcome: CohortOutcome, say: Callable[[str], None], label: str) -> None:
     """Write and commit one case's outputs (in the writer thread); a failed write is the case's failure."""
     try:
         with StagedOutputs(job.output) as outputs:
-            stage_case(result, outputs, case.name, case.path, model, settings, elapsed_s)
+            stage_case(result, outputs, case.name, case.path, run, elapsed_s)
             outputs.commit()
     except AttentionUNetSegError as exc:
-        _fail(job, case, model, exc, outcome, say, label)
+        _fail(job, case, run.model, exc, outcome, say, label)
         return
     remove_error(job.output, case.name)
     outcome.done.append(case.name)
 
 
-def _fail(job: CohortJob, case: CohortCase, model: dict, error: AttentionUNetSegError, outcome: CohortOutcome,
+def _fail(job: CohortJob, case: CohortCase, model: ModelRecord, error: AttentionUNetSegError, outcome: CohortOutcome,
           say: Callable[[str], None], label: str) -> None:
     write_error(job.output, case.name, case.path, model, error)
     outcome.failed.append((case.name, str(error)))

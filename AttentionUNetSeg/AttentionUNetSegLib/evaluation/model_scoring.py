@@ -30,7 +30,6 @@ from ..io.images import read_image, write_image
 from ..models.model_file import model_metadata
 from ..models.registry import load_model
 from ..models.segment_classes import SegmentClass
-from ..network.attention_unet import AttentionUNet3D
 from ..repeats import repeated
 from .metrics import ClassMetrics
 from .report import CaseResult, EvaluationReport
@@ -40,6 +39,8 @@ from .tables import write_text_files
 log = logging.getLogger(__name__)
 
 PREDICTIONS_DIR, REFERENCES_DIR = "predictions", "references"
+CaseProgress = Callable[[int, int, str, float], None]
+"""Called after each case with (cases done, cases in all, the case's name, seconds it took to segment)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,16 @@ class CaseSelection:
         return [by_name[n] for n in wanted]
 
 
+@dataclass(frozen=True)
+class ScoredCase:
+    """A case to segment and score, the label map of its reference labels, and the model's class values that map
+    produces (name -> value)."""
+
+    case: Case
+    label_map: LabelMap
+    class_values: Dict[str, int]
+
+
 def mapped_reference(case: Case, image: sitk.Image, label_map: LabelMap, class_values: Dict[str, int]) -> sitk.Image:
     """The case's reference labels as model class values, on the CT's grid (nearest neighbour)."""
     reference = read_image(case.label)
@@ -77,7 +88,7 @@ def mapped_reference(case: Case, image: sitk.Image, label_map: LabelMap, class_v
 
 def evaluate_model(model: str, data: Path, output: Path, label_map: Optional[str] = None,
                    selection: CaseSelection = CaseSelection(), device: str = "auto",
-                   progress: Optional[Callable[[int, int, str, float], None]] = None) -> EvaluationReport:
+                   progress: Optional[CaseProgress] = None) -> EvaluationReport:
     """Segment and score the selected cases of `data` with `model` (a file or registry name); write the
     tables, predictions/ and references/ into `output`, all or nothing. `progress(done, total, case, seconds)`
     follows each case."""
@@ -87,18 +98,19 @@ def evaluate_model(model: str, data: Path, output: Path, label_map: Optional[str
     class_values = _class_values(mapping, metadata.classes, metadata.name)
     classes = {value: name for name, value in sorted(class_values.items(), key=lambda item: item[1])}
     cases = selection.apply(discover_cases(Path(data)))
-    case_maps = {case.name: load_label_map(case.label_map) if case.label_map else mapping for case in cases}
-    case_values = {name: _class_values(case_map, metadata.classes, metadata.name) for name, case_map in case_maps.items()}
+    scored = []
     for case in cases:
-        unlisted = [name for name in case_values[case.name] if name not in class_values]
+        case_map = load_label_map(case.label_map) if case.label_map else mapping
+        scored.append(ScoredCase(case, case_map, _class_values(case_map, metadata.classes, metadata.name)))
+        unlisted = [name for name in scored[-1].class_values if name not in class_values]
         if unlisted:
-            raise DatasetError(f"case {case.name}: its label map {case_maps[case.name].name!r} produces {unlisted}, "
+            raise DatasetError(f"case {case.name}: its label map {case_map.name!r} produces {unlisted}, "
                                f"which the run's label map {mapping.name!r} does not; give a --label-map that does")
     output = Path(output)
     created = not output.exists()
     try:
-        report = _segment_and_score(loaded, cases, case_maps, case_values, classes, output, str(data), device,
-                                    progress)
+        segmenter = Segmenter(loaded, device=device, attention=False)
+        report = _segment_and_score(segmenter, scored, classes, output, str(data), progress)
     except BaseException:
         if created:
             shutil.rmtree(output, ignore_errors=True)
@@ -122,17 +134,16 @@ def _not_labelled(metrics: ClassMetrics) -> ClassMetrics:
     return ClassMetrics(math.nan, math.nan, math.nan, math.nan, math.nan, metrics.pred_voxels, 0)
 
 
-def _segment_and_score(model: AttentionUNet3D, cases: List[Case], case_maps: Dict[str, LabelMap],
-                       case_values: Dict[str, Dict[str, int]], classes: Dict[int, str], output: Path, source: str,
-                       device: str,
-                       progress) -> EvaluationReport:
+def _segment_and_score(segmenter: Segmenter, cases: List[ScoredCase], classes: Dict[int, str], output: Path,
+                       source: str, progress: Optional[CaseProgress]) -> EvaluationReport:
+    """Segment and score `cases` (`classes`: value -> name of the model's classes scored), writing the predictions
+    and mapped references into `output`; the report names `source` as its references."""
     results: List[CaseResult] = []
-    segmenter = Segmenter(model, device=device, attention=False)
     with StagedOutputs(output / PREDICTIONS_DIR) as predictions, StagedOutputs(output / REFERENCES_DIR) as references:
-        for index, case in enumerate(cases, start=1):
+        for index, scored in enumerate(cases, start=1):
+            case, class_values = scored.case, scored.class_values
             image = read_image(case.image)
-            class_values = case_values[case.name]
-            reference = mapped_reference(case, image, case_maps[case.name], class_values)
+            reference = mapped_reference(case, image, scored.label_map, class_values)
             started = time.perf_counter()
             labels = segmenter(image).labels
             seconds = time.perf_counter() - started
@@ -146,7 +157,7 @@ def _segment_and_score(model: AttentionUNet3D, cases: List[Case], case_maps: Dic
                                        for value, metrics in scores.items()}))
             if progress is not None:
                 progress(index, len(cases), case.name, seconds)
-        report = EvaluationReport(classes, results, f"model {model.metadata.name}", source)
+        report = EvaluationReport(classes, results, f"model {segmenter.metadata.name}", source)
         texts = report.texts()
         predictions.commit()
         references.commit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -22,22 +22,50 @@ SUMMARY_SUFFIX = "_summary.json"
 ERROR_SUFFIX = "_error.json"
 
 
-def settings_record(settings: InferenceSettings, extension: str) -> dict:
-    """What a summary records of how its outputs were made: the inference settings and the file format."""
-    return {**asdict(settings), "format": extension}
+@dataclass(frozen=True)
+class ModelRecord:
+    """What a summary or an error record gives of the model: its name, file name, sha256 and whether it was
+    trained."""
+
+    name: str
+    file: str
+    sha256: str
+    trained: bool
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, model_file: str) -> "ModelRecord":
+        """The record of a loaded `model` read from the file `model_file`."""
+        return cls(model.metadata.name, model_file, model.sha256, model.metadata.trained)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
-def stage_case(result: SegmentationResult, outputs: StagedOutputs, name: str, input_path: Path, model: dict,
-               settings: dict, elapsed_s: float) -> None:
-    """Write every output image of `result` and then its summary (naming the `model` record, the `settings`
-    record, and the timings with `elapsed_s` spent on the case before writing) into `outputs`.
+@dataclass(frozen=True)
+class RunRecord:
+    """What a summary records of how its outputs were made: the model, the inference settings and the file format
+    (`extension`, e.g. "nii.gz")."""
+
+    model: ModelRecord
+    settings: InferenceSettings
+    extension: str
+
+    def settings_dict(self) -> dict:
+        """The summary's "settings": the inference settings and the format."""
+        return {**asdict(self.settings), "format": self.extension}
+
+
+def stage_case(result: SegmentationResult, outputs: StagedOutputs, name: str, input_path: Path, run: RunRecord,
+               elapsed_s: float) -> None:
+    """Write every output image of `result` and then its summary (naming the `run`'s model and settings, and the
+    timings with `elapsed_s` spent on the case before writing) into `outputs`.
 
     The summary is staged last, so it is committed last: a case whose summary exists is whole."""
     clock = time.perf_counter()
-    files = _write_images(result, outputs, name, settings["format"])
+    files = _write_images(result, outputs, name, run.extension)
     result.timings["write_s"] = time.perf_counter() - clock
     result.timings["total_s"] = elapsed_s + result.timings["write_s"]
-    summary = _summary(result, input_path, model, settings, files)
+    summary = _summary(result, input_path, run, files)
     outputs.path(name + SUMMARY_SUFFIX).write_text(json.dumps(summary, indent=2))
 
 
@@ -51,14 +79,14 @@ def _write_images(result: SegmentationResult, outputs: StagedOutputs, name: str,
     return [file for file, _ in jobs]
 
 
-def _summary(result: SegmentationResult, input_path: Path, model: dict, settings: dict, files: List[str]) -> dict:
+def _summary(result: SegmentationResult, input_path: Path, run: RunRecord, files: List[str]) -> dict:
     return {
         "input": str(input_path),
         "labels": {str(c.value): c.name for c in result.classes if c.value > 0},
         "volumes_ml": result.volumes_ml(),
         "attention_gates": list(result.attention),
-        "model": model,
-        "settings": settings,
+        "model": run.model.to_dict(),
+        "settings": run.settings_dict(),
         "files": files,
         "device": result.device,
         "precision": result.precision,
@@ -66,12 +94,6 @@ def _summary(result: SegmentationResult, input_path: Path, model: dict, settings
         "timings_s": {k.removesuffix("_s"): round(v, 3) for k, v in result.timings.items()},
         "warnings": result.warnings,
     }
-
-
-def model_record(model: torch.nn.Module, model_file: str) -> dict:
-    """The facts a summary or an error record gives of a loaded `model` read from the file `model_file`."""
-    metadata = model.metadata
-    return {"name": metadata.name, "file": model_file, "sha256": model.sha256, "trained": metadata.trained}
 
 
 def read_record(path: Path) -> Optional[dict]:
@@ -83,19 +105,20 @@ def read_record(path: Path) -> Optional[dict]:
     return record if isinstance(record, dict) else None
 
 
-def is_complete(folder: Path, name: str, sha256: str, settings: dict) -> bool:
-    """Whether `folder` holds case `name` whole, made by the model `sha256` with these `settings`."""
+def is_complete(folder: Path, name: str, run: RunRecord) -> bool:
+    """Whether `folder` holds case `name` whole, made by the `run`'s model (its sha256) with its settings."""
     summary = read_record(folder / (name + SUMMARY_SUFFIX))
     if summary is None or not isinstance(summary.get("files"), list):
         return False
-    return ((summary.get("model") or {}).get("sha256") == sha256 and summary.get("settings") == settings
+    return ((summary.get("model") or {}).get("sha256") == run.model.sha256
+            and summary.get("settings") == run.settings_dict()
             and all((folder / file).is_file() for file in summary["files"]))
 
 
-def write_error(folder: Path, name: str, input_path: Path, model: dict, error: Exception) -> Path:
+def write_error(folder: Path, name: str, input_path: Path, model: ModelRecord, error: Exception) -> Path:
     """Record atomically why case `name` failed, as `<name>_error.json`."""
     record = {"input": str(input_path), "error": str(error), "error_type": type(error).__name__,
-              "model": model}
+              "model": model.to_dict()}
     path = folder / (name + ERROR_SUFFIX)
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")

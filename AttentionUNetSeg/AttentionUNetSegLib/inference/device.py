@@ -7,8 +7,8 @@ from typing import ContextManager
 import torch
 
 from ..errors import InvalidOptionError
+from .settings import DEVICE_CHOICES
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 INFERENCE_PRECISION_CHOICES = PRECISION_CHOICES + ("int8",)
 """int8 is for inference only (backends/quantization.py)."""

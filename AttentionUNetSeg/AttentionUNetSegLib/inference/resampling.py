@@ -4,7 +4,8 @@ The model grid has an identity direction; most CT grids differ from it only by a
 permutation), so each output axis reads one model axis and trilinear interpolation splits into three 1-D
 interpolations, done plane by plane with NumPy (maps) or with PyTorch (the argmax) instead of a general
 resampler. It gives what SimpleITK's linear `Resample` gives (the same clamping at the borders, values outside
-the grid set to `outside`); oblique grids go to SimpleITK itself.
+the grid set to `outside`); oblique grids go to SimpleITK itself. That, and labels equal to the argmax of
+SimpleITK's resampled logits, are contracts: Testing/test_contracts.py.
 """
 from __future__ import annotations
 

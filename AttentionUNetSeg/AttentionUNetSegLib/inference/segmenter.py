@@ -25,7 +25,7 @@ from ..io.maps import MapSet
 from ..models.model_file import model_metadata
 from ..models.registry import load_model
 from ..models.segment_classes import SegmentClass
-from ..progress import CancelCheck, ProgressCallback, no_progress
+from ..progress import CancelCheck, ProgressCallback, SegmentationStage, no_progress
 from .device import resolve_device, resolve_precision
 from .plausibility import plausibility_warnings
 from .preprocessing import validate_image
@@ -123,7 +123,7 @@ class Segmenter:
         warnings = validate_image(image)
         for message in warnings:
             log.warning(message)
-        report("preparing", 0.0)
+        report(SegmentationStage.PREPARING, 0.0)
         grid, box, model_input = body_input(image, metadata, settings.overlap)
         timings["preprocess_s"] = time.perf_counter() - clock
 
@@ -137,7 +137,7 @@ class Segmenter:
         timings["inference_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        report("resampling", 0.0)
+        report(SegmentationStage.RESAMPLING, 0.0)
         logits, gate_maps = outputs[:num_classes], outputs[num_classes:]
         input_grid = Grid.of(image)
         labels = input_grid.image(argmax_on_grid(logits, grid, input_grid, cancel))
@@ -150,7 +150,7 @@ class Segmenter:
                                                     {c.value: c.name for c in metadata.classes},
                                                     sitk.GetArrayViewFromImage(image))
         timings["postprocess_s"] = time.perf_counter() - clock
-        report("done", 1.0)
+        report(SegmentationStage.DONE, 1.0)
         return SegmentationResult(
             labels=labels,
             classes=list(metadata.classes),

@@ -3,13 +3,14 @@ windows, and the blended logits and attention maps.
 
 The windows, their weights and the blending are MONAI's `sliding_window_inference` (mode "gaussian", sigma_scale
 0.125, constant padding), reproduced here because importing MONAI takes about 2 s of a 2-core CPU, a sixth of
-segmenting a whole CT there (docs/benchmarks.md); Testing/test_sliding_windows.py checks the outputs against
-MONAI's own function.
+segmenting a whole CT there (docs/benchmarks.md); that they equal MONAI's own function is a contract,
+Testing/test_contracts.py.
 """
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from ..backends.protocol import WindowBackend
 from ..io.grid import Grid
 from ..models.model_file import ModelMetadata
-from ..progress import CancelCheck, ProgressCallback, no_progress, raise_if_cancelled
+from ..progress import CancelCheck, ProgressCallback, SegmentationStage, no_progress, raise_if_cancelled
 from .preprocessing import AIR_HU, body_box, model_grid, normalise, resample
 from .settings import InferenceSettings
 
@@ -29,6 +30,17 @@ SIGMA_SCALE = 0.125
 """The Gaussian weight's sigma as a fraction of the window's side (MONAI's default)."""
 MIN_WEIGHT = 1e-3
 """Weights below this are raised to it, so every voxel counts (MONAI's floor)."""
+
+
+@dataclass(frozen=True)
+class WindowLayout:
+    """How a volume is cut into windows: their size `roi` (z, y, x), their `overlap`, `batch_size` windows per
+    forward pass, and the `fill` a volume smaller than a window is padded with."""
+
+    roi: Tuple[int, ...]
+    overlap: float
+    batch_size: int
+    fill: float = 0.0
 
 
 def window_size(shape_zyx: Sequence[int], patch_zyx: Sequence[int], max_voxels: int) -> Tuple[int, ...]:
@@ -71,37 +83,37 @@ def sliding_window_outputs(backend: WindowBackend, model_input: np.ndarray, meta
     Windows are the model's training patch, or as large as `settings.window_voxels` (or, where that is None, the
     model's own `window_voxels`) allows (`window_size`); an input smaller than a window is padded with air."""
     max_voxels = metadata.window_voxels if settings.window_voxels is None else settings.window_voxels
-    roi = window_size(model_input.shape, tuple(reversed(metadata.patch_size)), max_voxels)
-    return blend_windows(model_input, roi, settings.overlap, settings.windows_per_batch(backend.device.type),
-                         lambda windows: _window_outputs(backend, windows, settings.attention), backend.device,
-                         metadata.intensity.air, progress, cancel)
+    layout = WindowLayout(window_size(model_input.shape, tuple(reversed(metadata.patch_size)), max_voxels),
+                          settings.overlap, settings.windows_per_batch(backend.device.type), metadata.intensity.air)
+    return blend_windows(model_input, layout, lambda windows: _window_outputs(backend, windows, settings.attention),
+                         backend.device, progress, cancel)
 
 
-def blend_windows(volume: np.ndarray, roi: Sequence[int], overlap: float, batch_size: int,
-                  predict: Callable[[torch.Tensor], torch.Tensor], device: torch.device, fill: float = 0.0,
-                  progress: ProgressCallback = no_progress, cancel: Optional[CancelCheck] = None) -> np.ndarray:
-    """`predict`'s outputs (N, C, *roi) for batches of `batch_size` windows (N, 1, *roi) of `volume` (z, y, x),
-    blended with Gaussian weights into (C, z, y, x); `volume` is padded with `fill` to at least one window.
+def blend_windows(volume: np.ndarray, layout: WindowLayout, predict: Callable[[torch.Tensor], torch.Tensor],
+                  device: torch.device, progress: ProgressCallback = no_progress,
+                  cancel: Optional[CancelCheck] = None) -> np.ndarray:
+    """`predict`'s outputs (N, C, *roi) for batches of windows (N, 1, *roi) of `volume` (z, y, x) as `layout`
+    cuts them, blended with Gaussian weights into (C, z, y, x); `volume` is padded to at least one window.
 
     The blending runs on `device`, where `predict` runs: on a GPU, accumulating every window's outputs on the
     CPU would take longer than the model itself."""
-    padded, inside = padded_to_window(volume, roi, fill)
+    padded, inside = padded_to_window(volume, layout.roi, layout.fill)
     source = torch.from_numpy(padded)[None, None]
-    weight = gaussian_weight(roi, device)
+    weight = gaussian_weight(layout.roi, device)
     total_weight = torch.zeros(padded.shape, dtype=torch.float32, device=device)
-    windows = list(window_boxes(padded.shape, roi, overlap))
+    windows = list(window_boxes(padded.shape, layout.roi, layout.overlap))
     blended: Optional[torch.Tensor] = None
     with torch.inference_mode():
-        for first in range(0, len(windows), batch_size):
+        for first in range(0, len(windows), layout.batch_size):
             raise_if_cancelled(cancel)
-            batch = windows[first:first + batch_size]
+            batch = windows[first:first + layout.batch_size]
             outputs = predict(torch.cat([source[(..., *box)] for box in batch]).to(device))
             if blended is None:
                 blended = torch.zeros((outputs.shape[1],) + padded.shape, dtype=torch.float32, device=device)
             for box, output in zip(batch, outputs):
                 blended[(slice(None), *box)] += output * weight
                 total_weight[box] += weight
-            progress("inference", (first + len(batch)) / len(windows))
+            progress(SegmentationStage.INFERENCE, (first + len(batch)) / len(windows))
         blended /= total_weight
     return blended[(slice(None), *inside)].cpu().numpy()
 

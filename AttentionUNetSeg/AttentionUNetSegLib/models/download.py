@@ -1,23 +1,22 @@
 """Downloading model files: https only, atomic, verified against a sha256 before anything can use them.
 
-The file is streamed into a temporary file beside its destination while its sha256 is computed; it
-replaces the destination only when every byte arrived and the checksum matches, so an interrupted or
-failed download leaves nothing behind. Redirects are followed only to other https URLs.
+`pooch.retrieve` streams the file into a temporary file beside its destination and moves it there only when
+every byte arrived and its sha256 matches, so an interrupted or failed download leaves nothing behind; a file
+already there with that sha256 is kept. Here: the URL must be https, and so must every redirect; pooch's errors
+become ModelFileErrors that say what to do.
 """
 from __future__ import annotations
 
-import hashlib
-import http.client
+import logging
+import os
 import re
 import ssl
-import urllib.error
-import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
-from urllib.parse import urlparse
+from typing import Callable, Iterator, Optional, Union
+from urllib.parse import urljoin, urlparse
 
 from ..errors import InvalidOptionError, ModelFileError
-from ..io.atomic import atomic_file
 
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 CHUNK_BYTES = 1 << 20
@@ -43,49 +42,75 @@ def check_sha256(value: str) -> str:
     return digest
 
 
-class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect only if it stays on https (no silent downgrade to http or another scheme)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102 (urllib's signature)
-        check_https_url(newurl)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
 def download(url: str, destination: Path, sha256: str, progress: Optional[DownloadProgress] = None) -> Path:
     """Fetch `url` to `destination` atomically and verify its sha256; on any failure nothing is left behind.
 
-    Certificates are checked against the system's trust store (the SSL_CERT_FILE environment variable
-    points elsewhere, as for any OpenSSL program).
+    Certificates are checked against OpenSSL's trust store (the SSL_CERT_FILE and SSL_CERT_DIR environment
+    variables point elsewhere, as for any OpenSSL program), else against certifi's.
     """
+    import pooch
+
     check_https_url(url)
     expected = check_sha256(sha256)
-    opener = urllib.request.build_opener(
-        urllib.request.HTTPSHandler(context=ssl.create_default_context()), _HttpsOnlyRedirects())
-    digest = hashlib.sha256()
-    received = 0
+    destination = Path(destination)
+    downloader = pooch.HTTPDownloader(progressbar=_ProgressBar(progress) if progress else False,
+                                      chunk_size=CHUNK_BYTES, timeout=TIMEOUT_S, verify=_trust_store(),
+                                      hooks={"response": _refuse_redirects_off_https})
     try:
-        with opener.open(url, timeout=TIMEOUT_S) as response, atomic_file(destination) as tmp:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            with open(tmp, "wb") as handle:
-                while chunk := response.read(CHUNK_BYTES):
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    if progress is not None:
-                        progress(received, total)
-            if total is not None and received != total:
-                raise ModelFileError(f"download of {url} broke off after {received} of {total} bytes; "
-                                     "nothing was kept: try again")
-            if digest.hexdigest() != expected:
-                raise ModelFileError(f"download of {url} has sha256 {digest.hexdigest()}, not the expected "
-                                     f"{expected}: the file is corrupt or not the one registered; nothing was kept")
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        raise ModelFileError(f"download of {url} failed ({_reason(exc)}); nothing was kept: check the URL and "
-                             "the network, then try again") from exc
+        with _quiet(pooch.get_logger()):
+            pooch.retrieve(url, known_hash=f"sha256:{expected}", fname=destination.name, path=destination.parent,
+                           downloader=downloader)
+    except InvalidOptionError:  # a redirect off https
+        raise
+    except ValueError as exc:  # pooch's checksum mismatch (the URL and checksum were checked above)
+        raise ModelFileError(f"download of {url} does not have the expected sha256 {expected}: the file is corrupt "
+                             "or not the one registered; nothing was kept") from exc
+    except OSError as exc:  # requests' errors (HTTP status, connection, a download that broke off) are OSErrors
+        raise ModelFileError(f"download of {url} failed ({exc}); nothing was kept: check the URL and the network, "
+                             "then try again") from exc
+    os.chmod(destination, 0o644)  # pooch's temporary file is owner-only; the cache holds ordinary files
     return destination
 
 
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    return str(reason if reason is not None else exc) or type(exc).__name__
+class _ProgressBar:
+    """What pooch's HTTPDownloader takes as a progress bar (total, update, reset, close), reporting to a
+    DownloadProgress. pooch adds a whole chunk for each one, the last one too, then resets and adds the total."""
+
+    def __init__(self, report: DownloadProgress) -> None:
+        self.report = report
+        self.total = 0
+        self.received = 0
+
+    def update(self, count: int) -> None:
+        if count:
+            self.received = min(self.received + count, self.total) if self.total else self.received + count
+            self.report(self.received, self.total or None)
+
+    def reset(self) -> None:
+        self.received = 0
+
+    def close(self) -> None:
+        """Nothing to close: the caller's bar is the caller's."""
+
+
+def _trust_store() -> Union[str, bool]:
+    """OpenSSL's CA file or folder (the environment's SSL_CERT_FILE/SSL_CERT_DIR first), or True: certifi's."""
+    paths = ssl.get_default_verify_paths()
+    return paths.cafile or paths.capath or True
+
+
+def _refuse_redirects_off_https(response, *args, **kwargs) -> None:
+    """A requests response hook: a redirect is followed only if it stays on https (no downgrade to http)."""
+    if response.is_redirect:
+        check_https_url(urljoin(response.url, response.headers["location"]))
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """pooch logs every download at INFO to stderr: the command line's output stays as it was."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

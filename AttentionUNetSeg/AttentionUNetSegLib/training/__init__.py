@@ -1,8 +1,10 @@
 """Headless training of the (Attention) U-Net: `train(TrainConfig(...))`, or `attention-unet train` on a terminal.
 
 Modules, one job each: config (options), cache (preprocessing on disk), augment, data (batches and their
-order), losses, distributed (torchrun/DDP), checkpoint, validation, snapshots, logs, setup (what is settled
-before the first step), trainer (the loop). Cases, label maps and splits come from `..datasets`.
+order), losses, distributed (torchrun/DDP), checkpoint, validation, snapshots, logs, time_left (the estimate),
+provenance (the model files' metadata), setup (what is settled before the first step), epoch (the optimizer
+steps of one epoch), trainer (the run: epochs, validations, checkpoints, model files).
+Cases, label maps and splits come from `..datasets`.
 """
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import yaml
 
 from ..errors import InvalidOptionError
-from ..inference.device import DEVICE_CHOICES, PRECISION_CHOICES
+from ..inference.device import PRECISION_CHOICES
+from ..inference.settings import DEVICE_CHOICES
 from ..inference.preprocessing import IntensityNormalisation
 from ..io.atomic import atomic_file
 from ..network.attention_unet import ARCHITECTURES, DEEP_SUPERVISION_MODES

@@ -17,7 +17,7 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -29,7 +29,7 @@ from ..io.atomic import atomic_file
 from ..models.model_file import read_metadata, read_model, save_model
 from ..models.registry import RegistryEntry, resolve_model_path
 from ..models.user_folders import user_models_dir
-from ..progress import CancelCheck, raise_if_cancelled
+from ..progress import CancelCheck, EventCallback, FineTuneStage, ProgressEvent, raise_if_cancelled
 
 DEFAULT_STEPS = 100
 DEFAULT_LEARNING_RATE = 3e-5
@@ -70,22 +70,6 @@ class FineTuneSettings:
             problems.append(f"the learning rate must be > 0, not {self.learning_rate}")
         if problems:
             raise InvalidOptionError("; ".join(problems))
-
-
-@dataclass(frozen=True)
-class FineTuneEvent:
-    """Progress: the stage ("preparing", "validating", "training", "saving"), the fraction of it done and, while
-    training, the step, the steps in all, the loss and the estimated seconds of training left."""
-
-    stage: str
-    fraction: float
-    step: Optional[int] = None
-    total_steps: Optional[int] = None
-    loss: Optional[float] = None
-    seconds_left: Optional[float] = None
-
-
-FineTuneProgress = Callable[[FineTuneEvent], None]
 
 
 @dataclass
@@ -136,10 +120,11 @@ def new_model_file(name: str) -> Path:
 
 
 def fine_tune(cases: Sequence[FineTuneCase], settings: FineTuneSettings, work_dir: Path,
-              validation: Optional[FineTuneCase] = None, progress: Optional[FineTuneProgress] = None,
+              validation: Optional[FineTuneCase] = None, progress: Optional[EventCallback] = None,
               cancel: Optional[CancelCheck] = None) -> FineTuneResult:
     """Fine-tune `settings.base_model` on `cases` in `work_dir` (an empty folder of the caller's, which removes it);
-    see the module docstring. Raises CancelledError when `cancel()` returns True, leaving nothing registered."""
+    see the module docstring. `progress` gets ProgressEvents of FineTuneStage. Raises CancelledError when
+    `cancel()` returns True, leaving nothing registered."""
     from . import TrainConfig, train
 
     report = progress or (lambda event: None)
@@ -149,11 +134,11 @@ def fine_tune(cases: Sequence[FineTuneCase], settings: FineTuneSettings, work_di
     base_path = resolve_model_path(settings.base_model)
     base = read_model(base_path)
     class_names = {c.value: c.name for c in base.metadata.classes}
-    report(FineTuneEvent("preparing", 0.0))
+    report(ProgressEvent(FineTuneStage.PREPARING, 0.0))
     dataset, class_voxels = _write_dataset(cases, class_names, Path(work_dir) / "data")
     before = None
     if validation is not None:
-        report(FineTuneEvent("validating", 0.0))
+        report(ProgressEvent(FineTuneStage.VALIDATING_BEFORE, 0.0))
         before = validation_dice(base, validation, settings.device, cancel)
     raise_if_cancelled(cancel)
     config = TrainConfig(
@@ -161,11 +146,11 @@ def fine_tune(cases: Sequence[FineTuneCase], settings: FineTuneSettings, work_di
         label_map=str(dataset.parent / "run_label_map.json"), init_model=str(base_path), name=settings.name,
         epochs=1, iterations_per_epoch=settings.steps, max_seconds=settings.max_seconds, lr=settings.learning_rate,
         device=settings.device, seed=settings.seed, fold="all", flips=False, snapshots=False, tensorboard=False)
-    report(FineTuneEvent("training", 0.0, 0, settings.steps))
+    report(ProgressEvent(FineTuneStage.TRAINING, 0.0, 0, settings.steps))
 
     def on_step(step) -> None:
-        report(FineTuneEvent("training", step.step / max(step.total_steps, 1), step.step, step.total_steps, step.loss,
-                             step.seconds_left))
+        report(ProgressEvent(FineTuneStage.TRAINING, step.step / max(step.total_steps, 1), step.step,
+                             step.total_steps, step.loss, step.seconds_left))
 
     trained = train(config, should_stop=cancel or (lambda: False), on_step=on_step)
     if trained.stopped:
@@ -174,9 +159,9 @@ def fine_tune(cases: Sequence[FineTuneCase], settings: FineTuneSettings, work_di
     model.metadata = metadata = read_metadata(trained.files["final"])
     after = None
     if validation is not None:
-        report(FineTuneEvent("validating", 0.0))
+        report(ProgressEvent(FineTuneStage.VALIDATING_AFTER, 0.0))
         after = validation_dice(model, validation, settings.device, cancel)
-    report(FineTuneEvent("saving", 0.0))
+    report(ProgressEvent(FineTuneStage.SAVING, 0.0))
     provenance = metadata.provenance
     result = FineTuneResult(settings.name, Path(work_dir) / f"{settings.name}.safetensors", base.metadata.name,
                             base.sha256, len(cases), class_voxels, trained.progress.global_step,
@@ -188,7 +173,7 @@ def fine_tune(cases: Sequence[FineTuneCase], settings: FineTuneSettings, work_di
         f"{base.metadata.name} fine-tuned on {len(cases)} user case(s) for {result.steps} steps "
         f"({', '.join(f'{n}: {v} voxels' for n, v in class_voxels.items())})"))
     save_model(model.cpu(), metadata, result.model_file)
-    report(FineTuneEvent("saving", 1.0))
+    report(ProgressEvent(FineTuneStage.SAVING, 1.0))
     return result
 
 

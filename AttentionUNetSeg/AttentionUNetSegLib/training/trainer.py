@@ -11,8 +11,6 @@ resumes exactly; a non-finite loss stops the run and leaves the last checkpoint 
 from __future__ import annotations
 
 import logging
-import math
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -28,8 +26,8 @@ from ..datasets.label_maps import LabelMap, load_label_map
 from ..datasets.segment_names import segment_label_maps
 from ..datasets.splits import fold_cases
 from ..errors import TrainingError
-from ..inference.device import autocast
 from ..inference.preprocessing import IntensityNormalisation
+from ..inference.settings import InferenceSettings
 from ..models.model_file import ModelMetadata, save_model
 from ..network.attention_unet import AttentionUNet3D
 from .augment import training_transform
@@ -38,11 +36,14 @@ from .checkpoint import CHECKPOINT_FILE, RunState, check_identity, load_checkpoi
 from .config import CONFIG_FILE, TrainConfig
 from .data import EpochSampler, PatchDataset, default_workers, make_loader, steps_per_epoch
 from .distributed import DistributedContext, init_distributed
+from .epoch import OUT_OF_TIME, STOPPED, Diverged, EpochLoop, StepCallback
 from .logs import LOG_FILE, TrainingLog
 from .losses import SegmentationLoss
+from .provenance import run_metadata
 from .setup import case_settings, plan_model, prepare_cases, prepare_output, seed_run, training_dtype
 from .snapshots import matplotlib_available, write_snapshot
-from .validation import ValidationResult, validate
+from .time_left import time_left
+from .validation import ValidationResult, Validator
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +51,6 @@ SAFE_TO_CHANGE = ("output", "cache_dir", "workers", "tensorboard", "snapshots", 
 """Options that may change on resume without making the run differ from an uninterrupted one."""
 FINAL_MODEL = "final.safetensors"
 BEST_MODEL = "best.safetensors"
-POLY_EXPONENT = 0.9
-EPOCH_DONE, STOPPED, OUT_OF_TIME = "epoch done", "stopped", "out of time"
-"""How an epoch of training ended."""
-
-
-@dataclass(frozen=True)
-class StepReport:
-    """What `train`'s `on_step` callback gets after every optimizer step."""
-
-    step: int
-    total_steps: int
-    loss: float
-    seconds_left: float
-
-
-StepCallback = Callable[[StepReport], None]
-
 
 @dataclass
 class TrainResult:
@@ -137,9 +121,10 @@ class Trainer:
                 raise TrainingError(f"the run in {self.output} has already trained its {done} epochs; give a larger "
                                     "--epochs to train on")
         self._prepare_data(cases)
+        self.validator = Validator(self.val_cases, self.trained_classes, ctx, self.dtype,
+                                   InferenceSettings(overlap=config.overlap))
         self.intensity = self._intensity(checkpoint)
-        self._build_model(checkpoint)
-        self._build_loader()
+        self.loop = self._build_loop(checkpoint)
         self.validation_seconds: List[float] = []  # this process's validations, for the time left
         if ctx.is_main:
             config.save(self.output / CONFIG_FILE)
@@ -169,49 +154,45 @@ class Trainer:
                 log.info("case %s does not label %s (its label map does not produce them): they are left out of its "
                          "loss and its validation scores", case.name, unlabelled)
 
-    def _build_model(self, checkpoint: Optional[dict]) -> None:
-        """Network (DDP-wrapped under torchrun), optimizer, scaler and loss; restored from `checkpoint` if given."""
-        config = self.config
-        self.channels_last = config.channels_last
+    def _build_loop(self, checkpoint: Optional[dict]) -> EpochLoop:
+        """The network (DDP-wrapped under torchrun), optimizer, scaler and loss, restored from `checkpoint` if given,
+        and the augmented-patch loader with its resumable sampler."""
+        config, ctx = self.config, self.ctx
         model = self.plan.build().to(self.device)
-        if self.channels_last:
+        if config.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
         # the model itself, or its DistributedDataParallel wrapper under torchrun: forward passes go through it
-        self.distributed_model = self.ctx.wrap(model, config.sync_batchnorm)
-        self.model: AttentionUNet3D = self.distributed_model.module if self.ctx.is_distributed else self.distributed_model
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.loss = SegmentationLoss(self.plan.config.num_classes, [c.value for c in self.trained_classes],
-                                     config.loss).to(self.device)
-        self.per_scale = self.plan.config.deep_supervision == "per_scale"
+        network = ctx.wrap(model, config.sync_batchnorm)
+        self.model: AttentionUNet3D = network.module if ctx.is_distributed else network
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        loss = SegmentationLoss(self.plan.config.num_classes, [c.value for c in self.trained_classes],
+                                config.loss).to(self.device)
         self.progress = RunState()
         self.checkpoint_epoch: Optional[int] = None
         if checkpoint is not None:
-            self.progress = restore(checkpoint, self.model, self.optimizer, self.scaler)
+            self.progress = restore(checkpoint, self.model, optimizer, scaler)
             self.checkpoint_epoch = self.progress.epoch
-            self._apply_changed_options(checkpoint["settings"]["config"])
-
-    def _build_loader(self) -> None:
-        """The augmented-patch loader and its resumable sampler."""
-        config = self.config
-        self.global_batch = config.batch_size * config.accumulate * self.ctx.world_size
+            self._apply_changed_options(checkpoint["settings"]["config"], optimizer)
+        self.global_batch = config.batch_size * config.accumulate * ctx.world_size
         self.steps = steps_per_epoch(len(self.train_cases), self.global_batch, config.iterations_per_epoch)
         transform = training_transform(config, tuple(reversed(self.plan.patch_size)), self.plan.config.num_classes,
                                        {c.name: c.value for c in self.trained_classes}, self.intensity,
                                        self.plan.spacing_mm)
-        self.sampler = EpochSampler(self.steps * self.global_batch, config.seed, self.ctx.rank, self.ctx.world_size)
-        workers = config.workers if config.workers is not None else default_workers(self.device, self.ctx.world_size)
+        sampler = EpochSampler(self.steps * self.global_batch, config.seed, ctx.rank, ctx.world_size)
+        workers = config.workers if config.workers is not None else default_workers(self.device, ctx.world_size)
         dataset = PatchDataset(self.train_cases, transform, self.plan.config.num_classes)
-        self.loader = make_loader(dataset, self.sampler, config.batch_size, workers,
-                                  self.device)
+        loader = make_loader(dataset, sampler, config.batch_size, workers, self.device)
+        return EpochLoop(network, optimizer, scaler, loss, loader, sampler, config, self.steps, ctx, self.dtype,
+                         self.plan.config.deep_supervision == "per_scale")
 
-    def _apply_changed_options(self, saved: Dict[str, Any]) -> None:
+    def _apply_changed_options(self, saved: Dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
         """Options changed on resume take effect (a new --lr, say), with a warning that the run now differs."""
         changed = sorted(k for k, v in self.config.to_dict().items() if k not in SAFE_TO_CHANGE and saved.get(k) != v)
         if changed and self.ctx.is_main:
             log.warning("resuming with changed options %s: the run will differ from an uninterrupted one",
                         {k: (saved.get(k), getattr(self.config, k)) for k in changed})
-        for group in self.optimizer.param_groups:
+        for group in optimizer.param_groups:
             group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
 
     def _identity(self) -> dict:
@@ -237,9 +218,9 @@ class Trainer:
 
     def run(self, should_stop: Callable[[], bool], on_step: Optional[StepCallback] = None) -> TrainResult:
         config, ctx, progress = self.config, self.ctx, self.progress
-        self.on_step = on_step if ctx.is_main else None
-        logs = TrainingLog(self.output, [c.name for c in self.trained_classes[1:]], progress.epoch, progress.global_step,
-                           config.tensorboard, ctx.is_main)
+        on_step = on_step if ctx.is_main else None
+        logs = TrainingLog(self.output, [c.name for c in self.trained_classes[1:]], progress.epoch,
+                           progress.global_step, config.tensorboard, ctx.is_main)
         snapshots = config.snapshots and ctx.is_main and bool(self.val_cases) and matplotlib_available()
         bar = tqdm(total=config.epochs * self.steps, initial=progress.global_step, unit="step", dynamic_ncols=True,
                    disable=None if ctx.is_main else True)
@@ -248,7 +229,10 @@ class Trainer:
             out_of_time = False
             while progress.epoch < config.epochs and not out_of_time:
                 clock, first_step = time.perf_counter(), progress.step
-                ended = self._train_epoch(bar, logs, should_stop, clock)
+                try:
+                    ended = self.loop.run(progress, clock, should_stop, on_step, logs, bar)
+                except Diverged as exc:
+                    raise TrainingError(self._divergence_message(exc.loss)) from None
                 if ended == STOPPED:
                     progress.seconds += time.perf_counter() - clock
                     self._checkpoint()
@@ -260,7 +244,7 @@ class Trainer:
                 seconds = time.perf_counter() - clock
                 progress.seconds += seconds
                 row = {"epoch": progress.epoch + 1, "step": progress.global_step,
-                       "loss": ctx.mean(progress.loss_sum / max(progress.step, 1)), "lr": self._lr(),
+                       "loss": ctx.mean(progress.loss_sum / max(progress.step, 1)), "lr": self.loop.lr,
                        "samples_per_s": (progress.step - first_step) * self.global_batch / max(seconds, 1e-9),
                        "seconds": seconds}
                 progress.epoch, progress.step, progress.loss_sum = progress.epoch + 1, 0, 0.0
@@ -279,72 +263,6 @@ class Trainer:
             save_model(self.model, self._metadata(validation), self.output / FINAL_MODEL)
         return TrainResult(self.model, progress, stopped=False, validation=validation, files=self._files())
 
-    def _train_epoch(self, bar: tqdm, logs: TrainingLog, should_stop: Callable[[], bool], started: float) -> str:
-        """Train until the epoch ends (EPOCH_DONE), a stop is asked for on any rank (STOPPED) or the time budget
-        is used up (OUT_OF_TIME); `started`: when this epoch began (perf_counter)."""
-        config, progress = self.config, self.progress
-        self.sampler.set_epoch(progress.epoch, skip=progress.step * config.accumulate * config.batch_size)
-        self.distributed_model.train()
-        step_loss = torch.zeros((), device=self.device)
-        for micro_step, batch in enumerate(self.loader, start=1):
-            image = batch["image"].to(self.device, non_blocking=True)
-            if self.channels_last:
-                image = image.contiguous(memory_format=torch.channels_last_3d)
-            labels = batch["label"].to(self.device, non_blocking=True)
-            labelled = batch["labelled"].to(self.device, non_blocking=True)
-            last = micro_step % config.accumulate == 0
-            with self.ctx.no_sync(self.distributed_model, skip=not last):
-                with autocast(self.device, self.dtype):
-                    outputs = self.distributed_model(image, return_scale_logits=self.per_scale)
-                    loss = self.loss(outputs, labels, labelled) / config.accumulate
-                self.scaler.scale(loss).backward()
-            step_loss += loss.detach()
-            if not last:
-                continue
-            value = float(step_loss)
-            used = self.progress.seconds + time.perf_counter() - started
-            budget_spent = config.max_seconds is not None and used >= config.max_seconds
-            diverged, stop, out_of_time = self.ctx.any(not math.isfinite(value), should_stop(), budget_spent)
-            if diverged:
-                raise TrainingError(self._divergence_message(value))
-            self._schedule_lr()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            step_loss.zero_()
-            progress.step += 1
-            progress.global_step += 1
-            progress.loss_sum += value
-            logs.step(progress.global_step, value, self._lr())
-            bar.update(1)
-            bar.set_postfix(epoch=progress.epoch + 1, loss=f"{value:.4f}")
-            if self.on_step is not None:
-                total = self._total_steps(used)
-                self.on_step(StepReport(progress.global_step, total, value,
-                                        (total - progress.global_step) * used / progress.global_step))
-            if stop:
-                return STOPPED
-            if out_of_time:
-                return OUT_OF_TIME
-        return EPOCH_DONE
-
-    def _schedule_lr(self) -> None:
-        """The learning rate of the coming step: constant, or nnU-Net's poly decay over the run's epochs."""
-        if self.config.lr_schedule != "poly":
-            return
-        done = self.progress.global_step / (self.config.epochs * self.steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * max(1.0 - done, 0.0) ** POLY_EXPONENT
-
-    def _total_steps(self, used: float) -> int:
-        """The steps the run will have made at its end: every epoch's, or as many as the time budget allows at
-        the pace so far (`used` seconds of training for the steps done)."""
-        progress, total = self.progress, self.config.epochs * self.steps
-        if self.config.max_seconds is None:
-            return total
-        affordable = int(max(self.config.max_seconds - used, 0.0) * progress.global_step / max(used, 1e-9))
-        return min(total, progress.global_step + affordable)
-
     def _divergence_message(self, value: float) -> str:
         where = f"epoch {self.progress.epoch + 1}, step {self.progress.step + 1}"
         if self.checkpoint_epoch is None:
@@ -354,7 +272,7 @@ class Trainer:
                      "intact: continue from it with --resume after fixing the cause.")
         fp16 = ", use --precision bf16 or fp32 instead of fp16" if self.dtype == torch.float16 else ""
         return (f"the training loss became {value} at {where}: training diverged and was stopped. {saved} "
-                f"Lower the learning rate (--lr, now {self._lr():g}){fp16}, or check the data")
+                f"Lower the learning rate (--lr, now {self.loop.lr:g}){fp16}, or check the data")
 
     def _validates_after(self, epoch: int) -> bool:
         """Whether validation runs after (1-based) `epoch`: every `validate_every` epochs and after the last."""
@@ -364,10 +282,9 @@ class Trainer:
     def _validate(self, snapshots: bool) -> ValidationResult:
         self.ctx.sync_buffers(self.model)
         clock = time.perf_counter()
-        result, picture = validate(self.model, self.val_cases, self._metadata(None), self.trained_classes, self.ctx,
-                                   self.dtype, self.config.overlap, self.progress.epoch, snapshots)
+        result, picture = self.validator(self.model, self._metadata(None), self.progress.epoch, snapshots)
         self.validation_seconds.append(time.perf_counter() - clock)
-        self.distributed_model.train()
+        self.loop.network.train()
         progress = self.progress
         if picture is not None:
             write_snapshot(picture, self.trained_classes, f"{self.name}, epoch {progress.epoch}",
@@ -381,8 +298,8 @@ class Trainer:
 
     def _checkpoint(self) -> None:
         if self.ctx.is_main:
-            save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
-                            progress=self.progress, identity=self._identity(),
+            save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.loop.optimizer,
+                            scaler=self.loop.scaler, progress=self.progress, identity=self._identity(),
                             settings={"intensity": asdict(self.intensity), "config": self.config.to_dict()})
         self.checkpoint_epoch = self.progress.epoch
 
@@ -406,47 +323,8 @@ class Trainer:
         return time_left((epochs - progress.epoch) * self.steps, progress.seconds / max(progress.global_step, 1),
                          validations, per_validation)
 
-    def _lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
     def _metadata(self, validation: Optional[ValidationResult]) -> ModelMetadata:
-        config, progress = self.config, self.progress
-        metrics = {}
-        if validation is not None:
-            metrics = {"validation": validation.summary(),
-                       "best": {"epoch": progress.best_epoch,
-                                "mean_dice": progress.best_score if math.isfinite(progress.best_score) else None}}
-        base = self.plan.base
-        return ModelMetadata(
-            name=self.name,
-            architecture=self.model.config,
-            classes=self.plan.classes,
-            spacing_mm=self.plan.spacing_mm,
-            patch_size=self.plan.patch_size,
-            intensity=self.intensity,
-            description=(f"{self.model.config.architecture} trained with attention-unet train on {config.data} "
-                         f"({len(self.train_cases)} training cases, fold {config.fold}), {progress.epoch} epochs"),
-            trained=True,
-            provenance={
-                "data": config.data, "label_map": self.label_map.to_dict(),
-                "case_label_maps": {name: settings.label_map.to_dict() for name, settings in self.case_settings.items()
-                                    if settings.label_map != self.label_map},
-                "trained_classes": [c.name for c in self.trained_classes],
-                "fine_tuned_from": None if base is None else {"file": str(config.init_model),
-                                                              "name": base.metadata.name, "sha256": base.sha256},
-                "cases": {"train": len(self.train_cases), "validation": len(self.val_cases)},
-                "training_voxels": {c.name: sum(int(case.class_voxels[c.value]) for case in self.train_cases)
-                                    for c in self.trained_classes},  # on the model grid
-                "fold": config.fold, "folds": config.folds, "splits": str(self.splits_path),
-                "epochs": progress.epoch, "steps": progress.global_step, "seed": config.seed,
-                "world_size": self.ctx.world_size, "device": _device_name(self.device),
-                "precision": str(self.dtype).replace("torch.", ""), "torch": torch.__version__,
-                "started": self.started.isoformat(timespec="seconds"),
-                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "training_seconds": round(progress.seconds, 1), "config": config.to_dict(),
-            },
-            metrics=metrics,
-        )
+        return run_metadata(self, validation)
 
     def _files(self) -> Dict[str, Path]:
         names = {"final": FINAL_MODEL, "best": BEST_MODEL, "checkpoint": CHECKPOINT_FILE, "config": CONFIG_FILE,
@@ -454,27 +332,3 @@ class Trainer:
         files = {key: self.output / name for key, name in names.items()}
         files["splits"] = self.splits_path
         return {key: path for key, path in files.items() if self.ctx.is_main and path.is_file()}
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def time_left(steps: int, seconds_per_step: float, validations: int, seconds_per_validation: Optional[float]) -> str:
-    """The time the rest of a run takes: its steps and its validations, each at its measured pace; before any
-    validation has been timed, how many come on top of the steps' time."""
-    seconds = steps * seconds_per_step
-    if not validations:
-        return f"about {_duration(seconds)} left"
-    if seconds_per_validation is None:
-        return f"about {_duration(seconds)} left + {validations} validation(s), not yet timed"
-    seconds += validations * seconds_per_validation
-    return f"about {_duration(seconds)} left, {validations} validation(s) included"
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}"

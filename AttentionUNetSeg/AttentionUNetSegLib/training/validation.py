@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -81,39 +81,51 @@ def _finite_mean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def validate(model: torch.nn.Module, cases: Sequence[CachedCase], metadata: ModelMetadata,
-             trained: Sequence[SegmentClass], ctx: DistributedContext, dtype: torch.dtype, overlap: float,
-             epoch: int, snapshot: bool) -> Tuple[ValidationResult, Optional[Snapshot]]:
-    """Score every case (this rank's share, then gathered); a snapshot of the first case if asked (rank 0)."""
-    values = np.array([c.value for c in trained])
-    spacing_zyx = tuple(reversed(metadata.spacing_mm))
-    scores: List[CaseScores] = []
-    picture = None
-    backend = TorchBackend(model, ctx.device, dtype)  # the weights of this epoch, as they are
-    for index in range(ctx.rank, len(cases), ctx.world_size):
-        case = cases[index]
-        if ctx.is_main:
-            log.info("validation: case %d/%d (%s)", index + 1, len(cases), case.name)
-        ct = np.asarray(case.image())
-        with_attention = snapshot and index == 0 and bool(model.gate_names)
-        settings = InferenceSettings(overlap=overlap, attention=with_attention)
-        outputs = sliding_window_outputs(backend, normalise(ct, metadata.intensity), metadata, settings)
-        prediction = values[np.argmax(outputs[values], axis=0)].astype(np.uint8)
-        reference = np.asarray(case.label())
-        ignored = reference == IGNORE_LABEL
-        if ignored.any():  # voxels left out of training are left out of its scores
-            prediction[ignored] = 0
-            reference = np.where(ignored, 0, reference).astype(np.uint8)
-        scored = [c for c in trained[1:] if c.value in case.labelled]  # a class the case does not label: NaN
-        metrics = label_metrics(prediction, reference, spacing_zyx, [c.value for c in scored])
-        scores.append(CaseScores(case.name, {c.name: metrics[c.value].dice if c in scored else math.nan
-                                             for c in trained[1:]},
-                                 {c.name: metrics[c.value].hd95_mm if c in scored else math.nan for c in trained[1:]}))
-        if snapshot and index == 0:
-            gates = dict(zip(model.gate_names, outputs[metadata.architecture.num_classes:]))
-            picture = _snapshot(case.name, ct, reference, prediction, gates, trained)
-    gathered = sorted((s for part in ctx.gather(scores) for s in part), key=lambda s: s.name)
-    return ValidationResult(epoch, gathered), picture
+@dataclass(frozen=True)
+class Validator:
+    """Scores a run's network on its validation `cases` for its `trained` classes: each rank of `ctx` its share,
+    then gathered; with the sliding windows of `settings` (its overlap), at `dtype`."""
+
+    cases: Sequence[CachedCase]
+    trained: Sequence[SegmentClass]
+    ctx: DistributedContext
+    dtype: torch.dtype
+    settings: InferenceSettings
+
+    def __call__(self, model: torch.nn.Module, metadata: ModelMetadata, epoch: int,
+                 snapshot: bool) -> Tuple[ValidationResult, Optional[Snapshot]]:
+        """Score `model` (its weights as they are) with its `metadata`'s grid and normalisation after `epoch`; a
+        snapshot of the first case if asked (rank 0)."""
+        cases, trained, ctx = self.cases, self.trained, self.ctx
+        values = np.array([c.value for c in trained])
+        spacing_zyx = tuple(reversed(metadata.spacing_mm))
+        scores: List[CaseScores] = []
+        picture = None
+        backend = TorchBackend(model, ctx.device, self.dtype)
+        for index in range(ctx.rank, len(cases), ctx.world_size):
+            case = cases[index]
+            if ctx.is_main:
+                log.info("validation: case %d/%d (%s)", index + 1, len(cases), case.name)
+            ct = np.asarray(case.image())
+            with_attention = snapshot and index == 0 and bool(model.gate_names)
+            settings = replace(self.settings, attention=with_attention)
+            outputs = sliding_window_outputs(backend, normalise(ct, metadata.intensity), metadata, settings)
+            prediction = values[np.argmax(outputs[values], axis=0)].astype(np.uint8)
+            reference = np.asarray(case.label())
+            ignored = reference == IGNORE_LABEL
+            if ignored.any():  # voxels left out of training are left out of its scores
+                prediction[ignored] = 0
+                reference = np.where(ignored, 0, reference).astype(np.uint8)
+            scored = [c for c in trained[1:] if c.value in case.labelled]  # a class the case does not label: NaN
+            metrics = label_metrics(prediction, reference, spacing_zyx, [c.value for c in scored])
+            dice = {c.name: metrics[c.value].dice if c in scored else math.nan for c in trained[1:]}
+            hd95 = {c.name: metrics[c.value].hd95_mm if c in scored else math.nan for c in trained[1:]}
+            scores.append(CaseScores(case.name, dice, hd95))
+            if snapshot and index == 0:
+                gates = dict(zip(model.gate_names, outputs[metadata.architecture.num_classes:]))
+                picture = _snapshot(case.name, ct, reference, prediction, gates, trained)
+        gathered = sorted((s for part in ctx.gather(scores) for s in part), key=lambda s: s.name)
+        return ValidationResult(epoch, gathered), picture
 
 
 def _snapshot(name: str, ct: np.ndarray, reference: np.ndarray, prediction: np.ndarray,

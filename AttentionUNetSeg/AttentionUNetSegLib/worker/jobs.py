@@ -18,10 +18,8 @@ it waits for the job folder's path, one line on stdin. The job runs with the rea
 expected and the model file is unchanged, else with a new one. stdin closing without a path ends the worker
 quietly (status 0), so a standby worker never outlives the program that started it.
 
-Progress goes to stdout as one JSON object per line: `{"event": "progress", "stage": ..., "fraction": ...}`
-(fine-tuning adds step, total_steps, loss and seconds_left while training),
-then `{"event": "done"}` or `{"event": "error", "type": <exception class>, "message": ...}`; the exit
-status is 0 on success, 1 when the run failed, 2 on a usage error. Log messages go to stderr.
+Progress goes to stdout as one event per line (protocol.py), then a done or an error event; the exit status is 0
+on success, 1 when the run failed, 2 on a usage error. Log messages go to stderr.
 """
 from __future__ import annotations
 
@@ -36,13 +34,14 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Uni
 
 import SimpleITK as sitk
 
-from .. import errors
 from ..backends.telemetry_off import keep_telemetry_off
 from ..errors import AttentionUNetSegError
 from ..inference.settings import InferenceSettings
 from ..io.grid import Grid
 from ..io.images import read_map, write_map
 from ..models.segment_classes import SegmentClass
+from ..progress import ProgressEvent, SegmentationStage
+from .protocol import DoneEvent, ErrorEvent, Event, serialise
 
 JOB_FILE = "job.json"
 INPUT_FILE = "input.nrrd"
@@ -56,7 +55,7 @@ if TYPE_CHECKING:
     from ..inference.segmenter import ResampledMaps, Segmenter
     from ..training.fine_tuning import FineTuneCase, FineTuneResult, FineTuneSettings
 
-Emit = Callable[[dict], None]
+Emit = Callable[[Event], None]
 
 
 def write_job(job_dir: Path, image: sitk.Image, *, model: Union[str, Path, None] = None,
@@ -140,9 +139,8 @@ def _run_segmentation(job_dir: Path, job: dict, emit: Emit, prepared: Optional[_
         else:
             segmenter = _segmenter(job)
         image = reading.result()
-    result = segmenter(image, progress=lambda stage, fraction: emit({"event": "progress", "stage": stage,
-                                                                     "fraction": fraction}))
-    emit({"event": "progress", "stage": "saving", "fraction": 0.0})
+    result = segmenter(image, progress=lambda stage, fraction: emit(ProgressEvent(stage, fraction)))
+    emit(ProgressEvent(SegmentationStage.SAVING, 0.0))
     sitk.WriteImage(result.labels, str(job_dir / LABELS_FILE), True)
     summary = {"classes": [c.to_dict() for c in result.classes],
                "attention": _write_maps(job_dir, "attention", result.attention),
@@ -165,7 +163,7 @@ def _run_fine_tune(job_dir: Path, job: dict, emit: Emit) -> None:
     work.mkdir()
     result = fine_tune([case(entry) for entry in job["cases"]], FineTuneSettings(**job["settings"]), work,
                        validation=case(job["validation"]) if job["validation"] else None,
-                       progress=lambda event: emit({"event": "progress", **asdict(event)}))
+                       progress=emit)
     (job_dir / RESULT_FILE).write_text(json.dumps(result.to_dict()), encoding="utf-8")
 
 
@@ -215,16 +213,8 @@ def read_result(job_dir: Path):
     )
 
 
-def error_from_event(event: dict) -> AttentionUNetSegError:
-    """The exception an `error` event describes (this package's class where it names one)."""
-    cls = getattr(errors, str(event.get("type")), None)
-    if not (isinstance(cls, type) and issubclass(cls, AttentionUNetSegError)):
-        cls = AttentionUNetSegError
-    return cls(event.get("message") or "the worker process failed without a message")
-
-
-def _print_event(event: dict) -> None:
-    print(json.dumps(event), flush=True)
+def _print_event(event: Event) -> None:
+    print(serialise(event), flush=True)
 
 
 def _prepare(expected: Optional[str]) -> Optional[_Prepared]:
@@ -271,12 +261,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         run_job(job_dir, _print_event, prepared)
     except AttentionUNetSegError as exc:
-        _print_event({"event": "error", "type": type(exc).__name__, "message": str(exc)})
+        _print_event(ErrorEvent.of(exc))
         return 1
     except Exception as exc:  # reported to the parent too, with the traceback on stderr
         logging.getLogger(__name__).exception("unexpected failure")
-        _print_event({"event": "error", "type": "AttentionUNetSegError", "message": f"{type(exc).__name__}: {exc}"})
+        _print_event(ErrorEvent.of(AttentionUNetSegError(f"{type(exc).__name__}: {exc}")))
         return 1
-    _print_event({"event": "done"})
+    _print_event(DoneEvent())
     return 0
 
