@@ -12,6 +12,7 @@
 #      with float16 weights as OUT/attention-unet-abdomen-v3.safetensors (copy it into
 #      AttentionUNetSeg/AttentionUNetSegLib/data/ and update models.json and the model card).
 #   The card's tables and pictures: tables.py OUT, attention_focus.py OUT, pictures.py (see their docstrings).
+#   Nothing from 3D-IRCADb is ever written into the repository: OUT lies outside it.
 # Usage: bash models/abdomen-v3/run.sh [folds|final|all] [OUT]   (default: all, ../runs/abdomen-v3)
 # LANES=2 runs two trainings at a time with one thread each (on a 2-core CPU that doubles the throughput, as
 # PyTorch keeps one core busy in a training step). Finished runs are kept; an interrupted one resumes, so the
@@ -60,6 +61,9 @@ final() {
 spleen, kidney and liver at 3 mm, trained on six real CT scans (TotalSegmentator examples and subject s0009, \
 3D-IRCADb-01 patients 1.1 and 1.7, NIH Pancreas-CT case 1) with contrast-phase augmentation: a research model \
 for non-commercial use, not for clinical use (see $NAME.md)."
+  # Dice on its own training scans: no measure of generalisation, the figures of the test suite's guard
+  [ -f "$OUT/final/evaluation-training-scans/evaluation.json" ] || $AU evaluate --model "$OUT/$NAME.safetensors" \
+    --data "$DATA" --label-map totalsegmentator -o "$OUT/final/evaluation-training-scans"
 }
 
 folds_lane1() { attention 1; unet 1; unet 2; }
