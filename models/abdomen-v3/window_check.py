@@ -1,10 +1,12 @@
-"""Whether larger sliding windows change what the leave-one-scan-out models find on their held-out scans: each
-fold's final Attention U-Net segments its held-out scans with its 96x96x48 training patch as the window and with
-larger windows (`segment(..., window_voxels=x*y*z)`: up to that many voxels, shaped like the scan, as
-`attention-unet segment --window-voxels` makes them; the patch's own volume gives the patch), and the Dice
-against the mapped references (its evaluation's references/) is compared, with the inference time. Larger windows mean fewer windows on a whole CT (faster); this decides the default.
+"""Whether larger sliding windows change what the fold models find on their held-out scans: each fold's final
+Attention U-Net segments its held-out scans with its 96x96x48 training patch as the window and with larger windows
+(`segment(..., window_voxels=x*y*z)`: up to that many voxels, shaped like the scan, as `attention-unet segment
+--window-voxels` makes them; the patch's own volume gives the patch), and the Dice against the mapped references
+(its evaluation's references/) is compared, with the inference time. At 3 mm a window of 160x160x96 voxels holds a
+whole abdomen, so a segmentation has no window seams at all; this decides the default (`models export
+--window-voxels`).
 
-    python models/abdomen-v2/window_check.py OUT [--windows 96,96,48 160,160,96]     (OUT: run.sh's output folder)
+    python models/abdomen-v3/window_check.py OUT [--windows 96,96,48 160,160,96]     (OUT: run.sh's output folder)
 """
 from __future__ import annotations
 
