@@ -96,9 +96,10 @@ def test_the_ircad_full_organ_masks_are_plausible(case):
     files = {"masks/spleen.nii.gz": 2, "masks/leftkidney.nii.gz": 3, "masks/rightkidney.nii.gz": 3,
              "masks/liver.nii.gz": 4}
     labels, grid, ct = _reference(DATA / "ircad" / case, files)
-    assert plausibility_warnings(labels, grid, CLASSES, ct) == []
+    labelled = {value: name for value, name in CLASSES.items() if name != "pancreas"}  # 3D-IRCADb has no pancreas mask
+    assert plausibility_warnings(labels, grid, labelled, ct) == []
     flipped = np.ascontiguousarray(labels[:, :, ::-1])  # the same labels mirrored left-right on the grid
-    assert sum("patient's" in w for w in plausibility_warnings(flipped, grid, CLASSES, ct)) == 2
+    assert sum("patient's" in w for w in plausibility_warnings(flipped, grid, labelled, ct)) == 2
 
 
 def test_the_pelvis_of_the_sample_ct_holds_no_organ():
@@ -132,3 +133,64 @@ def test_an_organ_labelled_in_the_air_around_the_patient_warns():
     labels[:, :10, :10] = 4  # a corner of the field of view, outside the body
     assert (hu[labels == 4] < -500).mean() > 0.5  # the premise: that corner is mostly air
     assert any("liver" in w and "lies in air" in w for w in plausibility_warnings(labels, Grid.of(ct), CLASSES, hu))
+
+
+def _abdomen(direction, left_kidney_size: int, top: int = 80) -> np.ndarray:
+    """Liver (right), spleen (left), pancreas and two kidneys whole inside a 200 mm scan on a 2 mm grid; the left
+    kidney `left_kidney_size` voxels wide (the right one 20), the organs' top at slice `top`."""
+    grid = _grid(direction)
+    labels = np.zeros(grid.shape, np.uint8)
+    d = np.asarray(direction).reshape(3, 3)
+    axis_x = 2 - int(np.argmax(np.abs(d[0])))  # the array axis along LPS x (patient left)
+    sign = np.sign(d[0][2 - axis_x])
+
+    def put(value: int, x: slice, y: slice, z: slice) -> None:
+        if sign < 0:
+            x = slice(100 - x.stop, 100 - x.start)
+        box = [None, None, None]
+        box[axis_x], box[2 - int(np.argmax(np.abs(d[1])))], box[2 - int(np.argmax(np.abs(d[2])))] = x, y, z
+        labels[tuple(box)] = value
+
+    put(4, slice(5, 45), slice(10, 60), slice(top - 30, top))  # liver, patient's right: 480 mL
+    put(2, slice(70, 85), slice(40, 60), slice(top - 15, top))  # spleen, left: 36 mL
+    put(1, slice(45, 70), slice(40, 48), slice(top - 39, top - 31))  # pancreas: 13 mL
+    put(3, slice(25, 45), slice(60, 80), slice(top - 60, top - 40))  # right kidney, 64 mL
+    put(3, slice(60, 60 + left_kidney_size), slice(60, 80), slice(top - 60, top - 40))
+    return labels
+
+
+@pytest.mark.parametrize("direction", [LPS, RAS], ids=["LPS", "RAS"])
+def test_a_kidney_far_smaller_than_the_other_warns_naming_its_side(direction):
+    grid = _grid(direction)
+    assert plausibility_warnings(_abdomen(direction, 20), grid, CLASSES) == []
+    warnings = plausibility_warnings(_abdomen(direction, 4), grid, CLASSES)
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("The left kidney is 13 mL and the right 64 mL"), warnings
+
+
+def test_an_organ_missing_from_a_scan_holding_the_whole_upper_abdomen_warns():
+    grid = _grid(LPS)
+    labels = _abdomen(LPS, 20)
+    labels[labels == 1] = 0  # no pancreas
+    warnings = plausibility_warnings(labels, grid, CLASSES)
+    assert warnings == ["No pancreas was found, although the scan holds the whole upper abdomen (the kidneys are whole "
+                        "inside it): the model probably missed it (or it was removed)."]
+    cut = np.ascontiguousarray(labels[45:])  # a scan that ends inside the kidneys (slices 40-60): no expectation
+    assert not any("No pancreas" in w for w in plausibility_warnings(cut, _grid(LPS, size=(100, 100, 55)), CLASSES))
+
+
+def test_liver_in_the_chest_left_of_the_midline_is_called_the_heart():
+    """On the real NIH case 1, whose top reaches the heart: a "liver" box between the lungs left of the midline warns,
+    the same box on the right, under the right lung where the liver's dome lies, does not."""
+    ct = sitk.ReadImage(str(DATA / "nih_pancreas_0001" / "ct.nii.gz"))
+    hu = sitk.GetArrayFromImage(ct)
+    grid = Grid.of(ct)
+    labels = np.zeros(hu.shape, np.uint8)
+    top = hu.shape[0]  # index z grows towards the head (identity LPS direction)
+    centre = hu.shape[2] // 2
+    labels[top - 30:top - 5, 200:300, centre + 40:centre + 120] = 4  # 25 mm x 86 mm x 69 mm: 149 mL, the heart's place
+    warnings = plausibility_warnings(labels, grid, {0: "background", 4: "liver"}, hu)
+    assert any("of the liver lies in the chest" in w and "probably the heart" in w for w in warnings), warnings
+    labels[:] = 0
+    labels[top - 30:top - 5, 200:300, centre - 120:centre - 40] = 4  # the mirror image: right, under the right lung
+    assert not any("chest" in w for w in plausibility_warnings(labels, grid, {0: "background", 4: "liver"}, hu))

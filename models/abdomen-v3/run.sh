@@ -9,9 +9,11 @@
 #      abdomen from the heart to the pelvis with a manual pancreas): the recipe without the contrast-phase
 #      augmentation, and the recipe on v2's 2 mm grid (windows of 192x192x96 mm instead of 288x288x144 mm);
 #   4. the default model: the Attention U-Net trained on every case (--fold all, FINAL_STEPS steps), exported
-#      with float16 weights as OUT/attention-unet-abdomen-v3.safetensors (copy it into
+#      with float16 weights and windows of up to 160x160x96 voxels (480x480x288 mm at 3 mm: a whole abdomen in one
+#      window, so no window seams; window_check.py) as OUT/attention-unet-abdomen-v3.safetensors (copy it into
 #      AttentionUNetSeg/AttentionUNetSegLib/data/ and update models.json and the model card).
 #   The card's tables and pictures: tables.py OUT, attention_focus.py OUT, pictures.py (see their docstrings).
+#   Nothing from 3D-IRCADb is ever written into the repository: OUT lies outside it.
 # Usage: bash models/abdomen-v3/run.sh [folds|final|all] [OUT]   (default: all, ../runs/abdomen-v3)
 # LANES=2 runs two trainings at a time with one thread each (on a 2-core CPU that doubles the throughput, as
 # PyTorch keeps one core busy in a training step). Finished runs are kept; an interrupted one resumes, so the
@@ -56,10 +58,13 @@ grid_2mm() { fold "ablation-2mm-fold0" 0 --spacing-mm 2 2 2; }
 final() {
   train final "$FINAL_STEPS" --fold all --name "$NAME"
   [ -f "$OUT/$NAME.safetensors" ] || $AU models export "$OUT/final/final.safetensors" -o "$OUT/$NAME.safetensors" \
-    --half --license "$LICENSE" --description "Attention U-Net (paper size, 6.47 M parameters) for pancreas, \
+    --half --window-voxels 2457600 --license "$LICENSE" --description "Attention U-Net (paper size, 6.47 M parameters) for pancreas, \
 spleen, kidney and liver at 3 mm, trained on six real CT scans (TotalSegmentator examples and subject s0009, \
 3D-IRCADb-01 patients 1.1 and 1.7, NIH Pancreas-CT case 1) with contrast-phase augmentation: a research model \
 for non-commercial use, not for clinical use (see $NAME.md)."
+  # Dice on its own training scans: no measure of generalisation, the figures of the test suite's guard
+  [ -f "$OUT/final/evaluation-training-scans/evaluation.json" ] || $AU evaluate --model "$OUT/$NAME.safetensors" \
+    --data "$DATA" --label-map totalsegmentator -o "$OUT/final/evaluation-training-scans"
 }
 
 folds_lane1() { attention 1; unet 1; unet 2; }

@@ -6,10 +6,11 @@ thresholds and why). Left/right are the patient's: positions are taken in physic
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from ..io.grid import Grid
 
@@ -23,12 +24,41 @@ MAIN_PIECES: Dict[str, int] = {"kidney": 2}
 MAX_AIR_SHARE = 0.2
 AIR_HU = -500  # also the body's threshold for the midline
 PATIENT_SIDE: Dict[str, str] = {"liver": "right", "spleen": "left"}  # LPS +x is the patient's left
+# The chest: axial slices where the lungs (air inside the body) fill at least this share of the body's cross-section;
+# liver there more than HEART_MARGIN_MM left of the midline is the heart (the liver's dome lies right, under the right
+# lung), and more than MAX_HEART_ML of it is no measurement error.
+CHEST_LUNG_SHARE = 0.25
+HEART_MARGIN_MM = 20.0
+MAX_HEART_ML = 50.0
+# Kidneys whole inside the scan: the smaller under this share of the larger (which is at least MIN_KIDNEY_ML) warns.
+MIN_KIDNEY_RATIO = 0.35
+MIN_KIDNEY_ML = 60.0
+# Organs expected in a scan that holds the whole upper abdomen: where the kidneys (T12-L3) are whole inside it, so
+# are parts of the liver, the spleen (T10-L1) and the pancreas (L1-L2).
+EXPECTED_IN_ABDOMEN = ("liver", "spleen", "kidney", "pancreas")
 
 
 def _physical(grid: Grid, index_xyz: np.ndarray) -> np.ndarray:
     """Physical LPS points (n, 3) of continuous voxel indices (n, 3) in x, y, z order."""
     direction = np.asarray(grid.direction, dtype=float).reshape(3, 3)
     return np.asarray(grid.origin) + (index_xyz * np.asarray(grid.spacing)) @ direction.T
+
+
+def _lps_x(grid: Grid, box: Tuple[slice, ...], mask: np.ndarray) -> np.ndarray:
+    """LPS x (mm) of every second voxel along each axis of `mask`, a (z, y, x) array covering `box` of the grid:
+    an eighth of the voxels, each standing for 8 (counts multiplied by 8 are volume estimates to a few %)."""
+    zyx = np.nonzero(mask[::2, ::2, ::2])
+    step = np.asarray(grid.direction, dtype=float).reshape(3, 3)[0] * np.asarray(grid.spacing)  # mm per index
+    x = np.full(zyx[0].shape, float(grid.origin[0] + step @ [box[2].start, box[1].start, box[0].start]))
+    for axis_xyz, index in zip((2, 1, 0), zyx):
+        x += index * (2 * step[axis_xyz])
+    return x
+
+
+def _axial_axis(grid: Grid) -> int:
+    """The array (z, y, x) axis closest to the patient's head-foot (LPS z) axis."""
+    direction = np.asarray(grid.direction, dtype=float).reshape(3, 3)
+    return 2 - int(np.argmax(np.abs(direction[2])))
 
 
 def _centroid_xyz(mask: np.ndarray) -> np.ndarray:
@@ -114,8 +144,65 @@ def plausibility_warnings(labels: np.ndarray, grid: Grid, classes: Mapping[int, 
             if actual != side:
                 warnings.append(f"The {name} lies on the patient's {actual} side ({abs(x - midline):.0f} mm from "
                                 f"the midline); it belongs on the {side}: check the orientation or the labels.")
+    names = {name.lower() for value, name in classes.items() if value > 0}
+    warnings.extend(_anatomy_warnings(labels, grid, names, boxes, ct, midline, voxel_ml))
     warnings.extend(_field_of_view_warnings([box for _, box in boxes.values()], grid))
     return warnings
+
+
+def _anatomy_warnings(labels: np.ndarray, grid: Grid, names: Set[str], boxes: Dict[str, Tuple[int, Tuple[slice, ...]]],
+                      ct: Optional[np.ndarray], midline: float, voxel_ml: float) -> List[str]:
+    """What the organs' places say beyond each organ alone: liver in the chest, kidneys of unequal size, an organ
+    missing from a scan that holds the whole upper abdomen. `names`: the model's organs (lower case); `boxes`: the
+    found ones, by class name, with their label value and bounding box."""
+    found = {name.lower(): entry for name, entry in boxes.items()}
+    warnings = []
+    if "liver" in found and ct is not None:
+        heart_ml = _liver_in_chest(labels, grid, *found["liver"], ct, midline) * voxel_ml
+        if heart_ml > MAX_HEART_ML:
+            warnings.append(f"{heart_ml:.0f} mL of the liver lies in the chest, left of the midline between the lungs: "
+                            "that is probably the heart, not the liver.")
+    axis = _axial_axis(grid)
+    whole = {name: not (box[axis].start == 0 or box[axis].stop == labels.shape[axis])
+             for name, (_, box) in found.items()}
+    if whole.get("kidney"):
+        value, box = found["kidney"]
+        x = _lps_x(grid, box, labels[box] == value)
+        sides = {"left": 8 * np.count_nonzero(x > midline) * voxel_ml,
+                 "right": 8 * np.count_nonzero(x <= midline) * voxel_ml}
+        small, large = sorted(sides, key=sides.get)
+        if sides[large] >= MIN_KIDNEY_ML and sides[small] < MIN_KIDNEY_RATIO * sides[large]:
+            warnings.append(f"The {small} kidney is {sides[small]:.0f} mL and the {large} {sides[large]:.0f} mL: "
+                            f"kidneys are of similar size, so the model probably missed most of the {small} one "
+                            "(or it was removed).")
+    if whole.get("kidney"):
+        missing = [name for name in EXPECTED_IN_ABDOMEN if name in names and name not in found]
+        for name in missing:
+            warnings.append(f"No {name} was found, although the scan holds the whole upper abdomen (the kidneys are "
+                            "whole inside it): the model probably missed it (or it was removed).")
+    return warnings
+
+
+def _liver_in_chest(labels: np.ndarray, grid: Grid, value: int, box: Tuple[slice, ...], ct: np.ndarray,
+                    midline: float) -> int:
+    """Voxels (estimated, _lps_x) of label `value` (in `box`) that lie in the chest (axial slices whose lungs, air inside the body, fill
+    CHEST_LUNG_SHARE of the body's cross-section; measured on every 4th voxel in-plane) more than HEART_MARGIN_MM
+    left of the midline."""
+    axis = _axial_axis(grid)
+    step = [4, 4, 4]
+    step[axis] = 1
+    planes = np.moveaxis(ct[::step[0], ::step[1], ::step[2]], axis, 0)
+    chest = np.zeros(labels.shape[axis], bool)
+    for k in range(box[axis].start, box[axis].stop):
+        body = ndimage.binary_fill_holes(planes[k] > AIR_HU)
+        inside = np.count_nonzero(body)
+        chest[k] = inside > 0 and np.count_nonzero(body & (planes[k] < AIR_HU)) >= CHEST_LUNG_SHARE * inside
+    if not chest[box[axis]].any():
+        return 0
+    shape = [1, 1, 1]
+    shape[axis] = -1
+    mask = (labels[box] == value) & chest[box[axis]].reshape(shape)
+    return 8 * int(np.count_nonzero(_lps_x(grid, box, mask) > midline + HEART_MARGIN_MM))
 
 
 def _field_of_view_warnings(boxes: List[Tuple[slice, ...]], grid: Grid) -> List[str]:

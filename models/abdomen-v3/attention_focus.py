@@ -1,15 +1,15 @@
 """How focused each attention gate is (the paper's Fig. 3 claim as a number): mean attention coefficient alpha
 inside the labelled organs against inside the body outside them, per gate and scan, as Markdown tables: for
-each leave-one-scan-out fold's final Attention U-Net on its held-out scans, and for the final model on its own
-training scans (labelled as such: no measure of generalisation).
+each fold's final Attention U-Net on its held-out scans (and, with --runs, other runs' final models on fold 0's), and
+for the final model on its own training scans (labelled as such: no measure of generalisation).
 
-    python models/abdomen-v2/attention_focus.py OUT      (OUT: run.sh's output folder)
+    python models/abdomen-v3/attention_focus.py OUT [--runs ablation-no-phases-fold0 ...]   (OUT: run.sh's output)
 
 Each model segments the scans as `attention-unet segment` does, with the attention maps on the CT's grid.
 "Organs" are the voxels of the classes the scan labels (its evaluation's mapped reference); "body" is
 HU > -500 (air and the table's foam excluded). A ratio above 1 means the gate passes more of the organs than
-of the rest of the body. 3D-IRCADb labels no pancreas, so there the unlabelled pancreas counts as "outside
-the organs".
+of the rest of the body. 3D-IRCADb labels no pancreas and NIH case 1 only the pancreas, so there the
+unlabelled organs count as "outside the organs" (which lowers the ratio: a conservative figure).
 """
 from __future__ import annotations
 
@@ -54,18 +54,26 @@ def focus_rows(model_file: Path, evaluation: Path, names: Iterable[str], cases: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="run.sh's output folder")
+    parser.add_argument("--runs", nargs="*", default=[], help="also these runs (trained on fold 0) on fold 0's scans")
     args = parser.parse_args()
     cases = {case.name: case for case in discover_cases(args.out / "data" / "dataset.csv")}
-    print("Leave-one-scan-out folds, each on its held-out scans:\n")
+    splits = json.loads((HERE / "splits.json").read_text())
+    print("The folds, each on its held-out scans:\n")
     print("\n".join(HEADER))
-    for fold, split in enumerate(json.loads((HERE / "splits.json").read_text())):
+    for fold, split in enumerate(splits):
         run = args.out / f"attention_unet_3d-fold{fold}"
-        print("\n".join(focus_rows(run / "final.safetensors", run / "evaluation", split["val"], cases)))
+        if (run / "evaluation").is_dir():
+            print("\n".join(focus_rows(run / "final.safetensors", run / "evaluation", split["val"], cases)))
+    for name in args.runs:
+        print(f"\n{name} on fold 0's held-out scans:\n")
+        print("\n".join(HEADER))
+        run = args.out / name
+        print("\n".join(focus_rows(run / "final.safetensors", run / "evaluation", splits[0]["val"], cases)))
     final = args.out / "final"
     if (final / "evaluation-training-scans").is_dir():
         print("\nThe final model on its own training scans:\n")
         print("\n".join(HEADER))
-        print("\n".join(focus_rows(args.out / "attention-unet-abdomen-v2.safetensors",
+        print("\n".join(focus_rows(args.out / "attention-unet-abdomen-v3.safetensors",
                                    final / "evaluation-training-scans", cases, cases)))
 
 

@@ -1,0 +1,136 @@
+"""The tables of the v3 model card from run.sh's outputs: per held-out scan and organ, the Attention U-Net and the
+U-Net of the three folds side by side (Dice, precision, recall, S2S, HD95); the mean per organ against the issue's
+goals; the ablations on fold 0 (the recipe without the contrast-phase augmentation, and on v2's 2 mm grid); and what
+each labels in the known-empty pelvis. Runs not finished yet are named as such, so the tables can be drawn midway.
+
+    python models/abdomen-v3/tables.py OUT      (OUT: run.sh's output folder)
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+HERE = Path(__file__).resolve().parent
+NETWORKS = {"attention_unet_3d": "Attention U-Net", "unet_3d": "U-Net"}
+ABLATIONS = {"attention_unet_3d-fold0": "recipe (3 mm, contrast phases)",
+             "ablation-no-phases-fold0": "without contrast phases", "ablation-2mm-fold0": "2 mm grid (v2's windows)"}
+METRICS = ("dice", "precision", "recall", "msd_mm", "hd95_mm")
+GOALS = {"liver": 0.90, "spleen": 0.80, "kidney": 0.80, "pancreas": 0.50}
+Rows = Dict[Tuple[str, str], Dict[str, str]]
+
+
+def evaluation_rows(run: Path) -> Optional[Rows]:
+    """(scan, organ) -> the run's evaluation row; None while the run has no evaluation."""
+    path = run / "evaluation" / "evaluation.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as handle:
+        return {(row["case"], row["class"]): row for row in csv.DictReader(handle)}
+
+
+def folds(out: Path, network: str) -> Tuple[Rows, List[int]]:
+    """Every fold's rows of one network, and the folds not evaluated yet."""
+    rows: Rows = {}
+    missing = []
+    for fold in range(len(json.loads((HERE / "splits.json").read_text()))):
+        found = evaluation_rows(out / f"{network}-fold{fold}")
+        if found is None:
+            missing.append(fold)
+        else:
+            rows.update(found)
+    return rows, missing
+
+
+def number(text: Optional[str], digits: int) -> str:
+    value = float(text) if text not in ("", "nan", None) else math.nan
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def mean_dice(rows: Rows, organ: str) -> Tuple[float, int]:
+    values = [float(r["dice"]) for (scan, name), r in rows.items()
+              if name == organ and not scan.endswith("_pelvis") and r["dice"] not in ("", "nan")]
+    return (sum(values) / len(values) if values else math.nan), len(values)
+
+
+def organ_table(out: Path, results: Dict[str, Rows]) -> List[str]:
+    lines = ["| held-out scan | organ | network | Dice | precision | recall | S2S mm | HD95 mm | voxels predicted / "
+             "reference |", "|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({key for rows in results.values() for key in rows if not key[0].endswith("_pelvis")})
+    for scan, organ in keys:
+        for network, title in NETWORKS.items():
+            row = results[network].get((scan, organ))
+            if row is None:
+                continue
+            values = [number(row[m], 3 if m in ("dice", "precision", "recall") else 1) for m in METRICS]
+            lines.append(f"| {scan} | {organ} | {title} | " + " | ".join(values)
+                         + f" | {row['pred_voxels']} / {row['ref_voxels']} |")
+    return lines
+
+
+def means_table(results: Dict[str, Rows]) -> List[str]:
+    lines = ["| organ | goal | " + " | ".join(f"{t} mean Dice (scans)" for t in NETWORKS.values()) + " |",
+             "|---|---|" + "---|" * len(NETWORKS)]
+    for organ, goal in GOALS.items():
+        cells = []
+        for network in NETWORKS:
+            value, n = mean_dice(results[network], organ)
+            cells.append(f"{number(str(value), 3)} ({n})")
+        lines.append(f"| {organ} | {goal:.2f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def ablation_table(out: Path) -> List[str]:
+    runs = {title: evaluation_rows(out / run) for run, title in ABLATIONS.items()}
+    done = {title: rows for title, rows in runs.items() if rows is not None}
+    lines = ["| held-out scan | organ | " + " | ".join(done) + " |", "|---|---|" + "---|" * len(done)]
+    keys = sorted({key for rows in done.values() for key in rows if not key[0].endswith("_pelvis")})
+    for scan, organ in keys:
+        lines.append(f"| {scan} | {organ} | "
+                     + " | ".join(number(rows.get((scan, organ), {}).get("dice"), 3) for rows in done.values()) + " |")
+    for organ in GOALS:
+        lines.append(f"| mean | {organ} | " + " | ".join(number(str(mean_dice(rows, organ)[0]), 3)
+                                                       for rows in done.values()) + " |")
+    missing = [title for title, rows in runs.items() if rows is None]
+    return lines + ([f"\nNot finished yet: {', '.join(missing)}."] if missing else [])
+
+
+def pelvis_table(out: Path, runs: Sequence[Tuple[str, str]]) -> List[str]:
+    """Organ volumes labelled in the held-out pelvis (3 mm voxels of the model grid are not used: the evaluation
+    counts voxels on the CT's own 3 mm grid, 27 mm³ each)."""
+    lines = ["| run | " + " | ".join(GOALS) + " |", "|---|" + "---|" * len(GOALS)]
+    for run, title in runs:
+        rows = evaluation_rows(out / run)
+        if rows is None:
+            continue
+        volumes = [f"{int(rows[('patientA_pelvis', organ)]['pred_voxels']) * 27 / 1000:.1f} mL"
+                   if ("patientA_pelvis", organ) in rows else "n/a" for organ in GOALS]
+        lines.append(f"| {title} | " + " | ".join(volumes) + " |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="run.sh's output folder")
+    args = parser.parse_args()
+    results, missing = {}, {}
+    for network in NETWORKS:
+        results[network], missing[network] = folds(args.out, network)
+    print("## Three folds: every scan held out once\n")
+    print("\n".join(organ_table(args.out, results)))
+    for network, folds_left in missing.items():
+        if folds_left:
+            print(f"\n{NETWORKS[network]}: folds {folds_left} not finished yet.")
+    print("\n## Mean Dice per organ over the held-out scans, against the issue's goals\n")
+    print("\n".join(means_table(results)))
+    print("\n## Ablations on fold 0 (held out: patient A, non-contrast, with its pelvis; NIH case 1, a whole abdomen)\n")
+    print("\n".join(ablation_table(args.out)))
+    print("\n## The known-empty pelvis (patient A's lowest 36 slices, held out in fold 0): organ volumes labelled\n")
+    print("\n".join(pelvis_table(args.out, [*ABLATIONS.items(), ("unet_3d-fold0", "U-Net, recipe")])))
+
+
+if __name__ == "__main__":
+    main()
