@@ -42,6 +42,17 @@ def _summary(out: Path, name: str) -> dict:
     return json.loads((out / f"{name}_summary.json").read_text())
 
 
+def _assert_reported(stderr: str, name: str, summary: dict, quiet: bool) -> None:
+    """`stderr` shows the case's warnings, and its organ-volume table unless `quiet`, as a single run does."""
+    lines = stderr.splitlines()
+    for warning in summary["warnings"]:
+        assert f"warning: {warning}" in lines
+    heading = f"{name}: done in {summary['timings_s']['total']:.1f} s on cpu"
+    liver = f"  liver     {summary['volumes_ml']['liver']:9.1f} mL"
+    assert (heading in stderr) is not quiet, heading
+    assert (liver in lines) is not quiet, liver
+
+
 def _files(folder: Path) -> List[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
@@ -69,6 +80,7 @@ def test_files_in_folders_and_a_dicom_series_resume_and_overwrite(tmp_path: Path
     assert summary["model"]["sha256"] == default_model().sha256 == table["s0009_ct"]["model_sha256"]
     for name in names:
         assert float(table[name]["liver_ml"]) == _summary(out, name)["volumes_ml"]["liver"] > 500
+        _assert_reported(completed.stderr, name, _summary(out, name), quiet=False)
     assert table["s0009_ct"]["liver_ml"] == table["s0010_ct"]["liver_ml"], "copies of one CT"
 
     before = {name: (out / f"{name}_summary.json").read_bytes() for name in names}
@@ -81,6 +93,8 @@ def test_files_in_folders_and_a_dicom_series_resume_and_overwrite(tmp_path: Path
     redone = run_cli(command + ["--overwrite", "--quiet"])
     assert redone.returncode == 0, redone.stderr
     assert "3 case(s) segmented, 0 already complete" in redone.stderr and redone.stdout == ""
+    for name in names:
+        _assert_reported(redone.stderr, name, _summary(out, name), quiet=True)
     assert sorted(_table(out)) == names
 
 

@@ -24,6 +24,7 @@ from ..io.atomic import StagedOutputs
 from ..io.images import OUTPUT_FORMATS, read_image
 from ..models.model_file import read_model
 from ..models.registry import resolve_model_path
+from .case_report import report_case
 from .option_types import fraction, whole_number
 from .progress import ProgressPrinter
 
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Segment CTs (NIfTI, NRRD or MHA files, DICOM series folders, folders of them, or .txt/.csv "
         "lists of them) and write per CT <name>_seg.<ext>, one <name>_attention_<gate>.<ext> per attention gate, "
         "optional <name>_prob_<class>.<ext>, and <name>_summary.json; a CT's outputs appear only when all of them "
-        "are written. A cohort (more than one CT) also gets cohort.csv; its complete CTs are skipped when run "
+        "are written. Each CT's organ volumes, where it ran and its warnings are printed once it is written. A cohort (more than one CT) also gets cohort.csv; its complete CTs are skipped when run "
         "again, and a CT that fails is recorded as <name>_error.json while the others go on.",
     )
     parser.add_argument("input", type=Path, nargs="+",
@@ -68,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shard", type=parse_shard, default=None, metavar="K/N",
                         help="segment only shard K of N of the cohort (every N-th case from the K-th, e.g. a SLURM "
                         "array task); under torchrun each process takes its rank's shard by itself")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress, no list of the files written and no table of organ volumes; warnings "
+                        "and errors are still printed")
     parser.set_defaults(handler=run)
 
 
@@ -112,12 +115,13 @@ def _run_single(args: argparse.Namespace, case: CohortCase, settings: InferenceS
             result = segmenter(image, progress=progress)
         del image
         model = segmenter.model
-        stage_case(result, outputs, case.name, case.path, model_record(model, model_path.name),
-                   settings_record(settings, args.format), time.perf_counter() - started)
+        summary = stage_case(result, outputs, case.name, case.path, model_record(model, model_path.name),
+                             settings_record(settings, args.format), time.perf_counter() - started)
         written = outputs.commit()
     if not args.quiet:
         for path in written:
             print(path)
+    report_case(case.name, summary, args.quiet)
     _warn_untrained(model)
     return 0
 
@@ -133,7 +137,8 @@ def _run_cohort(args: argparse.Namespace, cohort: List[CohortCase], shard: Shard
     if shard.count > 1:
         say(f"shard {shard}: {len(cases)} of the cohort's {len(cohort)} case(s)")
     try:
-        outcome = run_cohort(job, say, lambda: ProgressPrinter(enabled=not args.quiet))
+        outcome = run_cohort(job, say, lambda: ProgressPrinter(enabled=not args.quiet),
+                             lambda case, summary: report_case(case.name, summary, args.quiet))
     except KeyboardInterrupt:
         print("interrupted: the cases finished so far are kept, the one in progress was not written; run the same "
               "command again to go on", file=sys.stderr)

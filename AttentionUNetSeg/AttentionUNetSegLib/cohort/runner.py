@@ -36,6 +36,8 @@ from ..progress import ProgressCallback, no_progress
 from .inputs import CohortCase
 
 ProgressBars = Callable[[], ContextManager[ProgressCallback]]
+CaseWritten = Callable[[CohortCase, dict], None]
+"""Called with a case and its summary record once its outputs are committed."""
 
 
 @dataclass
@@ -81,10 +83,11 @@ def check_output_folder(job: CohortJob, cohort: Sequence[CohortCase]) -> None:
 
 
 def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
-               bars: ProgressBars = lambda: nullcontext(no_progress)) -> CohortOutcome:
+               bars: ProgressBars = lambda: nullcontext(no_progress),
+               written: CaseWritten = lambda case, summary: None) -> CohortOutcome:
     """Segment every case of `job` not already complete; a case failing with an AttentionUNetSegError is
     recorded as `<name>_error.json` and the run goes on. `say` receives a line per case and the ETA; `bars`
-    makes each case's progress callback."""
+    makes each case's progress callback; `written` is called (in the writer thread) with each case written."""
     settings = settings_record(job.settings, job.extension)
     model = model_record(job.model, job.model_file)
     outcome = CohortOutcome()
@@ -119,7 +122,7 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
             if writing is not None:
                 writing.result()
             writing = writer.submit(_write, job, case, result, model, settings, elapsed_s, outcome, say,
-                                    f"case {k}/{total}")
+                                    f"case {k}/{total}", written)
             del result
             segmented = position + 1
             left = len(todo) - segmented
@@ -137,17 +140,19 @@ def _read(path: Path) -> Tuple[sitk.Image, float]:
 
 
 def _write(job: CohortJob, case: CohortCase, result: SegmentationResult, model: dict, settings: dict,
-           elapsed_s: float, outcome: CohortOutcome, say: Callable[[str], None], label: str) -> None:
+           elapsed_s: float, outcome: CohortOutcome, say: Callable[[str], None], label: str,
+           written: CaseWritten) -> None:
     """Write and commit one case's outputs (in the writer thread); a failed write is the case's failure."""
     try:
         with StagedOutputs(job.output) as outputs:
-            stage_case(result, outputs, case.name, case.path, model, settings, elapsed_s)
+            summary = stage_case(result, outputs, case.name, case.path, model, settings, elapsed_s)
             outputs.commit()
     except AttentionUNetSegError as exc:
         _fail(job, case, model, exc, outcome, say, label)
         return
     remove_error(job.output, case.name)
     outcome.done.append(case.name)
+    written(case, summary)
 
 
 def _fail(job: CohortJob, case: CohortCase, model: dict, error: AttentionUNetSegError, outcome: CohortOutcome,

@@ -28,9 +28,9 @@ def settings_record(settings: InferenceSettings, extension: str) -> dict:
 
 
 def stage_case(result: SegmentationResult, outputs: StagedOutputs, name: str, input_path: Path, model: dict,
-               settings: dict, elapsed_s: float) -> None:
+               settings: dict, elapsed_s: float) -> dict:
     """Write every output image of `result` and then its summary (naming the `model` record, the `settings`
-    record, and the timings with `elapsed_s` spent on the case before writing) into `outputs`.
+    record, and the timings with `elapsed_s` spent on the case before writing) into `outputs`; return the summary.
 
     The summary is staged last, so it is committed last: a case whose summary exists is whole."""
     clock = time.perf_counter()
@@ -39,6 +39,7 @@ def stage_case(result: SegmentationResult, outputs: StagedOutputs, name: str, in
     result.timings["total_s"] = elapsed_s + result.timings["write_s"]
     summary = _summary(result, input_path, model, settings, files)
     outputs.path(name + SUMMARY_SUFFIX).write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def _write_images(result: SegmentationResult, outputs: StagedOutputs, name: str, extension: str) -> List[str]:
