@@ -9,11 +9,11 @@ import multiprocessing
 import os
 import sys
 import threading
-from importlib.metadata import PackageNotFoundError, version
 from typing import Callable, List, Optional, Sequence
 
 import SimpleITK as sitk
 
+from .. import package_version
 from ..backends.telemetry_off import keep_telemetry_off
 from ..errors import AttentionUNetSegError
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="3D Attention U-Net (Oktay et al. 2018) for abdominal CT: segment, inspect attention maps, "
         "train and evaluate.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
@@ -56,18 +56,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -
     return args
 
 
-def _version() -> str:
-    try:
-        return version("AttentionUNetSeg")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the process exit code (0 only on success)."""
     keep_telemetry_off()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's reader chatter; our own messages say what matters
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # a line per DICOM module it copies into a SEG
     args = parse_args(build_parser(), argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

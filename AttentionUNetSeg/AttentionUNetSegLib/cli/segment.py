@@ -16,12 +16,13 @@ from ..cohort.runner import CohortJob, check_output_folder, run_cohort
 from ..cohort.shards import Shard, environment_shard, local_device, parse_shard
 from ..cohort.table import write_cohort_table
 from ..errors import InvalidOptionError
-from ..inference.case_outputs import model_record, settings_record, stage_case
+from ..inference.case_outputs import model_record, read_case, settings_record, stage_case
 from ..inference.device import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
 from ..inference.segmenter import Segmenter
 from ..inference.settings import InferenceSettings
 from ..io.atomic import StagedOutputs
-from ..io.images import OUTPUT_FORMATS, read_image
+from ..io.dicom_seg import DICOM_SEG_FORMAT, require_dicom_seg
+from ..io.images import OUTPUT_FORMATS
 from ..models.model_file import read_model
 from ..models.registry import resolve_model_path
 from .case_report import report_case
@@ -62,7 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sliding windows of up to N voxels, shaped like the scan (fewer windows; but a model "
                         "trained on small patches may segment differently with more context: check on your data); "
                         "0: the model's training patch (default: the model's own choice, in its file)")
-    parser.add_argument("--format", choices=OUTPUT_FORMATS, default="nii.gz", help="output file format")
+    parser.add_argument("--format", choices=(*OUTPUT_FORMATS, DICOM_SEG_FORMAT), default="nii.gz",
+                        help="output file format; dicom-seg (for DICOM series inputs; needs highdicom): also a DICOM "
+                        "Segmentation <name>_seg.dcm that references the source series, beside NIfTI labels and maps "
+                        "(default: nii.gz)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo the cases already complete in the output folder, also those made with another "
                         "model")
@@ -81,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if environment_shard() is not None and args.device == "auto" and local_device() is not None:
         settings = replace(settings, device=local_device())  # torchrun: this process's own GPU
     cases = resolve_inputs(args.input)
+    if args.format == DICOM_SEG_FORMAT:
+        require_dicom_seg([case.path for case in cases])
     model_path = resolve_model_path(args.model)
     if shard is None and len(args.input) == 1 and [case.path for case in cases] == args.input:
         return _run_single(args, cases[0], settings, model_path)
@@ -106,17 +112,18 @@ def _run_single(args: argparse.Namespace, case: CohortCase, settings: InferenceS
     """One CT: its outputs appear whole or not at all, and their paths are printed."""
     started = time.perf_counter()
     with StagedOutputs(args.output) as outputs, ThreadPoolExecutor(1, "reader") as reader:
-        reading = reader.submit(read_image, case.path)  # ITK reads while the model is made ready
+        reading = reader.submit(read_case, case.path, args.format)  # ITK reads while the model is made ready
         try:
             segmenter = Segmenter(read_model(model_path), settings)
         finally:
-            image = reading.result()  # a bad CT is reported before a model's problems
+            case_input = reading.result()  # a bad CT is reported before a model's problems
         with ProgressPrinter(enabled=not args.quiet) as progress:
-            result = segmenter(image, progress=progress)
-        del image
+            result = segmenter(case_input.image, progress=progress)
+        case_input.image = None
         model = segmenter.model
         summary = stage_case(result, outputs, case.name, case.path, model_record(model, model_path.name),
-                             settings_record(settings, args.format), time.perf_counter() - started)
+                             settings_record(settings, args.format), time.perf_counter() - started,
+                             case_input.seg_sources)
         written = outputs.commit()
     if not args.quiet:
         for path in written:

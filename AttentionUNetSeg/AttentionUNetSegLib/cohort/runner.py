@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager, List, Optional, Sequence, Tuple
 
-import SimpleITK as sitk
 import torch
 
 from ..errors import AttentionUNetSegError, InvalidOptionError, OutputError
 from ..inference.case_outputs import (
+    CaseInput,
     is_complete,
     model_conflicts,
     model_record,
+    read_case,
     remove_error,
     settings_record,
     stage_case,
@@ -31,7 +32,6 @@ from ..inference.case_outputs import (
 from ..inference.segmenter import SegmentationResult, Segmenter
 from ..inference.settings import InferenceSettings
 from ..io.atomic import StagedOutputs
-from ..io.images import read_image
 from ..progress import ProgressCallback, no_progress
 from .inputs import CohortCase
 
@@ -52,14 +52,14 @@ class CohortOutcome:
 @dataclass(frozen=True)
 class CohortJob:
     """What one run does: `cases` segmented with `model` (loaded, read from `model_file`) and `settings`,
-    outputs in `output` as `extension` files; `overwrite` redoes complete cases."""
+    outputs in `output` in `output_format` (an image format or dicom-seg); `overwrite` redoes complete cases."""
 
     cases: Sequence[CohortCase]
     model: torch.nn.Module
     model_file: str
     settings: InferenceSettings
     output: Path
-    extension: str
+    output_format: str
     overwrite: bool = False
 
 
@@ -88,7 +88,7 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
     """Segment every case of `job` not already complete; a case failing with an AttentionUNetSegError is
     recorded as `<name>_error.json` and the run goes on. `say` receives a line per case and the ETA; `bars`
     makes each case's progress callback; `written` is called (in the writer thread) with each case written."""
-    settings = settings_record(job.settings, job.extension)
+    settings = settings_record(job.settings, job.output_format)
     model = model_record(job.model, job.model_file)
     outcome = CohortOutcome()
     total = len(job.cases)
@@ -101,19 +101,20 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
             todo.append((k, case))
     started = time.perf_counter()
     with ThreadPoolExecutor(1, "cohort-reader") as reader, ThreadPoolExecutor(1, "cohort-writer") as writer:
-        reading = reader.submit(_read, todo[0][1].path) if todo else None
+        reading = reader.submit(_read, todo[0][1].path, job.output_format) if todo else None
         segmenter = Segmenter(job.model, job.settings) if todo else None
         writing: Optional[Future] = None
         for position, (k, case) in enumerate(todo):
             say(f"case {k}/{total}: {case.name}")
             image_job = reading
-            reading = reader.submit(_read, todo[position + 1][1].path) if position + 1 < len(todo) else None
+            reading = (reader.submit(_read, todo[position + 1][1].path, job.output_format)
+                       if position + 1 < len(todo) else None)
             try:
-                image, read_s = image_job.result()
+                case_input, read_s = image_job.result()
                 clock = time.perf_counter()
                 with bars() as progress:
-                    result = segmenter(image, progress=progress)
-                del image
+                    result = segmenter(case_input.image, progress=progress)
+                case_input.image = None
                 result.timings = {"read_s": read_s, **result.timings}
                 elapsed_s = read_s + time.perf_counter() - clock
             except AttentionUNetSegError as exc:
@@ -121,9 +122,9 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
                 continue
             if writing is not None:
                 writing.result()
-            writing = writer.submit(_write, job, case, result, model, settings, elapsed_s, outcome, say,
-                                    f"case {k}/{total}", written)
-            del result
+            writing = writer.submit(_write, job, case, result, case_input, model, settings, elapsed_s, outcome,
+                                    say, f"case {k}/{total}", written)
+            del result, case_input
             segmented = position + 1
             left = len(todo) - segmented
             if left:
@@ -134,18 +135,19 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
     return outcome
 
 
-def _read(path: Path) -> Tuple[sitk.Image, float]:
+def _read(path: Path, output_format: str) -> Tuple[CaseInput, float]:
     clock = time.perf_counter()
-    return read_image(path), time.perf_counter() - clock
+    return read_case(path, output_format), time.perf_counter() - clock
 
 
-def _write(job: CohortJob, case: CohortCase, result: SegmentationResult, model: dict, settings: dict,
-           elapsed_s: float, outcome: CohortOutcome, say: Callable[[str], None], label: str,
+def _write(job: CohortJob, case: CohortCase, result: SegmentationResult, case_input: CaseInput, model: dict,
+           settings: dict, elapsed_s: float, outcome: CohortOutcome, say: Callable[[str], None], label: str,
            written: CaseWritten) -> None:
     """Write and commit one case's outputs (in the writer thread); a failed write is the case's failure."""
     try:
         with StagedOutputs(job.output) as outputs:
-            summary = stage_case(result, outputs, case.name, case.path, model, settings, elapsed_s)
+            summary = stage_case(result, outputs, case.name, case.path, model, settings, elapsed_s,
+                                 case_input.seg_sources)
             outputs.commit()
     except AttentionUNetSegError as exc:
         _fail(job, case, model, exc, outcome, say, label)

@@ -1,40 +1,67 @@
-"""One case's outputs: the images and `<name>_summary.json` of a segmented CT, `<name>_error.json` of a failed
-one, and whether a case in a folder is already complete for a model and its settings. Used by the single-input
-`segment` and by the cohort runner alike."""
+"""One case's outputs: the images (and with --format dicom-seg the DICOM SEG) and `<name>_summary.json` of a
+segmented CT, `<name>_error.json` of a failed one, and whether a case in a folder is already complete for a model
+and its settings; and what of its input they need. Used by the single-input `segment` and by the cohort runner
+alike."""
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
+import SimpleITK as sitk
 import torch
 
 from ..io.atomic import StagedOutputs, atomic_file
-from ..io.images import write_image
+from ..io.dicom_seg import DICOM_SEG_FORMAT, SEG_SUFFIX, read_seg_sources, write_dicom_seg
+from ..io.images import read_image, write_image
 from ..io.maps import in_parallel, write_map_file
 from .segmenter import SegmentationResult
 from .settings import InferenceSettings
 
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
 SUMMARY_SUFFIX = "_summary.json"
 ERROR_SUFFIX = "_error.json"
+NO_SEG_WARNING = "No DICOM SEG was written: no organ was found, and a DICOM Segmentation needs at least one segment."
 
 
-def settings_record(settings: InferenceSettings, extension: str) -> dict:
-    """What a summary records of how its outputs were made: the inference settings and the file format."""
-    return {**asdict(settings), "format": extension}
+@dataclass
+class CaseInput:
+    """A case's CT and, for a DICOM SEG, the headers of its DICOM series' slices in slice order."""
+
+    image: sitk.Image
+    seg_sources: Optional[List["Dataset"]] = None
+
+
+def read_case(path: Path, output_format: str) -> CaseInput:
+    """The CT at `path` and what its outputs in `output_format` need of it; errors name the path and the fix."""
+    image = read_image(path)
+    return CaseInput(image, read_seg_sources(path, image) if output_format == DICOM_SEG_FORMAT else None)
+
+
+def settings_record(settings: InferenceSettings, output_format: str) -> dict:
+    """What a summary records of how its outputs were made: the inference settings and the output format."""
+    return {**asdict(settings), "format": output_format}
+
+
+def image_extension(output_format: str) -> str:
+    """The file extension of the label and map images of `output_format` (a DICOM SEG's are NIfTI)."""
+    return "nii.gz" if output_format == DICOM_SEG_FORMAT else output_format
 
 
 def stage_case(result: SegmentationResult, outputs: StagedOutputs, name: str, input_path: Path, model: dict,
-               settings: dict, elapsed_s: float) -> dict:
-    """Write every output image of `result` and then its summary (naming the `model` record, the `settings`
-    record, and the timings with `elapsed_s` spent on the case before writing) into `outputs`; return the summary.
+               settings: dict, elapsed_s: float, seg_sources: Optional[Sequence["Dataset"]] = None) -> dict:
+    """Write every output image of `result` (and, with --format dicom-seg, its DICOM SEG made from the
+    `seg_sources` of `read_case`) and then its summary (naming the `model` record, the `settings` record, and the
+    timings with `elapsed_s` spent on the case before writing) into `outputs`; return the summary.
 
     The summary is staged last, so it is committed last: a case whose summary exists is whole."""
     clock = time.perf_counter()
-    files = _write_images(result, outputs, name, settings["format"])
+    files = _write_images(result, outputs, name, settings["format"], model, seg_sources)
     result.timings["write_s"] = time.perf_counter() - clock
     result.timings["total_s"] = elapsed_s + result.timings["write_s"]
     summary = _summary(result, input_path, model, settings, files)
@@ -42,9 +69,17 @@ def stage_case(result: SegmentationResult, outputs: StagedOutputs, name: str, in
     return summary
 
 
-def _write_images(result: SegmentationResult, outputs: StagedOutputs, name: str, extension: str) -> List[str]:
-    """Write every output image, several at a time; each map is resampled onto the input grid as it is written."""
+def _write_images(result: SegmentationResult, outputs: StagedOutputs, name: str, output_format: str, model: dict,
+                  seg_sources: Optional[Sequence["Dataset"]]) -> List[str]:
+    """Write every output file, several at a time; each map is resampled onto the input grid as it is written."""
+    extension = image_extension(output_format)
     jobs = [(f"{name}_seg.{extension}", lambda path: write_image(result.labels, path))]
+    if output_format == DICOM_SEG_FORMAT:
+        if sitk.GetArrayViewFromImage(result.labels).any():
+            jobs.append((name + SEG_SUFFIX, partial(write_dicom_seg, result.labels, seg_sources, result.classes,
+                                                   model=model)))
+        else:
+            result.warnings.append(NO_SEG_WARNING)
     for group, maps in (("attention", result.attention), ("prob", result.probabilities or {})):
         jobs += [(f"{name}_{group}_{map_name}.{extension}", partial(write_map_file, maps, map_name))
                  for map_name in maps]

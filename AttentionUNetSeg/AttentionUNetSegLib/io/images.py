@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -166,17 +166,23 @@ def _itk_reason(exc: RuntimeError) -> str:
     return lines[-1] if lines else "unknown reader error"
 
 
-def _read_dicom_folder(folder: Path) -> sitk.Image:
+def dicom_series_files(folder: Path, warn: bool = True) -> List[str]:
+    """The files of the largest DICOM series in `folder`, in the order ITK stacks them (by position along the
+    slice normal); with `warn`, a warning when the folder holds other series too."""
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:
         raise InputImageError(f"folder {folder} holds no DICOM series; give a folder of DICOM slices or an image file")
     files_by_series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
     series_id = max(files_by_series, key=lambda sid: len(files_by_series[sid]))
-    if len(series_ids) > 1:
+    if len(series_ids) > 1 and warn:
         log.warning("%s holds %d DICOM series; using %s (%d slices), the largest",
                     folder, len(series_ids), series_id, len(files_by_series[series_id]))
+    return list(files_by_series[series_id])
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files_by_series[series_id])
+    reader.SetFileNames(dicom_series_files(folder))
     try:
         return reader.Execute()
     except RuntimeError as exc:
