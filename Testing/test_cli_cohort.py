@@ -182,6 +182,27 @@ def test_results_of_another_model_are_kept_unless_overwrite(tmp_path: Path) -> N
     assert {row["model_sha256"] for row in _table(out).values()} == {default_model().sha256}
 
 
+def test_one_ct_into_a_cohort_folder_made_with_another_model_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    inputs = _copies(tmp_path, ["x.nii.gz", "y.nii.gz"])
+    first, second = (make_model_file(tmp_path / f"{name}.safetensors", seed=seed)
+                     for name, seed in (("first", 21), ("second", 22)))
+    out = tmp_path / "out"
+    made = run_cli(["segment", *inputs, "-o", out, "--no-attention", "--quiet", "--model", first])
+    assert made.returncode == 0, made.stderr
+    before = {name: (out / name).read_bytes() for name in _files(out)}
+    refused = run_cli(["segment", inputs[0], "-o", out, "--no-attention", "--model", second])
+    assert refused.returncode == 1
+    assert "holds 1 case(s) of this run (x) made with another model (first" in refused.stderr
+    assert "--overwrite" in refused.stderr
+    assert "inference" not in refused.stderr
+    assert {name: (out / name).read_bytes() for name in _files(out)} == before
+    replaced = run_cli(["segment", inputs[0], "-o", out, "--no-attention", "--quiet", "--model", second, "--overwrite"])
+    assert replaced.returncode == 0, replaced.stderr
+    table = _table(out)
+    assert table["x"]["model"] == "second", "cohort.csv rebuilt after a single CT"
+    assert table["y"]["model"] == "first"
+
+
 def test_interrupt_keeps_finished_cases_and_no_half_case(tmp_path: Path) -> None:
     inputs = _copies(tmp_path, ["i1.nii.gz", "i2.nii.gz", "i3.nii.gz"])
     out = tmp_path / "out"

@@ -14,9 +14,9 @@ from ..backends.selection import BACKEND_CHOICES
 from ..cohort.inputs import CohortCase, resolve_inputs
 from ..cohort.runner import CohortJob, check_output_folder, run_cohort
 from ..cohort.shards import Shard, environment_shard, local_device, parse_shard
-from ..cohort.table import write_cohort_table
+from ..cohort.table import TABLE_FILE, write_cohort_table
 from ..errors import InvalidOptionError
-from ..inference.case_outputs import model_record, read_case, settings_record, stage_case
+from ..inference.case_outputs import model_record, read_case, refuse_other_models, settings_record, stage_case
 from ..inference.device import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
 from ..inference.segmenter import Segmenter
 from ..inference.settings import InferenceSettings
@@ -117,6 +117,8 @@ def _run_single(args: argparse.Namespace, case: CohortCase, settings: InferenceS
             segmenter = Segmenter(read_model(model_path), settings)
         finally:
             case_input = reading.result()  # a bad CT is reported before a model's problems
+        if not args.overwrite:
+            refuse_other_models(args.output, [case.name], segmenter.model.sha256)
         with ProgressPrinter(enabled=not args.quiet) as progress:
             result = segmenter(case_input.image, progress=progress)
         case_input.image = None
@@ -125,6 +127,8 @@ def _run_single(args: argparse.Namespace, case: CohortCase, settings: InferenceS
                              settings_record(settings, args.format), time.perf_counter() - started,
                              case_input.seg_sources)
         written = outputs.commit()
+    if (args.output / TABLE_FILE).exists():  # a cohort's folder: its table stays true
+        write_cohort_table(args.output)
     if not args.quiet:
         for path in written:
             print(path)

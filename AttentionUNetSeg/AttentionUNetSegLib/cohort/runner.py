@@ -17,13 +17,13 @@ from typing import Callable, ContextManager, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..errors import AttentionUNetSegError, InvalidOptionError, OutputError
+from ..errors import AttentionUNetSegError, OutputError
 from ..inference.case_outputs import (
     CaseInput,
     is_complete,
-    model_conflicts,
     model_record,
     read_case,
+    refuse_other_models,
     remove_error,
     settings_record,
     stage_case,
@@ -67,14 +67,7 @@ def check_output_folder(job: CohortJob, cohort: Sequence[CohortCase]) -> None:
     """Refuse, before any work, an output folder holding cases of `cohort` made with another model (unless
     overwriting), and make the folder."""
     if not job.overwrite:
-        conflicts = model_conflicts(job.output, [case.name for case in cohort], job.model.sha256)
-        if conflicts:
-            names = sorted(conflicts)
-            other = conflicts[names[0]]
-            raise InvalidOptionError(
-                f"{job.output} holds {len(names)} case(s) of this cohort ({', '.join(names[:10])}"
-                f"{' ...' if len(names) > 10 else ''}) made with another model ({other.get('name')}, sha256 "
-                f"{str(other.get('sha256'))[:12]}...); give --overwrite to redo them with this model, or another -o")
+        refuse_other_models(job.output, [case.name for case in cohort], job.model.sha256)
     try:
         job.output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 import SimpleITK as sitk
 import torch
 
+from ..errors import InvalidOptionError
 from ..io.atomic import StagedOutputs, atomic_file
 from ..io.dicom_seg import DICOM_SEG_FORMAT, SEG_SUFFIX, read_seg_sources, write_dicom_seg
 from ..io.images import read_image, write_image
@@ -143,12 +144,19 @@ def remove_error(folder: Path, name: str) -> None:
     (folder / (name + ERROR_SUFFIX)).unlink(missing_ok=True)
 
 
-def model_conflicts(folder: Path, names: List[str], sha256: str) -> Dict[str, dict]:
-    """The cases among `names` whose summary in `folder` was made by another model: name -> its model record."""
-    found = {}
+def refuse_other_models(folder: Path, names: List[str], sha256: str) -> None:
+    """Refuse (InvalidOptionError) to write cases `names` into `folder` where it holds any of them made by a model
+    other than `sha256` (--overwrite redoes them)."""
+    found: Dict[str, dict] = {}
     for name in names:
         summary = read_record(folder / (name + SUMMARY_SUFFIX))
         model = (summary or {}).get("model")
         if isinstance(model, dict) and model.get("sha256") != sha256:
             found[name] = model
-    return found
+    if found:
+        listed = sorted(found)
+        other = found[listed[0]]
+        raise InvalidOptionError(
+            f"{folder} holds {len(listed)} case(s) of this run ({', '.join(listed[:10])}"
+            f"{' ...' if len(listed) > 10 else ''}) made with another model ({other.get('name')}, sha256 "
+            f"{str(other.get('sha256'))[:12]}...); give --overwrite to redo them with this model, or another -o")
