@@ -15,7 +15,7 @@ from ..cohort.inputs import CohortCase, resolve_inputs
 from ..cohort.runner import CohortJob, check_output_folder, run_cohort
 from ..cohort.shards import Shard, environment_shard, local_device, parse_shard
 from ..cohort.table import TABLE_FILE, write_cohort_table
-from ..errors import InvalidOptionError
+from ..errors import DiskFullError, InvalidOptionError
 from ..inference.case_outputs import model_record, read_case, refuse_other_models, settings_record, stage_case
 from ..inference.device import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
 from ..inference.segmenter import Segmenter
@@ -127,14 +127,13 @@ def _run_single(args: argparse.Namespace, case: CohortCase, settings: InferenceS
                              settings_record(settings, args.format), time.perf_counter() - started,
                              case_input.seg_sources)
         written = outputs.commit()
-    if (args.output / TABLE_FILE).exists():  # a cohort's folder: its table stays true
-        write_cohort_table(args.output)
+    table_kept = not (args.output / TABLE_FILE).exists() or _rebuilt_table(args.output) is not None  # a cohort's
     if not args.quiet:
         for path in written:
             print(path)
     report_case(case.name, summary, args.quiet)
     _warn_untrained(model)
-    return 0
+    return 0 if table_kept else 1
 
 
 def _run_cohort(args: argparse.Namespace, cohort: List[CohortCase], shard: Shard, settings: InferenceSettings,
@@ -155,18 +154,29 @@ def _run_cohort(args: argparse.Namespace, cohort: List[CohortCase], shard: Shard
               "command again to go on", file=sys.stderr)
         return 130
     finally:
-        table = write_cohort_table(args.output)
-    if not args.quiet:
+        table = _rebuilt_table(args.output)
+    if table is not None and not args.quiet:
         print(table)
     print(f"{len(outcome.done)} case(s) segmented, {len(outcome.skipped)} already complete, {len(outcome.failed)} "
           f"failed", file=sys.stderr)
     _warn_untrained(model)
-    if outcome.failed:
+    if outcome.stopped:
+        print(f"error: the run stopped: {outcome.stopped}; the cases written are kept, run the same command again to "
+              "go on", file=sys.stderr)
+    elif outcome.failed:
         names = ", ".join(name for name, _ in outcome.failed)
         print(f"error: {len(outcome.failed)} case(s) failed: {names}; see their <name>_error.json in {args.output}, "
               "fix or remove those inputs and run again", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if outcome.stopped or outcome.failed or table is None else 0
+
+
+def _rebuilt_table(folder: Path) -> Optional[Path]:
+    """cohort.csv rebuilt; None, saying why, when the disk has no room for it."""
+    try:
+        return write_cohort_table(folder)
+    except DiskFullError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def _warn_untrained(model) -> None:

@@ -17,8 +17,9 @@ from typing import Callable, ContextManager, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..errors import AttentionUNetSegError, OutputError
+from ..errors import AttentionUNetSegError, DiskFullError, OutputError
 from ..inference.case_outputs import (
+    ERROR_SUFFIX,
     CaseInput,
     is_complete,
     model_record,
@@ -31,6 +32,7 @@ from ..inference.case_outputs import (
 )
 from ..inference.segmenter import SegmentationResult, Segmenter
 from ..inference.settings import InferenceSettings
+from ..io.disk_space import is_no_room
 from ..io.atomic import StagedOutputs
 from ..progress import ProgressCallback, no_progress
 from .inputs import CohortCase
@@ -42,11 +44,13 @@ CaseWritten = Callable[[CohortCase, dict], None]
 
 @dataclass
 class CohortOutcome:
-    """The names of the cases segmented, skipped as complete, and failed (with their messages)."""
+    """The names of the cases segmented, skipped as complete, and failed (with their messages); and why the run
+    stopped before its end (a full disk), if it did."""
 
     done: List[str] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
     failed: List[Tuple[str, str]] = field(default_factory=list)
+    stopped: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,8 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
                bars: ProgressBars = lambda: nullcontext(no_progress),
                written: CaseWritten = lambda case, summary: None) -> CohortOutcome:
     """Segment every case of `job` not already complete; a case failing with an AttentionUNetSegError is
-    recorded as `<name>_error.json` and the run goes on. `say` receives a line per case and the ETA; `bars`
+    recorded as `<name>_error.json` and the run goes on, unless the disk is full: then the run stops there
+    (every later case would fail too), keeping the cases written. `say` receives a line per case and the ETA; `bars`
     makes each case's progress callback; `written` is called (in the writer thread) with each case written."""
     settings = settings_record(job.settings, job.output_format)
     model = model_record(job.model, job.model_file)
@@ -98,6 +103,8 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
         segmenter = Segmenter(job.model, job.settings) if todo else None
         writing: Optional[Future] = None
         for position, (k, case) in enumerate(todo):
+            if outcome.stopped:
+                break
             say(f"case {k}/{total}: {case.name}")
             image_job = reading
             reading = (reader.submit(_read, todo[position + 1][1].path, job.output_format)
@@ -115,6 +122,8 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
                 continue
             if writing is not None:
                 writing.result()
+            if outcome.stopped:  # this case was segmented, but there is no room to write it
+                break
             writing = writer.submit(_write, job, case, result, case_input, model, settings, elapsed_s, outcome,
                                     say, f"case {k}/{total}", written)
             del result, case_input
@@ -122,7 +131,7 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
             left = len(todo) - segmented
             if left:
                 mean = (time.perf_counter() - started) / segmented
-                say(f"cohort: {segmented} of {len(todo)} case(s) to segment done, about {_duration(left * mean)} left")
+                say(f"cohort: {segmented} of {len(todo)} case(s) segmented, about {_duration(left * mean)} left")
         if writing is not None:
             writing.result()
     return outcome
@@ -144,6 +153,8 @@ def _write(job: CohortJob, case: CohortCase, result: SegmentationResult, case_in
             outputs.commit()
     except AttentionUNetSegError as exc:
         _fail(job, case, model, exc, outcome, say, label)
+        if isinstance(exc, DiskFullError):
+            outcome.stopped = str(exc)
         return
     remove_error(job.output, case.name)
     outcome.done.append(case.name)
@@ -152,9 +163,14 @@ def _write(job: CohortJob, case: CohortCase, result: SegmentationResult, case_in
 
 def _fail(job: CohortJob, case: CohortCase, model: dict, error: AttentionUNetSegError, outcome: CohortOutcome,
           say: Callable[[str], None], label: str) -> None:
-    write_error(job.output, case.name, case.path, model, error)
     outcome.failed.append((case.name, str(error)))
     say(f"{label}: {case.name} failed: {error}")
+    try:
+        write_error(job.output, case.name, case.path, model, error)
+    except OSError as exc:
+        if not is_no_room(exc):
+            raise
+        say(f"{label}: no room in {job.output} to record this failure in {case.name}{ERROR_SUFFIX} either")
 
 
 def _duration(seconds: float) -> str:

@@ -5,6 +5,7 @@ alike."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -17,6 +18,7 @@ import torch
 from ..errors import InvalidOptionError
 from ..io.atomic import StagedOutputs, atomic_file
 from ..io.dicom_seg import DICOM_SEG_FORMAT, SEG_SUFFIX, read_seg_sources, write_dicom_seg
+from ..io.disk_space import room_for
 from ..io.images import read_image, write_image
 from ..io.maps import in_parallel, write_map_file
 from .segmenter import SegmentationResult
@@ -62,12 +64,22 @@ def stage_case(result: SegmentationResult, outputs: StagedOutputs, name: str, in
 
     The summary is staged last, so it is committed last: a case whose summary exists is whole."""
     clock = time.perf_counter()
-    files = _write_images(result, outputs, name, settings["format"], model, seg_sources)
-    result.timings["write_s"] = time.perf_counter() - clock
-    result.timings["total_s"] = elapsed_s + result.timings["write_s"]
-    summary = _summary(result, input_path, model, settings, files)
-    outputs.path(name + SUMMARY_SUFFIX).write_text(json.dumps(summary, indent=2))
+    with room_for(outputs.directory, f"the outputs of {name}", "free some space there, or choose another folder "
+                  "with -o", output_bytes_bound(result, settings["format"])):
+        files = _write_images(result, outputs, name, settings["format"], model, seg_sources)
+        result.timings["write_s"] = time.perf_counter() - clock
+        result.timings["total_s"] = elapsed_s + result.timings["write_s"]
+        summary = _summary(result, input_path, model, settings, files)
+        outputs.path(name + SUMMARY_SUFFIX).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def output_bytes_bound(result: SegmentationResult, output_format: str) -> int:
+    """The most bytes a case's outputs take: their voxels uncompressed (compressed they take far less)."""
+    voxels = math.prod(result.labels.GetSize())
+    map_bytes = 2 if image_extension(output_format).startswith("nii") else 4  # attention maps as int16 in NIfTI
+    seg = voxels * len(result.classes) // 8 if output_format == DICOM_SEG_FORMAT else 0  # one bit per segment
+    return voxels * (1 + map_bytes * len(result.attention) + 4 * len(result.probabilities or {})) + seg
 
 
 def _write_images(result: SegmentationResult, outputs: StagedOutputs, name: str, output_format: str, model: dict,
