@@ -48,6 +48,17 @@ def test_sample_ct_with_the_default_model(tmp_path: Path) -> None:
     assert summary["timings_s"]["total"] >= summary["timings_s"]["inference"] > 0
     attention = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "example_ct_attention_att2_gate1.nii.gz")))
     assert attention.shape == sitk.GetArrayViewFromImage(ct).shape and 0 <= attention.min() <= attention.max() <= 1
+    # the probabilities' argmax is the labels but on organ boundaries (README, "Outputs": softmax is not linear)
+    probabilities = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"example_ct_prob_{c}.nii.gz")))
+                              for c in ["background", *classes]])
+    values = sitk.GetArrayFromImage(labels)
+    differ = probabilities.argmax(axis=0) != values
+    on_boundary = np.zeros_like(differ)
+    for axis in range(3):
+        for shift in (1, -1):
+            on_boundary |= np.roll(values, shift, axis) != values
+    assert 0 < np.count_nonzero(differ) < 0.001 * values.size
+    assert np.count_nonzero(differ & ~on_boundary) == 0
 
 
 def test_default_model_segments_the_labelled_slab_of_its_training_scan(tmp_path: Path) -> None:

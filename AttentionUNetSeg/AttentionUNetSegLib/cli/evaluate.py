@@ -94,9 +94,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.pred is None or args.ref is None or args.classes is None:
             raise InvalidOptionError("--pred, --ref and --classes go together")
         reference_map = load_label_map(args.label_map) if args.label_map is not None else None
-        report = evaluate_predictions(args.pred, args.ref, parse_label_map(args.classes), allow_missing=args.allow_missing,
-                                  progress=lambda done, total, case: log.info("[%d/%d] %s", done, total, case),
-                                  reference_map=reference_map, ignore_other_labels=args.ignore_other_labels)
+        report = evaluate_predictions(args.pred, args.ref, parse_label_map(args.classes),
+                                      allow_missing=args.allow_missing,
+                                      progress=lambda done, total, case: log.info("[%d/%d] %s", done, total, case),
+                                      reference_map=reference_map, ignore_other_labels=args.ignore_other_labels)
     print(report.to_markdown(), end="")
     if args.output is not None:
         for path in report.write(args.output):

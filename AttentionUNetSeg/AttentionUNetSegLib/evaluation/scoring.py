@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 def evaluate_predictions(pred: Path, ref: Path, classes: Mapping[int, str], allow_missing: bool = False,
                          progress: Optional[Callable[[int, int, str], None]] = None,
-                         reference_map: Optional[LabelMap] = None, ignore_other_labels: bool = False) -> EvaluationReport:
+                         reference_map: Optional[LabelMap] = None,
+                         ignore_other_labels: bool = False) -> EvaluationReport:
     """Metrics of every class of a prediction file against a reference file, or of every matched case of a
     prediction folder and a reference folder (file_pairing.py). References without a prediction are an error unless
     `allow_missing`; predictions without a reference are listed and ignored. `reference_map` turns the

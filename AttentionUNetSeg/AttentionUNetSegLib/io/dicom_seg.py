@@ -144,7 +144,8 @@ def write_dicom_seg(labels: sitk.Image, sources: Sequence["Dataset"], classes: S
         display_color=hd.color.CIELabColor.from_rgb(*segment_class.color),
     ) for number, segment_class in enumerate(present, start=1)]
     segmentation = hd.seg.Segmentation(
-        source_images=list(sources), pixel_array=numbers[values], segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        source_images=list(sources), pixel_array=numbers[values],
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=SERIES_NUMBER,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="AttentionUNetSeg",
         manufacturer_model_name=model["name"][:64], software_versions=package_version(), device_serial_number="1",
