@@ -16,7 +16,8 @@ from ..cohort.runner import CohortJob, check_output_folder, run_cohort
 from ..cohort.shards import Shard, environment_shard, local_device, parse_shard
 from ..cohort.table import TABLE_FILE, write_cohort_table
 from ..errors import DiskFullError, InvalidOptionError
-from ..inference.case_outputs import model_record, read_case, refuse_other_models, settings_record, stage_case
+from ..inference.case_outputs import (ERROR_SUFFIX, model_record, read_case, refuse_other_models, settings_record,
+                                      stage_case)
 from ..inference.device import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
 from ..inference.segmenter import Segmenter
 from ..inference.settings import InferenceSettings
@@ -37,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Segment CTs (NIfTI, NRRD or MHA files, DICOM series folders, folders of them, or .txt/.csv "
         "lists of them) and write per CT <name>_seg.<ext>, one <name>_attention_<gate>.<ext> per attention gate, "
         "optional <name>_prob_<class>.<ext>, and <name>_summary.json; a CT's outputs appear only when all of them "
-        "are written. Each CT's organ volumes, where it ran and its warnings are printed once it is written. A cohort (more than one CT) also gets cohort.csv; its complete CTs are skipped when run "
-        "again, and a CT that fails is recorded as <name>_error.json while the others go on.",
+        "are written. Each CT's organ volumes, where it ran and its warnings are printed once it is written. A "
+        "cohort (more than one CT) also gets cohort.csv; its complete CTs are skipped when run again, and a CT that fails is recorded as <name>_error.json while the others go on (a full disk stops the "
+        "run: the others would fail too).",
     )
     parser.add_argument("input", type=Path, nargs="+",
                         help="CT image files, DICOM series folders, folders of them, or .txt/.csv lists")
@@ -127,7 +129,8 @@ def _run_single(args: argparse.Namespace, case: CohortCase, settings: InferenceS
                              settings_record(settings, args.format), time.perf_counter() - started,
                              case_input.seg_sources)
         written = outputs.commit()
-    table_kept = not (args.output / TABLE_FILE).exists() or _rebuilt_table(args.output) is not None  # a cohort's
+    in_cohort_folder = (args.output / TABLE_FILE).exists()
+    table_kept = not in_cohort_folder or _rebuilt_table(args.output) is not None
     if not args.quiet:
         for path in written:
             print(path)
@@ -160,6 +163,9 @@ def _run_cohort(args: argparse.Namespace, cohort: List[CohortCase], shard: Shard
     print(f"{len(outcome.done)} case(s) segmented, {len(outcome.skipped)} already complete, {len(outcome.failed)} "
           f"failed", file=sys.stderr)
     _warn_untrained(model)
+    for name in outcome.unrecorded:
+        print(f"error: no room in {args.output} to record the failure of {name} in {name}{ERROR_SUFFIX} either",
+              file=sys.stderr)
     if outcome.stopped:
         print(f"error: the run stopped: {outcome.stopped}; the cases written are kept, run the same command again to "
               "go on", file=sys.stderr)

@@ -19,7 +19,6 @@ import torch
 
 from ..errors import AttentionUNetSegError, DiskFullError, OutputError
 from ..inference.case_outputs import (
-    ERROR_SUFFIX,
     CaseInput,
     is_complete,
     model_record,
@@ -32,8 +31,8 @@ from ..inference.case_outputs import (
 )
 from ..inference.segmenter import SegmentationResult, Segmenter
 from ..inference.settings import InferenceSettings
-from ..io.disk_space import is_no_room
 from ..io.atomic import StagedOutputs
+from ..io.disk_space import is_no_room
 from ..progress import ProgressCallback, no_progress
 from .inputs import CohortCase
 
@@ -44,12 +43,14 @@ CaseWritten = Callable[[CohortCase, dict], None]
 
 @dataclass
 class CohortOutcome:
-    """The names of the cases segmented, skipped as complete, and failed (with their messages); and why the run
-    stopped before its end (a full disk), if it did."""
+    """The names of the cases segmented, skipped as complete, and failed (with their messages), of those failed
+    whose `<name>_error.json` found no room on the disk; and why the run stopped before its end (a full disk), if
+    it did."""
 
     done: List[str] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
     failed: List[Tuple[str, str]] = field(default_factory=list)
+    unrecorded: List[str] = field(default_factory=list)
     stopped: Optional[str] = None
 
 
@@ -84,8 +85,9 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
                written: CaseWritten = lambda case, summary: None) -> CohortOutcome:
     """Segment every case of `job` not already complete; a case failing with an AttentionUNetSegError is
     recorded as `<name>_error.json` and the run goes on, unless the disk is full: then the run stops there
-    (every later case would fail too), keeping the cases written. `say` receives a line per case and the ETA; `bars`
-    makes each case's progress callback; `written` is called (in the writer thread) with each case written."""
+    (every later case would fail too), keeping the cases written. `say` receives a line per case and the ETA;
+    `bars` makes each case's progress callback; `written` is called (in the writer thread) with each case
+    written."""
     settings = settings_record(job.settings, job.output_format)
     model = model_record(job.model, job.model_file)
     outcome = CohortOutcome()
@@ -170,7 +172,7 @@ def _fail(job: CohortJob, case: CohortCase, model: dict, error: AttentionUNetSeg
     except OSError as exc:
         if not is_no_room(exc):
             raise
-        say(f"{label}: no room in {job.output} to record this failure in {case.name}{ERROR_SUFFIX} either")
+        outcome.unrecorded.append(case.name)
 
 
 def _duration(seconds: float) -> str:

@@ -66,7 +66,7 @@ def stage_case(result: SegmentationResult, outputs: StagedOutputs, name: str, in
     clock = time.perf_counter()
     with room_for(outputs.directory, f"the outputs of {name}", "free some space there, or choose another folder "
                   "with -o", output_bytes_bound(result, settings["format"])):
-        files = _write_images(result, outputs, name, settings["format"], model, seg_sources)
+        files = _write_files(result, outputs, name, settings["format"], model, seg_sources)
         result.timings["write_s"] = time.perf_counter() - clock
         result.timings["total_s"] = elapsed_s + result.timings["write_s"]
         summary = _summary(result, input_path, model, settings, files)
@@ -82,7 +82,7 @@ def output_bytes_bound(result: SegmentationResult, output_format: str) -> int:
     return voxels * (1 + map_bytes * len(result.attention) + 4 * len(result.probabilities or {})) + seg
 
 
-def _write_images(result: SegmentationResult, outputs: StagedOutputs, name: str, output_format: str, model: dict,
+def _write_files(result: SegmentationResult, outputs: StagedOutputs, name: str, output_format: str, model: dict,
                   seg_sources: Optional[Sequence["Dataset"]]) -> List[str]:
     """Write every output file, several at a time; each map is resampled onto the input grid as it is written."""
     extension = image_extension(output_format)
