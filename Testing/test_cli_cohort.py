@@ -42,6 +42,17 @@ def _summary(out: Path, name: str) -> dict:
     return json.loads((out / f"{name}_summary.json").read_text())
 
 
+def _assert_reported(stderr: str, name: str, summary: dict, quiet: bool) -> None:
+    """`stderr` shows the case's warnings, and its organ-volume table unless `quiet`, as a single run does."""
+    lines = stderr.splitlines()
+    for warning in summary["warnings"]:
+        assert f"warning: {warning}" in lines
+    heading = f"{name}: done in {summary['timings_s']['total']:.1f} s on cpu"
+    liver = f"  liver     {summary['volumes_ml']['liver']:9.1f} mL"
+    assert (heading in stderr) is not quiet, heading
+    assert (liver in lines) is not quiet, liver
+
+
 def _files(folder: Path) -> List[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
@@ -69,6 +80,7 @@ def test_files_in_folders_and_a_dicom_series_resume_and_overwrite(tmp_path: Path
     assert summary["model"]["sha256"] == default_model().sha256 == table["s0009_ct"]["model_sha256"]
     for name in names:
         assert float(table[name]["liver_ml"]) == _summary(out, name)["volumes_ml"]["liver"] > 500
+        _assert_reported(completed.stderr, name, _summary(out, name), quiet=False)
     assert table["s0009_ct"]["liver_ml"] == table["s0010_ct"]["liver_ml"], "copies of one CT"
 
     before = {name: (out / f"{name}_summary.json").read_bytes() for name in names}
@@ -81,6 +93,8 @@ def test_files_in_folders_and_a_dicom_series_resume_and_overwrite(tmp_path: Path
     redone = run_cli(command + ["--overwrite", "--quiet"])
     assert redone.returncode == 0, redone.stderr
     assert "3 case(s) segmented, 0 already complete" in redone.stderr and redone.stdout == ""
+    for name in names:
+        _assert_reported(redone.stderr, name, _summary(out, name), quiet=True)
     assert sorted(_table(out)) == names
 
 
@@ -166,6 +180,27 @@ def test_results_of_another_model_are_kept_unless_overwrite(tmp_path: Path) -> N
     replaced = run_cli(["segment", *inputs, "-o", out, "--no-attention", "--quiet", "--overwrite"])
     assert replaced.returncode == 0, replaced.stderr
     assert {row["model_sha256"] for row in _table(out).values()} == {default_model().sha256}
+
+
+def test_one_ct_into_a_cohort_folder_made_with_another_model_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    inputs = _copies(tmp_path, ["x.nii.gz", "y.nii.gz"])
+    first, second = (make_model_file(tmp_path / f"{name}.safetensors", seed=seed)
+                     for name, seed in (("first", 21), ("second", 22)))
+    out = tmp_path / "out"
+    made = run_cli(["segment", *inputs, "-o", out, "--no-attention", "--quiet", "--model", first])
+    assert made.returncode == 0, made.stderr
+    before = {name: (out / name).read_bytes() for name in _files(out)}
+    refused = run_cli(["segment", inputs[0], "-o", out, "--no-attention", "--model", second])
+    assert refused.returncode == 1
+    assert "holds 1 case(s) of this run (x) made with another model (first" in refused.stderr
+    assert "--overwrite" in refused.stderr
+    assert "inference" not in refused.stderr
+    assert {name: (out / name).read_bytes() for name in _files(out)} == before
+    replaced = run_cli(["segment", inputs[0], "-o", out, "--no-attention", "--quiet", "--model", second, "--overwrite"])
+    assert replaced.returncode == 0, replaced.stderr
+    table = _table(out)
+    assert table["x"]["model"] == "second", "cohort.csv rebuilt after a single CT"
+    assert table["y"]["model"] == "first"
 
 
 def test_interrupt_keeps_finished_cases_and_no_half_case(tmp_path: Path) -> None:

@@ -48,6 +48,17 @@ def test_sample_ct_with_the_default_model(tmp_path: Path) -> None:
     assert summary["timings_s"]["total"] >= summary["timings_s"]["inference"] > 0
     attention = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "example_ct_attention_att2_gate1.nii.gz")))
     assert attention.shape == sitk.GetArrayViewFromImage(ct).shape and 0 <= attention.min() <= attention.max() <= 1
+    # the probabilities' argmax is the labels but on organ boundaries (README, "Outputs": softmax is not linear)
+    probabilities = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"example_ct_prob_{c}.nii.gz")))
+                              for c in ["background", *classes]])
+    values = sitk.GetArrayFromImage(labels)
+    differ = probabilities.argmax(axis=0) != values
+    on_boundary = np.zeros_like(differ)
+    for axis in range(3):
+        for shift in (1, -1):
+            on_boundary |= np.roll(values, shift, axis) != values
+    assert 0 < np.count_nonzero(differ) < 0.001 * values.size
+    assert np.count_nonzero(differ & ~on_boundary) == 0
 
 
 def test_default_model_segments_the_labelled_slab_of_its_training_scan(tmp_path: Path) -> None:
@@ -224,6 +235,33 @@ def test_non_ct_intensities_warn(tmp_path: Path, tiny_model_path: Path) -> None:
     assert completed.returncode == 0 and "does not look like CT" in completed.stderr
     summary = json.loads((tmp_path / "out" / "photo_summary.json").read_text())
     assert any("does not look like CT" in w for w in summary["warnings"])
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["table and warnings", "--quiet: warnings only"])
+def test_warnings_and_organ_volumes_reach_the_terminal(tmp_path: Path, tiny_model_path: Path, quiet: bool) -> None:
+    """Each warning of the summary is a `warning: ` line on stderr, --quiet or not; the organ volumes and where
+    the run ran are a table on stderr unless --quiet; stdout keeps only the paths written."""
+    image = _write(sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 255, (16, 16, 16)).astype(np.uint8)),
+                   tmp_path / "photo.nrrd")
+    out = tmp_path / "out"
+    completed = run_cli(["segment", image, "-o", out, "--model", tiny_model_path, "--no-attention",
+                         *(["--quiet"] if quiet else [])])
+    assert completed.returncode == 0, completed.stderr
+    summary = json.loads((out / "photo_summary.json").read_text())
+    lines = completed.stderr.splitlines()
+    assert summary["warnings"], "an image that is no CT warns"
+    for warning in summary["warnings"]:
+        assert f"warning: {warning}" in lines
+    heading = (f"photo: done in {summary['timings_s']['total']:.1f} s on cpu ({summary['backend']}, "
+               f"{summary['precision']})")
+    rows = [f"  {organ:<8}  {volume:9.1f} mL" for organ, volume in summary["volumes_ml"].items()]
+    if quiet:
+        assert completed.stdout == ""
+        assert heading not in lines
+        assert not any(line.endswith(" mL") for line in lines)
+    else:
+        assert completed.stdout.splitlines() == [str(out / "photo_seg.nii.gz"), str(out / "photo_summary.json")]
+        assert lines[lines.index(heading) + 1:lines.index(heading) + 5] == rows
 
 
 def test_interrupt_mid_run_leaves_no_outputs(tmp_path: Path) -> None:

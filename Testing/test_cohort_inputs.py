@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TOTALSEG
+import SimpleITK as sitk
+from conftest import TOTALSEG, run_cli
 
 from AttentionUNetSegLib.cohort.inputs import CohortCase, resolve_inputs
 from AttentionUNetSegLib.cohort.shards import Shard, environment_shard, local_device, parse_shard
@@ -95,3 +96,25 @@ def test_torchrun_gives_each_process_its_shard_and_gpu() -> None:
     assert environment_shard({}) is None and local_device({}) is None
     environ = {"RANK": "2", "WORLD_SIZE": "4", "LOCAL_RANK": "0"}
     assert environment_shard(environ) == Shard(3, 4) and local_device(environ) == "cuda:0"
+
+
+def test_label_volumes_in_a_folder_are_skipped_naming_each(tmp_path: Path, tiny_model_path: Path) -> None:
+    """A dataset folder holds labels beside its CTs: NIfTI and NRRD label files are skipped with a warning naming
+    each, not segmented as CTs; labels given by name, or a folder of labels only, are the user's to decide."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(CT, folder / "patient.nii.gz")
+    shutil.copy(TOTALSEG / "example_seg.nii.gz", folder / "patient_labels.nii.gz")
+    labels = sitk.ReadImage(str(TOTALSEG / "example_seg_dicom.nii.gz"))
+    sitk.WriteImage(sitk.Cast(labels, sitk.sitkInt16), str(folder / "other_labels.nrrd"))
+    out = tmp_path / "out"
+    completed = run_cli(["segment", folder, "-o", out, "--model", tiny_model_path, "--no-attention", "--quiet"])
+    assert completed.returncode == 0, completed.stderr
+    for name in ("patient_labels.nii.gz", "other_labels.nrrd"):
+        assert f"skipped {folder / name}: it holds labels" in completed.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["cohort.csv", "patient_seg.nii.gz", "patient_summary.json"]
+    assert resolve_inputs([folder / "patient_labels.nii.gz"]) == \
+        [CohortCase("patient_labels", folder / "patient_labels.nii.gz")]
+    (folder / "patient.nii.gz").unlink()
+    with pytest.raises(InvalidOptionError, match=r"holds no CT image files .* \(only label volumes: 2 skipped\)"):
+        resolve_inputs([folder])

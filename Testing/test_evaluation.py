@@ -17,7 +17,7 @@ from AttentionUNetSegLib.datasets.label_maps import parse_label_map
 from AttentionUNetSegLib.errors import DatasetError, InvalidOptionError
 from AttentionUNetSegLib.evaluation.file_pairing import match_cases
 from AttentionUNetSegLib.evaluation.report import load_report
-from AttentionUNetSegLib.evaluation.scoring import evaluate_folders
+from AttentionUNetSegLib.evaluation.scoring import evaluate_predictions
 
 SPACING_XYZ = (0.8, 0.8, 2.0)
 
@@ -137,7 +137,7 @@ def test_compare_cli_finds_the_better_method_with_the_exact_wilcoxon_p_value(tmp
         for method, shift in (("a", 1), ("b", 2)):
             write_labels(tmp_path / method / f"c{side}_seg.nii.gz", np.roll(labels, shift, axis=2))
     for method in ("a", "b"):
-        evaluate_folders(tmp_path / method, ref, {1: "pancreas"}).write(tmp_path / f"eval_{method}")
+        evaluate_predictions(tmp_path / method, ref, {1: "pancreas"}).write(tmp_path / f"eval_{method}")
 
     result = run_cli(["compare", tmp_path / "eval_a" / "evaluation.json", tmp_path / "eval_b" / "evaluation.json",
                       "-o", tmp_path / "cmp"])
@@ -151,15 +151,15 @@ def test_compare_cli_finds_the_better_method_with_the_exact_wilcoxon_p_value(tmp
 
 
 def test_compare_pairs_only_common_cases_and_classes(three_cases, tmp_path):
-    full = evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"})
+    full = evaluate_predictions(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"})
     (three_cases["pred"] / "case3_seg.mha").unlink()
-    partial = evaluate_folders(three_cases["pred"], three_cases["ref"], {5: "pancreas"}, allow_missing=True,
+    partial = evaluate_predictions(three_cases["pred"], three_cases["ref"], {5: "pancreas"}, allow_missing=True,
                                ignore_other_labels=True)
     comparison = compare_reports(full, partial)
     assert comparison.cases == ["case1", "case2"]
     assert {r.class_name for r in comparison.results} == {"pancreas"}
     with pytest.raises(DatasetError, match="share no class name"):
-        compare_reports(full, evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "liver", 2: "spleen2"},
+        compare_reports(full, evaluate_predictions(three_cases["pred"], three_cases["ref"], {1: "liver", 2: "spleen2"},
                                                allow_missing=True))
 
 
@@ -172,8 +172,8 @@ def test_wilcoxon_conventions():
 def test_missing_predictions_are_an_error_unless_allowed(three_cases):
     (three_cases["pred"] / "case2.nrrd").unlink()
     with pytest.raises(DatasetError, match=r"case2.*--allow-missing"):
-        evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"})
-    report = evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"},
+        evaluate_predictions(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"})
+    report = evaluate_predictions(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"},
                               allow_missing=True)
     assert [c.case for c in report.cases] == ["case1", "case3"] and report.missing_predictions == ["case2"]
     assert "case2" in report.to_markdown()
@@ -186,7 +186,7 @@ def test_two_predictions_for_one_case_are_refused(three_cases):
 
 
 def test_report_json_round_trip_keeps_values_and_nans(three_cases, tmp_path):
-    report = evaluate_folders(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"})
+    report = evaluate_predictions(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"})
     report.write(tmp_path / "r")
     loaded = load_report(tmp_path / "r" / "evaluation.json")
     assert loaded.classes == report.classes
@@ -274,3 +274,54 @@ def test_a_label_map_producing_classes_not_given_is_refused(three_cases):
                       "--classes", "1=pancreas", "--label-map", "1=pancreas,2=spleen"])
     assert result.returncode == 1
     assert "produces class(es) ['spleen'] that --classes does not name (1=pancreas)" in result.stderr
+
+
+def test_a_prediction_file_is_scored_against_a_reference_file_of_another_name_with_values_joined(tmp_path):
+    """A reference labelling the liver as 1 and its tumours as 2 and 3, scored as one class (liver) against a
+    prediction named as `segment` names it: no renaming, no label-map file."""
+    reference = np.zeros((12, 16, 16), np.uint8)
+    reference[2:10, 2:12, 2:12] = 1
+    reference[4:6, 4:6, 4:6] = 2
+    reference[7:9, 8:10, 8:10] = 3
+    prediction = np.where(reference > 0, 4, 0)  # the model's liver value
+    prediction[2, 2:12, 2:12] = 0  # one slice of the liver missed: 100 of 800 voxels
+    ref = write_labels(tmp_path / "truth" / "patient7_liver_and_tumours.nii.gz", reference)
+    pred = write_labels(tmp_path / "out" / "ct_seg.nii.gz", prediction)
+    result = run_cli(["evaluate", "--pred", pred, "--ref", ref, "--classes", "4=liver",
+                      "--label-map", "1=liver,2=liver,3=liver", "-o", tmp_path / "scores"])
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "scores" / "evaluation.json").read_text())
+    assert [case["case"] for case in report["cases"]] == ["patient7_liver_and_tumours"]
+    liver = report["cases"][0]["classes"]["4"]
+    assert liver["ref_voxels"] == 800, "tumour voxels count as liver"
+    assert liver["pred_voxels"] == 700
+    assert liver["dice"] == pytest.approx(2 * 700 / 1500)
+
+
+def test_a_prediction_file_with_a_reference_folder_is_refused(three_cases):
+    result = run_cli(["evaluate", "--pred", three_cases["pred"] / "case1_seg.nii.gz", "--ref", three_cases["ref"],
+                      "--classes", "1=pancreas,2=spleen"])
+    assert result.returncode == 1
+    assert "reference " + str(three_cases["ref"]) + " is a folder, while the other side is a file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_maps_and_records_segment_writes_are_neither_paired_nor_reported(three_cases):
+    """`segment`'s output folder as --pred: its maps beside `<case>_seg` are not predictions without a
+    reference; a label file without a reference still is."""
+    pred = three_cases["pred"]
+    for name in ["case1_attention_att2_gate1.nii.gz", "case1_prob_pancreas.nii.gz", "case3_attention_att4_gate2.mha"]:
+        write_labels(pred / name, cubes())
+    (pred / "case1_summary.json").write_text("{}")
+    (pred / "case4_error.json").write_text("{}")
+    (pred / "cohort.csv").write_text("name\n")
+    write_labels(pred / "stray_seg.nii.gz", cubes())
+    result = run_cli(["evaluate", "--pred", pred, "--ref", three_cases["ref"], "--classes", "1=pancreas,2=spleen",
+                      "-o", three_cases["out"]])
+    assert result.returncode == 0, result.stderr
+    report = json.loads((three_cases["out"] / "evaluation.json").read_text())
+    assert [case["case"] for case in report["cases"]] == ["case1", "case2", "case3"]
+    assert report["extra_predictions"] == ["stray_seg.nii.gz"]
+    assert "ignoring 1 prediction(s) without a reference: stray_seg.nii.gz" in result.stderr
+    assert "_attention_" not in result.stderr
+    assert "_prob_" not in result.stderr

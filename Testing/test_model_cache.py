@@ -14,7 +14,7 @@ from conftest import make_model_file, run_cli
 from AttentionUNetSegLib.io.atomic import _host
 from AttentionUNetSegLib.cli import main
 from AttentionUNetSegLib.models.model_file import file_sha256, read_model
-from AttentionUNetSegLib.backends.openvino import (CONVERTING_PREFIX, REMOVING_PREFIX, OpenVINOBackend,
+from AttentionUNetSegLib.backends.openvino import (CONVERTING_PREFIX, INT8_SUFFIX, REMOVING_PREFIX, OpenVINOBackend,
                                                    _remove_entry, cache_entries, cache_root, remove_cache_entries)
 from AttentionUNetSegLib.models.user_folders import HOME_VARIABLE
 
@@ -72,6 +72,21 @@ def test_cache_lists_entries_and_clear_removes_them(tmp_path: Path, capsys) -> N
     assert sorted(p.name for p in cache_root().iterdir()) == []
     assert "openvino:      not converted yet" in cli(capsys, "info", "mine")
     assert "0 converted model(s)" in cli(capsys, "cache")
+
+
+def test_cache_tells_the_int8_model_from_the_float_one(tmp_path: Path, capsys) -> None:
+    """The quantized model (its folder: the float entry's name + INT8_SUFFIX, as --precision int8 makes it) has
+    the same model file, so the same sha256 and name: the listing says which is which."""
+    model = make_model_file(tmp_path / "mine.safetensors", seed=14)
+    cli(capsys, "add", "mine", "--file", str(model))
+    entry = converted(model)
+    shutil.copytree(entry, entry.with_name(entry.name + INT8_SUFFIX))
+    lines = cli(capsys, "cache").splitlines()[1:-1]
+    assert [line.split()[:2] for line in lines] == [[file_sha256(model)[:12], "float"],
+                                                    [file_sha256(model)[:12], "int8,"]]
+    assert "int8, quantized" in lines[1]
+    assert "int8" not in lines[0]
+    assert all(line.endswith("  mine") for line in lines)
 
 
 def test_remove_takes_the_models_entry_unless_shared(tmp_path: Path, capsys) -> None:

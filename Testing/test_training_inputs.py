@@ -332,3 +332,35 @@ def test_paper_augmentation_patch_size_organ_oversampling_and_geometry(tmp_path:
     transform.set_random_state(seed=7)
     again = transform({"image": hu.copy(), "label": label.copy()})[0]
     assert np.array_equal(again["image"], patches[7]["image"])  # seeded
+
+
+def _dataset_naming(folder: Path, count: int) -> Path:
+    """An MSD-style dataset of one case whose dataset.json names `count` structures, as whole-body datasets do."""
+    _image(folder / "imagesTr" / "a.nii.gz", value=-1000)
+    _image(folder / "labelsTr" / "a.nii.gz", value=1)
+    labels = {"0": "background", **{str(v): f"structure{v}" for v in range(1, count + 1)}}
+    (folder / "dataset.json").write_text(json.dumps({"labels": labels, "training": [
+        {"image": "./imagesTr/a.nii.gz", "label": "./labelsTr/a.nii.gz"}]}))
+    return folder
+
+
+def test_more_classes_than_max_classes_are_refused_and_the_classes_are_said(tmp_path: Path) -> None:
+    """Without --label-map every structure the dataset.json names becomes a class: more than --max-classes (16)
+    is refused before anything is written; a run within the limit says which classes it trains."""
+    data = _dataset_naming(tmp_path / "data", 20)
+    out = tmp_path / "run"
+    refused = run_cli(["train", data, "-o", out])
+    assert refused.returncode == 1
+    assert "the new model would have 20 classes besides background (structure1, structure2," in refused.stderr
+    assert "more than --max-classes 16; without --label-map every label the dataset.json names is a class" \
+        in refused.stderr
+    assert "or --max-classes 20 to train them all" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not out.exists()
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"an earlier run")  # stops the run right after its classes are planned
+    allowed = run_cli(["train", data, "-o", out, "--max-classes", "20"])
+    assert allowed.returncode == 1
+    assert "already holds a training run" in allowed.stderr
+    assert f"the new model's classes: background, {', '.join(f'structure{v}' for v in range(1, 21))} (from label " \
+           f"map '{data / 'dataset.json'}')" in allowed.stderr

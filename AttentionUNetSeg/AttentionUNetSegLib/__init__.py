@@ -35,6 +35,16 @@ if TYPE_CHECKING:
     from .network.attention_unet import AttentionUNet3D, ModelConfig
 
 
+def package_version() -> str:
+    """The installed AttentionUNetSeg's version; "unknown" when it runs from a source tree that is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("AttentionUNetSeg")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def __getattr__(name: str) -> Any:
     if name not in _LOCATIONS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,3 +31,8 @@ class DatasetError(AttentionUNetSegError):
 
 class TrainingError(AttentionUNetSegError):
     """A training run cannot start or go on (diverged loss, unusable checkpoint, mismatched resume)."""
+
+
+class DiskFullError(OutputError):
+    """The disk of an output folder (or a file-size limit) has no room for what is being written; what was being
+    written was not left half-written."""

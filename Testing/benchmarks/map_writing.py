@@ -94,8 +94,10 @@ def main() -> None:
     base_maps = base_inference.ResampledMaps(maps._maps, maps._source, maps.grid, maps.step)
     results = {"baseline": dataclasses.replace(result, attention=base_maps), "now": result}
     writers = {"baseline": base_outputs.stage_case, "now": case_outputs.stage_case}
-    record = (case_outputs.model_record(model, model_path.name),
-              case_outputs.settings_record(InferenceSettings(), "nii.gz"))
+    records = {"baseline": (base_outputs.model_record(model, model_path.name),
+                            base_outputs.settings_record(InferenceSettings(), "nii.gz")),
+               "now": (case_outputs.RunRecord(case_outputs.ModelRecord.of(model, model_path.name), InferenceSettings(),
+                                              "nii.gz"),)}
     gate = list(maps)[3]  # att3_gate2, the largest file
     taken = {"baseline": lambda: base_maps.array(gate), "now": lambda: maps.multiples(gate)}
     file_writers = {"baseline": base_imageio.write_map, "now": write_map}
@@ -106,7 +108,7 @@ def main() -> None:
         for version in (("baseline", "now") if round_ % 2 == 0 else ("now", "baseline")):
             staged = StagedOutputs(out / f"{version}-{round_}")
             times.setdefault(("write", version), []).append(timed(lambda: writers[version](
-                results[version], staged, "ircad1_512", ct_path, *record, 0.0)))
+                results[version], staged, "ircad1_512", ct_path, *records[version], 0.0)))
             if round_ == 0:
                 kept[version] = staged.commit()
             else:

@@ -58,6 +58,11 @@ class CacheEntry:
     size: int
     current: bool
 
+    @property
+    def int8(self) -> bool:
+        """Whether this is the model quantized to int8 (--precision int8), not the float one."""
+        return self.path.name.endswith(INT8_SUFFIX)
+
 
 class _AllOutputs(nn.Module):
     """The model with logits and every gate's map as a flat tuple of outputs (what OpenVINO converts)."""

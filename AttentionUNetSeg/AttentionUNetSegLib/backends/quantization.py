@@ -21,8 +21,8 @@ import numpy as np
 from ..errors import InvalidOptionError
 from ..inference.sliding_windows import network_windows
 from ..io.images import read_image
-from ..models.model_file import ModelMetadata
 from ..models.bundled_data import SAMPLE_CT
+from ..models.model_file import ModelMetadata
 
 CALIBRATION_OVERLAP = 0.25
 """The calibration windows overlap as a segmentation's do by default."""

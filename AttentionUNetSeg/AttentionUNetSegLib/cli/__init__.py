@@ -9,13 +9,13 @@ import multiprocessing
 import os
 import sys
 import threading
-from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-import SimpleITK as sitk
-
+from .. import package_version
 from ..backends.telemetry_off import keep_telemetry_off
 from ..errors import AttentionUNetSegError
+from ..io.disk_space import is_no_room, no_room_error
 
 # Command modules, each with `register(subparsers)`, in the order `--help` lists them.
 _COMMAND_MODULES: List[str] = ["segment", "models", "evaluate", "phantom", "train", "bench"]
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="3D Attention U-Net (Oktay et al. 2018) for abdominal CT: segment, inspect attention maps, "
         "train and evaluate.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
@@ -56,21 +56,18 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -
     return args
 
 
-def _version() -> str:
-    try:
-        return version("AttentionUNetSeg")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; returns the process exit code (0 only on success)."""
-    keep_telemetry_off()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's reader chatter; our own messages say what matters
-    args = parse_args(build_parser(), argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    """Entry point; returns the process exit code (0 only on success). Ctrl-C while the command's modules are
+    imported (PyTorch's take a second) ends it as quietly as later; a full disk anywhere is a one-line error."""
     try:
+        keep_telemetry_off()
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+        import SimpleITK as sitk
+
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's reader chatter; our own messages say what matters
+        logging.getLogger("highdicom").setLevel(logging.WARNING)  # a line per DICOM module it copies into a SEG
+        args = parse_args(build_parser(), argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except AttentionUNetSegError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -78,6 +75,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
+    except (OSError, RuntimeError) as exc:
+        if not is_no_room(exc):
+            raise
+        folder = Path(exc.filename).parent if getattr(exc, "filename", None) else Path.cwd()
+        print(f"error: {no_room_error(folder, 'what was being written', 'free some space there and run again')}",
+              file=sys.stderr)
+        return 1
 
 
 def console_main() -> int:

@@ -18,9 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score predictions, or a model on a dataset, against reference labels",
         description="Per case and class Dice, precision, recall, mean surface-to-surface distance and HD95 (mm), "
-        "in one of three ways: (1) the label files in --pred against those in --ref (matched by file name; a "
-        "prediction may end in _seg, e.g. case1_seg.nii.gz for case1.nii.gz; NIfTI, NRRD or MHA on identical "
-        "grids) with --classes; (2) --model on the cases of --data (any layout `train` reads; --splits and "
+        "in one of three ways: (1) a label file --pred against a label file --ref, or the label files in a folder "
+        "--pred against those in a folder --ref (matched by file name; a prediction may end in _seg, e.g. "
+        "case1_seg.nii.gz for case1.nii.gz; the attention and probability maps `segment` writes beside it are "
+        "skipped; NIfTI, NRRD or MHA on identical grids) with --classes; (2) --model on the cases of --data (any layout `train` reads; --splits and "
         "--fold choose that fold's held-out cases), references mapped to the model's classes by --label-map, "
         "predictions and mapped references written to OUTDIR/predictions and OUTDIR/references; (3) --merge "
         "of evaluation.json files of disjoint cases (the held-out folds of a cross-validation). Prints a mean "
@@ -28,8 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluation.json (input of `compare`). Undefined values (empty masks) are null/nan and counted.",
     )
     folders = evaluate.add_argument_group("predictions against references")
-    folders.add_argument("--pred", type=Path, metavar="DIR", help="folder of predicted label volumes")
-    folders.add_argument("--ref", type=Path, metavar="DIR", help="folder of reference label volumes")
+    folders.add_argument("--pred", type=Path, metavar="FILE|DIR",
+                         help="a predicted label volume, or a folder of them (e.g. segment's output folder)")
+    folders.add_argument("--ref", type=Path, metavar="FILE|DIR",
+                         help="the reference label volume, or a folder of them (a file when --pred is a file)")
     folders.add_argument("--classes", metavar="JSON_OR_SPEC",
                          help="label values and names: '1=pancreas,2=spleen', a JSON file {\"1\": \"pancreas\"} "
                          "or a dataset.json with \"labels\"")
@@ -43,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     on_data.add_argument("--data", type=Path, help="dataset: MSD folder, images/ + labels/ folders, or CSV")
     evaluate.add_argument("--label-map", default=None,
                           help="reference label values -> class names, as for train (a bundled map, a file or "
-                          "VALUE=NAME pairs); with --model the default is the dataset.json labels, with --ref the "
-                          "references are taken as numbered like --classes")
+                          "VALUE=NAME pairs, where several values may form one class: 1=liver,2=liver); with --model "
+                          "the default is the dataset.json labels, with --ref the references are taken as numbered "
+                          "like --classes")
     on_data.add_argument("--splits", type=Path, default=None, help="splits file (nnU-Net splits_final.json format)")
     on_data.add_argument("--fold", type=whole_number(0), default=None, help="with --splits: evaluate this fold's held-out cases")
     on_data.add_argument("--cases", default=None, help="comma-separated case names (default: every case)")
@@ -75,7 +79,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..datasets.label_maps import load_label_map, parse_label_map
     from ..evaluation.model_scoring import merge_reports
     from ..evaluation.report import load_report
-    from ..evaluation.scoring import evaluate_folders
+    from ..evaluation.scoring import evaluate_predictions
 
     modes = {"--pred/--ref": args.pred is not None or args.ref is not None,
              "--model/--data": args.model is not None or args.data is not None, "--merge": args.merge is not None}
@@ -90,9 +94,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.pred is None or args.ref is None or args.classes is None:
             raise InvalidOptionError("--pred, --ref and --classes go together")
         reference_map = load_label_map(args.label_map) if args.label_map is not None else None
-        report = evaluate_folders(args.pred, args.ref, parse_label_map(args.classes), allow_missing=args.allow_missing,
-                                  progress=lambda done, total, case: log.info("[%d/%d] %s", done, total, case),
-                                  reference_map=reference_map, ignore_other_labels=args.ignore_other_labels)
+        report = evaluate_predictions(args.pred, args.ref, parse_label_map(args.classes),
+                                      allow_missing=args.allow_missing,
+                                      progress=lambda done, total, case: log.info("[%d/%d] %s", done, total, case),
+                                      reference_map=reference_map, ignore_other_labels=args.ignore_other_labels)
     print(report.to_markdown(), end="")
     if args.output is not None:
         for path in report.write(args.output):

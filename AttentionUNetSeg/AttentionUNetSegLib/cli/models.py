@@ -67,8 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     cache = commands.add_parser("cache", help="show or clear the converted OpenVINO models",
                                 description="List the per-user OpenVINO cache: one converted model per model file "
-                                "(by sha256) and OpenVINO version, with the registered models it belongs to and its "
-                                "size. --clear removes every entry; each is converted again when next used.")
+                                "(by sha256), OpenVINO version and precision (float, or int8 once --precision int8 "
+                                "has quantized it), with the registered models it belongs to and its size. --clear removes every entry; each is converted again when next used.")
     cache.add_argument("--clear", action="store_true", help="remove every converted model")
     cache.set_defaults(handler=_cache)
 
@@ -175,8 +175,9 @@ def _cache(args: argparse.Namespace) -> int:
     print(f"OpenVINO cache: {cache_root()}")
     for entry in entries:
         owners = ", ".join(names.get(entry.sha256, ["(no registered model)"]))
+        precision = "int8, quantized" if entry.int8 else "float"
         unused = "" if entry.current else "  [another OpenVINO or conversion version: unused]"
-        print(f"  {entry.path.name[:12]}  {_mib([entry]):>10}  {owners}{unused}")
+        print(f"  {entry.path.name[:12]}  {precision:<15}  {_mib([entry]):>10}  {owners}{unused}")
     print(f"{len(entries)} converted model(s), {_mib(entries)} (`attention-unet models cache --clear` removes them)")
     return 0
 

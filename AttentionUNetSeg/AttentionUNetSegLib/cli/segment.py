@@ -14,16 +14,18 @@ from ..backends.selection import BACKEND_CHOICES
 from ..cohort.inputs import CohortCase, resolve_inputs
 from ..cohort.runner import CohortJob, check_output_folder, run_cohort
 from ..cohort.shards import Shard, environment_shard, local_device, parse_shard
-from ..cohort.table import write_cohort_table
-from ..errors import InvalidOptionError
-from ..inference.case_outputs import ModelRecord, RunRecord, stage_case
+from ..cohort.table import TABLE_FILE, write_cohort_table
+from ..errors import DiskFullError, InvalidOptionError
+from ..inference.case_outputs import ERROR_SUFFIX, ModelRecord, RunRecord, read_case, refuse_other_models, stage_case
 from ..inference.device import INFERENCE_PRECISION_CHOICES
 from ..inference.segmenter import Segmenter
 from ..inference.settings import DEVICE_CHOICES, InferenceSettings
 from ..io.atomic import StagedOutputs
-from ..io.images import OUTPUT_FORMATS, read_image
+from ..io.dicom_seg import DICOM_SEG_FORMAT, require_dicom_seg
+from ..io.images import OUTPUT_FORMATS
 from ..models.model_file import read_model
 from ..models.registry import resolve_model_path
+from .case_report import report_case
 from .option_types import fraction, whole_number
 from .progress import ProgressPrinter
 
@@ -35,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Segment CTs (NIfTI, NRRD or MHA files, DICOM series folders, folders of them, or .txt/.csv "
         "lists of them) and write per CT <name>_seg.<ext>, one <name>_attention_<gate>.<ext> per attention gate, "
         "optional <name>_prob_<class>.<ext>, and <name>_summary.json; a CT's outputs appear only when all of them "
-        "are written. A cohort (more than one CT) also gets cohort.csv; its complete CTs are skipped when run "
-        "again, and a CT that fails is recorded as <name>_error.json while the others go on.",
+        "are written. Each CT's organ volumes, where it ran and its warnings are printed once it is written. A "
+        "cohort (more than one CT) also gets cohort.csv; its complete CTs are skipped when run again, and a CT that fails is recorded as <name>_error.json while the others go on (a full disk stops the "
+        "run: the others would fail too).",
     )
     parser.add_argument("input", type=Path, nargs="+",
                         help="CT image files, DICOM series folders, folders of them, or .txt/.csv lists")
@@ -61,14 +64,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sliding windows of up to N voxels, shaped like the scan (fewer windows; but a model "
                         "trained on small patches may segment differently with more context: check on your data); "
                         "0: the model's training patch (default: the model's own choice, in its file)")
-    parser.add_argument("--format", choices=OUTPUT_FORMATS, default="nii.gz", help="output file format")
+    parser.add_argument("--format", choices=(*OUTPUT_FORMATS, DICOM_SEG_FORMAT), default="nii.gz",
+                        help="output file format; dicom-seg (for DICOM series inputs; needs highdicom): also a DICOM "
+                        "Segmentation <name>_seg.dcm that references the source series, beside NIfTI labels and maps "
+                        "(default: nii.gz)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo the cases already complete in the output folder, also those made with another "
                         "model")
     parser.add_argument("--shard", type=parse_shard, default=None, metavar="K/N",
                         help="segment only shard K of N of the cohort (every N-th case from the K-th, e.g. a SLURM "
                         "array task); under torchrun each process takes its rank's shard by itself")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress, no list of the files written and no table of organ volumes; warnings "
+                        "and errors are still printed")
     parser.set_defaults(handler=run)
 
 
@@ -78,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if environment_shard() is not None and args.device == "auto" and local_device() is not None:
         settings = replace(settings, device=local_device())  # torchrun: this process's own GPU
     cases = resolve_inputs(args.input)
+    if args.format == DICOM_SEG_FORMAT:
+        require_dicom_seg([case.path for case in cases])
     model_path = resolve_model_path(args.model)
     if shard is None and len(args.input) == 1 and [case.path for case in cases] == args.input:
         return _run_single(args, cases[0], settings, model_path)
@@ -103,23 +113,29 @@ def _run_single(args: argparse.Namespace, case: CohortCase, settings: InferenceS
     """One CT: its outputs appear whole or not at all, and their paths are printed."""
     started = time.perf_counter()
     with StagedOutputs(args.output) as outputs, ThreadPoolExecutor(1, "reader") as reader:
-        reading = reader.submit(read_image, case.path)  # ITK reads while the model is made ready
+        reading = reader.submit(read_case, case.path, args.format)  # ITK reads while the model is made ready
         try:
             segmenter = Segmenter(read_model(model_path), settings)
         finally:
-            image = reading.result()  # a bad CT is reported before a model's problems
+            case_input = reading.result()  # a bad CT is reported before a model's problems
+        if not args.overwrite:
+            refuse_other_models(args.output, [case.name], segmenter.model.sha256)
         with ProgressPrinter(enabled=not args.quiet) as progress:
-            result = segmenter(image, progress=progress)
-        del image
+            result = segmenter(case_input.image, progress=progress)
+        case_input.image = None
         model = segmenter.model
-        stage_case(result, outputs, case.name, case.path, RunRecord(ModelRecord.of(model, model_path.name), settings,
-                                                                    args.format), time.perf_counter() - started)
+        run = RunRecord(ModelRecord.of(model, model_path.name), settings, args.format)
+        summary = stage_case(result, outputs, case.name, case.path, run, time.perf_counter() - started,
+                             case_input.seg_sources)
         written = outputs.commit()
+    in_cohort_folder = (args.output / TABLE_FILE).exists()
+    table_kept = not in_cohort_folder or _rebuilt_table(args.output) is not None
     if not args.quiet:
         for path in written:
             print(path)
+    report_case(case.name, summary, args.quiet)
     _warn_untrained(model)
-    return 0
+    return 0 if table_kept else 1
 
 
 def _run_cohort(args: argparse.Namespace, cohort: List[CohortCase], shard: Shard, settings: InferenceSettings,
@@ -133,24 +149,39 @@ def _run_cohort(args: argparse.Namespace, cohort: List[CohortCase], shard: Shard
     if shard.count > 1:
         say(f"shard {shard}: {len(cases)} of the cohort's {len(cohort)} case(s)")
     try:
-        outcome = run_cohort(job, say, lambda: ProgressPrinter(enabled=not args.quiet))
+        outcome = run_cohort(job, say, lambda: ProgressPrinter(enabled=not args.quiet),
+                             lambda case, summary: report_case(case.name, summary, args.quiet))
     except KeyboardInterrupt:
         print("interrupted: the cases finished so far are kept, the one in progress was not written; run the same "
               "command again to go on", file=sys.stderr)
         return 130
     finally:
-        table = write_cohort_table(args.output)
-    if not args.quiet:
+        table = _rebuilt_table(args.output)
+    if table is not None and not args.quiet:
         print(table)
     print(f"{len(outcome.done)} case(s) segmented, {len(outcome.skipped)} already complete, {len(outcome.failed)} "
           f"failed", file=sys.stderr)
     _warn_untrained(model)
-    if outcome.failed:
+    for name in outcome.unrecorded:
+        print(f"error: no room in {args.output} to record the failure of {name} in {name}{ERROR_SUFFIX} either",
+              file=sys.stderr)
+    if outcome.stopped:
+        print(f"error: the run stopped: {outcome.stopped}; the cases written are kept, run the same command again to "
+              "go on", file=sys.stderr)
+    elif outcome.failed:
         names = ", ".join(name for name, _ in outcome.failed)
         print(f"error: {len(outcome.failed)} case(s) failed: {names}; see their <name>_error.json in {args.output}, "
               "fix or remove those inputs and run again", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if outcome.stopped or outcome.failed or table is None else 0
+
+
+def _rebuilt_table(folder: Path) -> Optional[Path]:
+    """cohort.csv rebuilt; None, saying why, when the disk has no room for it."""
+    try:
+        return write_cohort_table(folder)
+    except DiskFullError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def _warn_untrained(model) -> None:

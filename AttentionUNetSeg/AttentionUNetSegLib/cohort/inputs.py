@@ -1,5 +1,6 @@
-"""The cases of a cohort: CT files, DICOM series folders, folders of them (one level) and list files
-(.txt: one path per line; .csv: a `path` column and an optional `name` column), each with a unique name.
+"""The cases of a cohort: CT files, DICOM series folders, folders of them (one level; label volumes there are
+skipped, with a warning naming each) and list files (.txt: one path per line; .csv: a `path` column and an optional
+`name` column), each with a unique name.
 
 A case's name is its output file stem: the input's name without its image suffix (a DICOM folder's own
 name), or the `name` a CSV gives. Where several inputs share a name (`s0009/ct.nii.gz`, `s0010/ct.nii.gz`),
@@ -9,6 +10,7 @@ Everything wrong with the inputs is reported at once, before any work.
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,7 +21,10 @@ import SimpleITK as sitk
 
 from ..errors import InvalidOptionError
 from ..io.images import IMAGE_SUFFIXES, image_stem
+from ..io.label_volumes import is_label_volume
 from ..repeats import repeated
+
+log = logging.getLogger(__name__)
 
 LIST_SUFFIXES = (".csv", ".txt")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -78,8 +83,13 @@ def _expand(given: Path, problems: List[str]) -> List[_Found]:
         return [_Found(given, None)]
     members = [p for p in sorted(given.iterdir()) if not p.name.startswith(".")
                and ((p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)) or (p.is_dir() and _is_dicom_series(p)))]
+    labels = [p for p in members if p.is_file() and is_label_volume(p)]
+    for path in labels:
+        log.warning("skipped %s: it holds labels (integers >= 0, few values), not a CT", path)
+    members = [p for p in members if p not in labels]
     if not members:
-        problems.append(f"folder {given} holds no CT image files and no DICOM series (one level deep)")
+        skipped = f" (only label volumes: {len(labels)} skipped)" if labels else ""
+        problems.append(f"folder {given} holds no CT image files and no DICOM series (one level deep){skipped}")
     return [_Found(p, None) for p in members]
 
 

@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager, List, Optional, Sequence, Tuple
 
-import SimpleITK as sitk
 import torch
 
-from ..errors import AttentionUNetSegError, InvalidOptionError, OutputError
+from ..errors import AttentionUNetSegError, DiskFullError, OutputError
 from ..inference.case_outputs import (
+    CaseInput,
     ModelRecord,
     RunRecord,
     is_complete,
-    model_conflicts,
+    read_case,
+    refuse_other_models,
     remove_error,
     stage_case,
     write_error,
@@ -31,33 +32,39 @@ from ..inference.case_outputs import (
 from ..inference.segmenter import SegmentationResult, Segmenter
 from ..inference.settings import InferenceSettings
 from ..io.atomic import StagedOutputs
-from ..io.images import read_image
+from ..io.disk_space import is_no_room
 from ..progress import ProgressCallback, no_progress
 from .inputs import CohortCase
 
 ProgressBars = Callable[[], ContextManager[ProgressCallback]]
+CaseWritten = Callable[[CohortCase, dict], None]
+"""Called with a case and its summary record once its outputs are committed."""
 
 
 @dataclass
 class CohortOutcome:
-    """The names of the cases segmented, skipped as complete, and failed (with their messages)."""
+    """The names of the cases segmented, skipped as complete, and failed (with their messages), of those failed
+    whose `<name>_error.json` found no room on the disk; and why the run stopped before its end (a full disk), if
+    it did."""
 
     done: List[str] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
     failed: List[Tuple[str, str]] = field(default_factory=list)
+    unrecorded: List[str] = field(default_factory=list)
+    stopped: Optional[str] = None
 
 
 @dataclass(frozen=True)
 class CohortJob:
     """What one run does: `cases` segmented with `model` (loaded, read from `model_file`) and `settings`,
-    outputs in `output` as `extension` files; `overwrite` redoes complete cases."""
+    outputs in `output` in `output_format` (an image format or dicom-seg); `overwrite` redoes complete cases."""
 
     cases: Sequence[CohortCase]
     model: torch.nn.Module
     model_file: str
     settings: InferenceSettings
     output: Path
-    extension: str
+    output_format: str
     overwrite: bool = False
 
 
@@ -65,14 +72,7 @@ def check_output_folder(job: CohortJob, cohort: Sequence[CohortCase]) -> None:
     """Refuse, before any work, an output folder holding cases of `cohort` made with another model (unless
     overwriting), and make the folder."""
     if not job.overwrite:
-        conflicts = model_conflicts(job.output, [case.name for case in cohort], job.model.sha256)
-        if conflicts:
-            names = sorted(conflicts)
-            other = conflicts[names[0]]
-            raise InvalidOptionError(
-                f"{job.output} holds {len(names)} case(s) of this cohort ({', '.join(names[:10])}"
-                f"{' ...' if len(names) > 10 else ''}) made with another model ({other.get('name')}, sha256 "
-                f"{str(other.get('sha256'))[:12]}...); give --overwrite to redo them with this model, or another -o")
+        refuse_other_models(job.output, [case.name for case in cohort], job.model.sha256)
     try:
         job.output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -81,11 +81,14 @@ def check_output_folder(job: CohortJob, cohort: Sequence[CohortCase]) -> None:
 
 
 def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
-               bars: ProgressBars = lambda: nullcontext(no_progress)) -> CohortOutcome:
+               bars: ProgressBars = lambda: nullcontext(no_progress),
+               written: CaseWritten = lambda case, summary: None) -> CohortOutcome:
     """Segment every case of `job` not already complete; a case failing with an AttentionUNetSegError is
-    recorded as `<name>_error.json` and the run goes on. `say` receives a line per case and the ETA; `bars`
-    makes each case's progress callback."""
-    run = RunRecord(ModelRecord.of(job.model, job.model_file), job.settings, job.extension)
+    recorded as `<name>_error.json` and the run goes on, unless the disk is full: then the run stops there
+    (every later case would fail too), keeping the cases written. `say` receives a line per case and the ETA;
+    `bars` makes each case's progress callback; `written` is called (in the writer thread) with each case
+    written."""
+    run = RunRecord(ModelRecord.of(job.model, job.model_file), job.settings, job.output_format)
     outcome = CohortOutcome()
     total = len(job.cases)
     todo: List[Tuple[int, CohortCase]] = []
@@ -97,19 +100,22 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
             todo.append((k, case))
     started = time.perf_counter()
     with ThreadPoolExecutor(1, "cohort-reader") as reader, ThreadPoolExecutor(1, "cohort-writer") as writer:
-        reading = reader.submit(_read, todo[0][1].path) if todo else None
+        reading = reader.submit(_read, todo[0][1].path, job.output_format) if todo else None
         segmenter = Segmenter(job.model, job.settings) if todo else None
         writing: Optional[Future] = None
         for position, (k, case) in enumerate(todo):
+            if outcome.stopped:
+                break
             say(f"case {k}/{total}: {case.name}")
             image_job = reading
-            reading = reader.submit(_read, todo[position + 1][1].path) if position + 1 < len(todo) else None
+            reading = (reader.submit(_read, todo[position + 1][1].path, job.output_format)
+                       if position + 1 < len(todo) else None)
             try:
-                image, read_s = image_job.result()
+                case_input, read_s = image_job.result()
                 clock = time.perf_counter()
                 with bars() as progress:
-                    result = segmenter(image, progress=progress)
-                del image
+                    result = segmenter(case_input.image, progress=progress)
+                case_input.image = None
                 result.timings = {"read_s": read_s, **result.timings}
                 elapsed_s = read_s + time.perf_counter() - clock
             except AttentionUNetSegError as exc:
@@ -117,42 +123,54 @@ def run_cohort(job: CohortJob, say: Callable[[str], None] = lambda line: None,
                 continue
             if writing is not None:
                 writing.result()
-            writing = writer.submit(_write, job, case, result, run, elapsed_s, outcome, say, f"case {k}/{total}")
-            del result
+            if outcome.stopped:  # this case was segmented, but there is no room to write it
+                break
+            writing = writer.submit(_write, job, case, result, case_input, run, elapsed_s, outcome,
+                                    say, f"case {k}/{total}", written)
+            del result, case_input
             segmented = position + 1
             left = len(todo) - segmented
             if left:
                 mean = (time.perf_counter() - started) / segmented
-                say(f"cohort: {segmented} of {len(todo)} case(s) to segment done, about {_duration(left * mean)} left")
+                say(f"cohort: {segmented} of {len(todo)} case(s) segmented, about {_duration(left * mean)} left")
         if writing is not None:
             writing.result()
     return outcome
 
 
-def _read(path: Path) -> Tuple[sitk.Image, float]:
+def _read(path: Path, output_format: str) -> Tuple[CaseInput, float]:
     clock = time.perf_counter()
-    return read_image(path), time.perf_counter() - clock
+    return read_case(path, output_format), time.perf_counter() - clock
 
 
-def _write(job: CohortJob, case: CohortCase, result: SegmentationResult, run: RunRecord, elapsed_s: float,
-           outcome: CohortOutcome, say: Callable[[str], None], label: str) -> None:
+def _write(job: CohortJob, case: CohortCase, result: SegmentationResult, case_input: CaseInput, run: RunRecord,
+           elapsed_s: float, outcome: CohortOutcome, say: Callable[[str], None], label: str,
+           written: CaseWritten) -> None:
     """Write and commit one case's outputs (in the writer thread); a failed write is the case's failure."""
     try:
         with StagedOutputs(job.output) as outputs:
-            stage_case(result, outputs, case.name, case.path, run, elapsed_s)
+            summary = stage_case(result, outputs, case.name, case.path, run, elapsed_s, case_input.seg_sources)
             outputs.commit()
     except AttentionUNetSegError as exc:
         _fail(job, case, run.model, exc, outcome, say, label)
+        if isinstance(exc, DiskFullError):
+            outcome.stopped = str(exc)
         return
     remove_error(job.output, case.name)
     outcome.done.append(case.name)
+    written(case, summary)
 
 
 def _fail(job: CohortJob, case: CohortCase, model: ModelRecord, error: AttentionUNetSegError, outcome: CohortOutcome,
           say: Callable[[str], None], label: str) -> None:
-    write_error(job.output, case.name, case.path, model, error)
     outcome.failed.append((case.name, str(error)))
     say(f"{label}: {case.name} failed: {error}")
+    try:
+        write_error(job.output, case.name, case.path, model, error)
+    except OSError as exc:
+        if not is_no_room(exc):
+            raise
+        outcome.unrecorded.append(case.name)
 
 
 def _duration(seconds: float) -> str:

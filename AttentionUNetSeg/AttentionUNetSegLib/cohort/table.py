@@ -8,8 +8,10 @@ import logging
 from pathlib import Path
 from typing import Dict, List
 
+from ..errors import DiskFullError
 from ..inference.case_outputs import ERROR_SUFFIX, SUMMARY_SUFFIX, read_record
 from ..io.atomic import atomic_file
+from ..io.disk_space import room_for
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +19,8 @@ TABLE_FILE = "cohort.csv"
 
 
 def write_cohort_table(folder: Path) -> Path:
-    """Rebuild `folder`/cohort.csv atomically from the case records in `folder`; return its path."""
+    """Rebuild `folder`/cohort.csv atomically from the case records in `folder`; return its path. Without room
+    for it, the old table is removed (a table that lists what is not there is worse than none): DiskFullError."""
     folder = Path(folder)
     records: Dict[str, dict] = {}
     for suffix, status in ((SUMMARY_SUFFIX, "done"), (ERROR_SUFFIX, "failed")):
@@ -31,12 +34,18 @@ def write_cohort_table(folder: Path) -> Path:
     header = ["name", "input", "status", *(f"{organ}_ml" for organ in organs), "warnings", "total_s", "model",
               "model_sha256", "error"]
     target = folder / TABLE_FILE
-    with atomic_file(target) as tmp:
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            for name in sorted(records):
-                writer.writerow(_row(name, records[name], organs))
+    try:
+        with room_for(folder, TABLE_FILE, f"the old {TABLE_FILE}, which no longer matched the folder, was removed; "
+                      "run the same command again once there is room, to rebuild it"):
+            with atomic_file(target) as tmp:
+                with tmp.open("w", newline="", encoding="utf-8") as handle:
+                    writer = csv.writer(handle)
+                    writer.writerow(header)
+                    for name in sorted(records):
+                        writer.writerow(_row(name, records[name], organs))
+    except DiskFullError:
+        target.unlink(missing_ok=True)
+        raise
     return target
 
 

@@ -2,7 +2,8 @@
 
 Two forms of one concept:
 - value -> name (`parse_label_map`): inline `VALUE=NAME,...` specs, value->name JSON files and a
-  dataset.json's "labels"; used where label values are named as they are (evaluation, phantoms);
+  dataset.json's "labels"; used where label values are named as they are (evaluation, phantoms), so each
+  name once;
 - class name -> the source values that form it (`LabelMap`, `load_label_map`): how training and model
   evaluation turn a dataset's labels into model classes. A label-map file is JSON or YAML:
     {"name": "...", "description": "...",
@@ -13,7 +14,9 @@ Two forms of one concept:
   found in a label volume: "error" (default: such a case stops the run, naming it) or "background".
   An "ignore" entry lists values whose voxels are neither a class nor background: they become IGNORE_LABEL
   and are left out of the loss (a segment a user marked as not to be learnt from, say a tumour in an organ).
-  Ready maps ship in data/label_maps (see its README); the value->name forms allow no other values.
+  Ready maps ship in data/label_maps (see its README); the value->name forms allow no other values, and
+  as a label map they may give one name to several values (`1=liver,2=liver,3=liver`: the liver and its
+  tumours as one class).
 """
 from __future__ import annotations
 
@@ -112,7 +115,7 @@ def load_label_map(spec: Optional[str], dataset_json: Optional[Path] = None) -> 
         if dataset_json is None:
             raise InvalidOptionError("no label map: give --label-map (bundled: "
                                      f"{', '.join(bundled_label_maps())}; a file; or VALUE=NAME pairs)")
-        return _from_value_names(parse_label_map(str(dataset_json)), str(dataset_json))
+        return _from_value_names(parse_label_map(str(dataset_json), shared_names=True), str(dataset_json))
     if spec in bundled_label_maps():
         return _from_file(BUNDLED_DIR / f"{spec}.json")
     path = Path(spec)
@@ -121,7 +124,7 @@ def load_label_map(spec: Optional[str], dataset_json: Optional[Path] = None) -> 
     if "=" not in spec:
         raise InvalidOptionError(f"label map {spec!r} is neither a bundled map ({', '.join(bundled_label_maps())}), "
                                  "nor an existing file, nor VALUE=NAME pairs")
-    return _from_value_names(parse_label_map(spec), spec)
+    return _from_value_names(parse_label_map(spec, shared_names=True), spec)
 
 
 def _from_file(path: Path) -> LabelMap:
@@ -131,7 +134,7 @@ def _from_file(path: Path) -> LabelMap:
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         raise InvalidOptionError(f"cannot read label map file {path}: {exc}") from exc
     if not (isinstance(content, dict) and isinstance(content.get("classes"), dict)):
-        return _from_value_names(parse_label_map(str(path)), str(path))
+        return _from_value_names(parse_label_map(str(path), shared_names=True), str(path))
     unknown = set(content) - {"name", "description", "classes", "background", "unlisted", "ignore"}
     if unknown:
         raise InvalidOptionError(f"label map file {path}: unknown key(s) {sorted(unknown)}")
@@ -153,18 +156,23 @@ def _as_list(value: object) -> list:
 
 
 def _from_value_names(mapping: Dict[int, str], source: str) -> LabelMap:
-    return LabelMap(classes={name: (value,) for value, name in mapping.items()}, name=source)
+    """The label map whose classes are the names of `mapping`, each formed by every value given that name."""
+    classes: Dict[str, Tuple[int, ...]] = {}
+    for value, name in mapping.items():
+        classes[name] = classes.get(name, ()) + (value,)
+    return LabelMap(classes=classes, name=source)
 
 
-def parse_label_map(spec: str) -> Dict[int, str]:
+def parse_label_map(spec: str, shared_names: bool = False) -> Dict[int, str]:
     """Label value -> class name from an inline spec or a JSON file; background (value 0) is left out.
 
     JSON files may map values to names (`{"1": "spleen"}`, TotalSegmentator style), or be a dataset.json
     whose "labels" maps values to names (Medical Segmentation Decathlon) or names to values (nnU-Net v2).
+    A name given to several values is refused unless `shared_names` (a label map's many-to-one classes).
     """
     path = Path(spec)
     if path.suffix.lower() == ".json" or path.is_file():
-        return _from_json_file(path)
+        return _from_json_file(path, shared_names)
     pairs = [item.strip() for item in spec.split(",") if item.strip()]
     mapping: Dict[object, object] = {}
     for pair in pairs:
@@ -174,10 +182,10 @@ def parse_label_map(spec: str) -> Dict[int, str]:
         if value.strip() in mapping:
             raise InvalidOptionError(f"label value {value.strip()} appears twice in {spec!r}; give each value once")
         mapping[value.strip()] = name.strip()
-    return _validated(mapping, f"label map {spec!r}")
+    return _validated(mapping, f"label map {spec!r}", shared_names)
 
 
-def _from_json_file(path: Path) -> Dict[int, str]:
+def _from_json_file(path: Path, shared_names: bool) -> Dict[int, str]:
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -190,10 +198,10 @@ def _from_json_file(path: Path) -> Dict[int, str]:
             content = {value: name for name, value in content.items()}
     if not isinstance(content, dict):
         raise InvalidOptionError(f"label map file {path} holds a {type(content).__name__}, not an object; {_HELP}")
-    return _validated(content, f"label map file {path}")
+    return _validated(content, f"label map file {path}", shared_names)
 
 
-def _validated(mapping: Mapping[object, object], source: str) -> Dict[int, str]:
+def _validated(mapping: Mapping[object, object], source: str, shared_names: bool) -> Dict[int, str]:
     result: Dict[int, str] = {}
     for raw_value, raw_name in mapping.items():
         try:
@@ -207,9 +215,9 @@ def _validated(mapping: Mapping[object, object], source: str) -> Dict[int, str]:
         if value != 0:
             result[value] = name
     duplicates = repeated(result.values())
-    if duplicates:
+    if duplicates and not shared_names:
         raise InvalidOptionError(f"{source}: class names {duplicates} are used for more than one value; "
-                                 "give every class its own name")
+                                 "give every class its own name (only a --label-map may join values into one class)")
     if not result:
         raise InvalidOptionError(f"{source} names no foreground class (value > 0); {_HELP}")
     return dict(sorted(result.items()))

@@ -1,7 +1,14 @@
-"""Pair predicted and reference label files by case name: the file name without its image suffix, where a
-prediction may carry a `_seg` suffix (`case1_seg.nii.gz` is the prediction for `case1.nii.gz`)."""
+"""Pair predicted and reference label files: two files directly, or two folders by case name (the file name
+without its image suffix, where a prediction may carry a `_seg` suffix: `case1_seg.nii.gz` is the prediction
+for `case1.nii.gz`).
+
+A prediction folder written by `attention-unet segment` also holds its attention and probability maps
+(`<case>_attention_<gate>.*`, `<case>_prob_<class>.*`) beside `<case>_seg.*`: those are not predictions, and are
+neither paired nor reported as predictions without a reference (its JSON and CSV files are no images anyway).
+"""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -10,6 +17,8 @@ from ..errors import DatasetError
 from ..io.images import IMAGE_SUFFIXES, image_stem
 
 PREDICTION_SUFFIX = "_seg"
+_MAP_NAME = re.compile(r"^(?P<case>.+)_(?:attention|prob)_[^_].*$")
+"""A map that `segment` writes beside `<case>_seg`."""
 
 
 @dataclass(frozen=True)
@@ -21,9 +30,13 @@ class CaseMatch:
     extra_predictions: List[str]
 
 
-def match_cases(pred_dir: Path, ref_dir: Path) -> CaseMatch:
-    """Pair label files by name; `NAME_seg.*` in `pred_dir` also matches `NAME.*` in `ref_dir`."""
-    predictions, references = _label_files(Path(pred_dir), "prediction"), _label_files(Path(ref_dir), "reference")
+def match_cases(pred: Path, ref: Path) -> CaseMatch:
+    """Pair a prediction file with a reference file (the case is named after the reference), or the label files
+    of two folders by name, where `NAME_seg.*` in `pred` also matches `NAME.*` in `ref`."""
+    pred, ref = Path(pred), Path(ref)
+    if pred.is_file() or ref.is_file():
+        return CaseMatch([(image_stem(ref), _label_file(pred, "prediction"), _label_file(ref, "reference"))], [], [])
+    predictions, references = _label_files(pred, "prediction"), _label_files(ref, "reference")
     matched: Dict[str, Path] = {}
     extra: List[str] = []
     for stem, path in predictions.items():
@@ -34,7 +47,7 @@ def match_cases(pred_dir: Path, ref_dir: Path) -> CaseMatch:
             extra.append(path.name)
             continue
         if case in matched:
-            raise DatasetError(f"case '{case}' has two predictions in {pred_dir}: {matched[case].name} and "
+            raise DatasetError(f"case '{case}' has two predictions in {pred}: {matched[case].name} and "
                                f"{path.name}; remove one of them")
         matched[case] = path
     pairs = [(case, matched[case], references[case]) for case in sorted(matched)]
@@ -42,14 +55,27 @@ def match_cases(pred_dir: Path, ref_dir: Path) -> CaseMatch:
     return CaseMatch(pairs, missing, sorted(extra))
 
 
+def _label_file(path: Path, role: str) -> Path:
+    """`path` as the one label file of its role: --pred and --ref are then both files."""
+    if not path.is_file():
+        raise DatasetError(f"{role} {path} is {'a folder' if path.is_dir() else 'missing'}, while the other side "
+                           "is a file; give two label files, or two folders of them")
+    if not path.name.lower().endswith(IMAGE_SUFFIXES):
+        raise DatasetError(f"{role} {path} is not a label file ({', '.join(IMAGE_SUFFIXES)})")
+    return path
+
+
 def _label_files(folder: Path, role: str) -> Dict[str, Path]:
     if not folder.is_dir():
         raise DatasetError(f"{role} folder {folder} does not exist or is not a folder; give a folder of label files")
+    images = [path for path in sorted(folder.iterdir()) if not path.name.startswith(".") and path.is_file()
+              and path.name.lower().endswith(IMAGE_SUFFIXES)]
+    stems = {image_stem(path) for path in images}
     files: Dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or not path.name.lower().endswith(IMAGE_SUFFIXES):
-            continue
+    for path in images:
         stem = image_stem(path)
+        if role == "prediction" and _is_map_of(stem, stems):
+            continue
         if stem in files:
             raise DatasetError(f"{role} folder {folder} holds two files for case '{stem}': {files[stem].name} and "
                                f"{path.name}; keep one")
@@ -57,3 +83,9 @@ def _label_files(folder: Path, role: str) -> Dict[str, Path]:
     if not files:
         raise DatasetError(f"{role} folder {folder} holds no label files ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+def _is_map_of(stem: str, stems: set) -> bool:
+    """Whether `stem` names an attention or probability map written beside a `<case>_seg` prediction."""
+    match = _MAP_NAME.match(stem)
+    return match is not None and match["case"] + PREDICTION_SUFFIX in stems

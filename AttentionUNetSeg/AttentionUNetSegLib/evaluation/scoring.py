@@ -1,4 +1,4 @@
-"""Score predictions against references: one case, or every matched case of two folders."""
+"""Score predictions against references: one pair of files, or every matched case of two folders."""
 from __future__ import annotations
 
 import logging
@@ -20,10 +20,12 @@ from .tables import shortlist
 log = logging.getLogger(__name__)
 
 
-def evaluate_folders(pred_dir: Path, ref_dir: Path, classes: Mapping[int, str], allow_missing: bool = False,
-                     progress: Optional[Callable[[int, int, str], None]] = None,
-                     reference_map: Optional[LabelMap] = None, ignore_other_labels: bool = False) -> EvaluationReport:
-    """Metrics of every matched case and class. References without a prediction are an error unless
+def evaluate_predictions(pred: Path, ref: Path, classes: Mapping[int, str], allow_missing: bool = False,
+                         progress: Optional[Callable[[int, int, str], None]] = None,
+                         reference_map: Optional[LabelMap] = None,
+                         ignore_other_labels: bool = False) -> EvaluationReport:
+    """Metrics of every class of a prediction file against a reference file, or of every matched case of a
+    prediction folder and a reference folder (file_pairing.py). References without a prediction are an error unless
     `allow_missing`; predictions without a reference are listed and ignored. `reference_map` turns the
     references' own label values into the classes' names first. A label value outside `classes` is an
     error unless `ignore_other_labels` (it is then background). `progress(done, total, case)` is called
@@ -37,13 +39,13 @@ def evaluate_folders(pred_dir: Path, ref_dir: Path, classes: Mapping[int, str], 
             raise InvalidOptionError(f"label map {reference_map.name!r} produces class(es) {unknown} that --classes "
                                      f"does not name ({_spec(classes)}); add them to --classes or use a label map "
                                      "for the classes given")
-    match = match_cases(pred_dir, ref_dir)
+    match = match_cases(pred, ref)
     if match.missing_predictions and not allow_missing:
-        raise DatasetError(f"{len(match.missing_predictions)} reference case(s) have no prediction in {pred_dir}: "
+        raise DatasetError(f"{len(match.missing_predictions)} reference case(s) have no prediction in {pred}: "
                            f"{shortlist(match.missing_predictions)}; add them or pass --allow-missing to evaluate "
                            f"only the {len(match.pairs)} matched case(s)")
     if not match.pairs:
-        raise DatasetError(f"no prediction in {pred_dir} matches a reference in {ref_dir} by file name "
+        raise DatasetError(f"no prediction in {pred} matches a reference in {ref} by file name "
                            f"(predictions: {shortlist(match.extra_predictions)}); name predictions like their "
                            f"references, optionally with a '{PREDICTION_SUFFIX}' suffix")
     if match.extra_predictions:
@@ -58,7 +60,7 @@ def evaluate_folders(pred_dir: Path, ref_dir: Path, classes: Mapping[int, str], 
         results.append(CaseResult(case, str(pred_path), str(ref_path), metrics))
         if progress:
             progress(index, len(match.pairs), case)
-    report = EvaluationReport(dict(sorted(classes.items())), results, str(pred_dir), str(ref_dir),
+    report = EvaluationReport(dict(sorted(classes.items())), results, str(pred), str(ref),
                               match.missing_predictions, match.extra_predictions)
     for label, name in report.classes.items():
         if not any(case.metrics[label].ref_voxels for case in results):

@@ -5,6 +5,7 @@ they equal what SimpleITK writes and reads is a contract, Testing/test_contracts
 """
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -12,7 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -30,6 +31,8 @@ MAX_AXIS_COSINE = 1e-2
 """Largest |cosine| between two NIfTI sform axes that is orthonormalised (axes within 0.57 degrees of
 perpendicular): float32 headers and resampling leave far less (ITK itself refuses above about 1e-4); more is a
 sheared grid that a rotation cannot describe."""
+NIFTI_VOXEL_OFFSET = 352
+"""Where the voxels of a single-file NIfTI-1 image start at the earliest (header and extension flag)."""
 _PERMISSIVE_READ = threading.Lock()  # ITK_NIFTI_SFORM_PERMISSIVE is process-wide: one such read at a time
 _UNIT_MM = {"meter": 1000.0, "micron": 1e-3}  # NIfTI spatial units; ITK converts them to mm, as here
 Geometry = Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]
@@ -141,7 +144,8 @@ def _check_nifti_complete(path: Path) -> None:
 
     try:
         header = nibabel.load(str(path)).header
-        expected = int(header.get_data_offset()) + math.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
+        offset = max(int(header.get_data_offset()), NIFTI_VOXEL_OFFSET)  # ITK may leave vox_offset 0
+        expected = offset + math.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
         actual = _gzip_data_size(path) if path.name.lower().endswith(".gz") else path.stat().st_size
     except (OSError, EOFError, *INFLATE_ERRORS, nibabel.filebasedimages.ImageFileError) as exc:
         raise InputImageError(f"{path} is corrupt or truncated ({exc}); copy or export it again") from exc
@@ -170,17 +174,23 @@ def _itk_reason(exc: RuntimeError) -> str:
     return lines[-1] if lines else "unknown reader error"
 
 
-def _read_dicom_folder(folder: Path) -> sitk.Image:
+def dicom_series_files(folder: Path, warn: bool = True) -> List[str]:
+    """The files of the largest DICOM series in `folder`, in the order ITK stacks them (by position along the
+    slice normal); with `warn`, a warning when the folder holds other series too."""
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:
         raise InputImageError(f"folder {folder} holds no DICOM series; give a folder of DICOM slices or an image file")
     files_by_series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
     series_id = max(files_by_series, key=lambda sid: len(files_by_series[sid]))
-    if len(series_ids) > 1:
+    if len(series_ids) > 1 and warn:
         log.warning("%s holds %d DICOM series; using %s (%d slices), the largest",
                     folder, len(series_ids), series_id, len(files_by_series[series_id]))
+    return list(files_by_series[series_id])
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files_by_series[series_id])
+    reader.SetFileNames(dicom_series_files(folder))
     try:
         return reader.Execute()
     except RuntimeError as exc:
@@ -200,7 +210,30 @@ def write_image(image: sitk.Image, path: Path, compress: bool = True) -> Path:
     """Write atomically (temp file + rename); the format follows the suffix."""
     with _atomic_image_file(Path(path)) as tmp:
         sitk.WriteImage(image, str(tmp), compress)
+        if tmp.name.lower().endswith((".nii", ".nii.gz")):
+            _check_nifti_written(tmp)
     return Path(path)
+
+
+def _check_nifti_written(path: Path) -> None:
+    """Raise OSError (ENOSPC) for a NIfTI file that ITK left incomplete: its writer only prints an error when the
+    disk is full. The length is the header's offset and voxels; a gzip file's last 4 bytes give its length."""
+    import nibabel
+
+    try:
+        header = nibabel.load(str(path)).header
+        offset = max(int(header.get_data_offset()), NIFTI_VOXEL_OFFSET)  # ITK may leave vox_offset 0
+        expected = offset + math.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
+        with open(path, "rb") as handle:
+            if path.name.lower().endswith(".gz"):
+                handle.seek(-4, os.SEEK_END)
+                complete = int.from_bytes(handle.read(4), "little") == expected % 2 ** 32
+            else:
+                complete = os.fstat(handle.fileno()).st_size == expected
+    except (OSError, EOFError, *INFLATE_ERRORS, nibabel.filebasedimages.ImageFileError):
+        complete = False
+    if not complete:
+        raise OSError(errno.ENOSPC, "ITK wrote the file incomplete (no room left on the disk?)", str(path))
 
 
 @contextmanager

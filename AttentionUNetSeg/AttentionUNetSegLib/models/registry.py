@@ -17,9 +17,9 @@ from typing import Dict, List, Optional, Tuple, Union
 from ..errors import ModelFileError
 from ..network.attention_unet import AttentionUNet3D
 from ..repeats import repeated
+from .bundled_data import BUNDLED_DATA
 from .download import check_https_url, check_sha256
 from .model_file import file_sha256, read_metadata, read_model
-from .bundled_data import BUNDLED_DATA
 from .user_folders import model_cache_dir, user_registry
 
 BUNDLED_REGISTRY = BUNDLED_DATA / "models.json"

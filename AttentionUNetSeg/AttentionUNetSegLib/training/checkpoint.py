@@ -17,6 +17,7 @@ import torch
 
 from ..errors import TrainingError
 from ..io.atomic import atomic_file
+from ..io.disk_space import room_for
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = 1
@@ -68,9 +69,24 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "random": random_states(),
     }
-    with atomic_file(path) as tmp:
-        torch.save(state, tmp)
+    path = Path(path)
+    with room_for(path.parent, f"the checkpoint {path.name}", "free some space there and continue with "
+                  f"attention-unet train --resume -o {path.parent} (the previous checkpoint is kept)",
+                  _tensor_bytes(state)):
+        with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+            torch.save(state, handle)  # into a Python file, whose OSError (a full disk) torch's error keeps
     return path
+
+
+def _tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in `value` (nested dicts, lists and tuples): most of a checkpoint's size."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:

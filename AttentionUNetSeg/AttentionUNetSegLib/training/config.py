@@ -16,8 +16,8 @@ import yaml
 
 from ..errors import InvalidOptionError
 from ..inference.device import PRECISION_CHOICES
-from ..inference.settings import DEVICE_CHOICES
 from ..inference.preprocessing import IntensityNormalisation
+from ..inference.settings import DEVICE_CHOICES
 from ..io.atomic import atomic_file
 from ..network.attention_unet import ARCHITECTURES, DEEP_SUPERVISION_MODES
 
@@ -73,6 +73,10 @@ class TrainConfig:
     classes: Optional[List[str]] = option(None, "model output classes, background first, comma-separated "
                                           "(default: background + the label map's classes)", type=_names,
                                           metavar="NAMES")
+    max_classes: int = option(16, "the most classes (besides background) a new model may have; a run with more is "
+                              "refused, since each class slows training and needs labelled data (e.g. a dataset.json "
+                              "naming every structure): give --label-map to choose or join them, or raise this",
+                              type=int)
     segment_names: Optional[str] = option(None, "name the label values as segments and match them to the classes of "
                                           "--init-model by terminology or name, as the Slicer module does: "
                                           "VALUE=NAME pairs (or a value->name JSON file) for every case, or without "
@@ -180,7 +184,7 @@ class TrainConfig:
         if self.output is None:
             problems.append("no output folder: give -o OUTPUT or set output: in the config file")
         positive = ("epochs", "batch_size", "accumulate", "validate_every", "checkpoint_every", "feature_scale",
-                    "iterations_per_epoch")
+                    "iterations_per_epoch", "max_classes")
         problems += [f"{n} must be >= 1, not {getattr(self, n)}" for n in positive
                      if getattr(self, n) is not None and getattr(self, n) < 1]
         patch = self.patch_size

@@ -15,7 +15,7 @@ from ..inference.preprocessing import IntensityNormalisation
 from ..models.model_file import ModelMetadata
 from ..models.segment_classes import SegmentClass
 from ..network.attention_unet import AttentionUNet3D
-from .cache import CacheSettings, CachedCase
+from .cache import CachedCase, CacheSettings
 from .checkpoint import RunState
 from .config import TrainConfig
 from .distributed import DistributedContext

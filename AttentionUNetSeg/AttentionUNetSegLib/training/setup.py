@@ -12,7 +12,7 @@ import torch
 from monai.utils import set_determinism
 
 from ..datasets.cases import Case
-from ..datasets.label_maps import LabelMap, load_label_map
+from ..datasets.label_maps import LabelMap, bundled_label_maps, load_label_map
 from ..errors import DatasetError, InvalidOptionError, OutputError, TrainingError
 from ..inference.device import resolve_precision
 from ..inference.preprocessing import IntensityNormalisation
@@ -65,6 +65,7 @@ def plan_model(config: TrainConfig, label_map: Optional[LabelMap]) -> ModelPlan:
         values = {k: getattr(config, k) if getattr(config, k) is not None else MODEL_DEFAULTS[k]
                   for k in ARCHITECTURE_OPTIONS}
         names = config.classes or ["background"] + label_map.class_names
+        _check_class_count(names[1:], config, label_map)
         try:
             classes = make_classes(names)
             model_config = ModelConfig(num_classes=len(classes), **values)
@@ -85,6 +86,21 @@ def plan_model(config: TrainConfig, label_map: Optional[LabelMap]) -> ModelPlan:
                                  f"{'; '.join(conflicts)}; leave them out to keep the model's")
     return ModelPlan(metadata.architecture, list(metadata.classes), metadata.spacing_mm,
                      config.patch_size or metadata.patch_size, metadata.intensity, base)
+
+
+def _check_class_count(names: Sequence[str], config: TrainConfig, label_map: Optional[LabelMap]) -> None:
+    """Say which classes a new model will have, and refuse more than --max-classes of them."""
+    source = "--classes" if config.classes else f"label map {label_map.name!r}"
+    if len(names) > config.max_classes:
+        shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+        hint = ("" if config.label_map or config.classes else
+                "; without --label-map every label the dataset.json names is a class")
+        raise InvalidOptionError(
+            f"the new model would have {len(names)} classes besides background ({shown}; from {source}), more than "
+            f"--max-classes {config.max_classes}{hint}: give a --label-map that keeps or joins the structures to "
+            f"learn (e.g. a bundled one: {', '.join(bundled_label_maps())}), or --max-classes {len(names)} to train "
+            "them all")
+    log.info("the new model's classes: background, %s (from %s)", ", ".join(names), source)
 
 
 def training_dtype(precision: str, device: torch.device, patch_size_xyz: Sequence[int], levels: int) -> torch.dtype:

@@ -47,7 +47,7 @@ from .validation import ValidationResult, Validator
 
 log = logging.getLogger(__name__)
 
-SAFE_TO_CHANGE = ("output", "cache_dir", "workers", "tensorboard", "snapshots", "epochs", "max_seconds")
+SAFE_TO_CHANGE = ("output", "cache_dir", "workers", "tensorboard", "snapshots", "epochs", "max_seconds", "max_classes")
 """Options that may change on resume without making the run differ from an uninterrupted one."""
 FINAL_MODEL = "final.safetensors"
 BEST_MODEL = "best.safetensors"
