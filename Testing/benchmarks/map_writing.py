@@ -91,7 +91,7 @@ def main() -> None:
     print("segmenting the real CT once ...", file=sys.stderr, flush=True)
     result = segment(read_image(ct_path), model)
     maps = result.attention
-    base_maps = base_inference.ResampledMaps(maps._maps, maps._source, maps.grid, maps.step)
+    base_maps = base_inference.ResampledMaps(maps.source_maps, maps.source, maps.grid, maps.step)
     results = {"baseline": dataclasses.replace(result, attention=base_maps), "now": result}
     writers = {"baseline": base_outputs.stage_case, "now": case_outputs.stage_case}
     records = {"baseline": (base_outputs.model_record(model, model_path.name),
