@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from AttentionUNetSegLib.models.model_file import ModelMetadata, save_model
-from AttentionUNetSegLib.inference.preprocessing import IntensityNormalisation
+from AttentionUNetSegLib.models.intensity import IntensityNormalisation
 from AttentionUNetSegLib.models.segment_classes import DEFAULT_CLASS_NAMES, make_classes
 from AttentionUNetSegLib.network.attention_unet import AttentionUNet3D, ModelConfig
 from AttentionUNetSegLib.models.user_folders import HOME_VARIABLE

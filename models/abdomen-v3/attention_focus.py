@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 from typing import Dict, Iterable, List
 
-import numpy as np
 import SimpleITK as sitk
 
 from AttentionUNetSegLib.datasets.cases import Case, discover_cases

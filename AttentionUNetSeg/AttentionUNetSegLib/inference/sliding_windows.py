@@ -19,9 +19,10 @@ import torch
 
 from ..backends.protocol import WindowBackend
 from ..io.grid import Grid
+from ..models.intensity import AIR_HU, normalise
 from ..models.model_file import ModelMetadata
 from ..progress import CancelCheck, ProgressCallback, SegmentationStage, no_progress, raise_if_cancelled
-from .preprocessing import AIR_HU, body_box, model_grid, normalise, resample
+from .preprocessing import body_box, model_grid, resample
 from .settings import InferenceSettings
 
 MIN_AIR_MARGIN = 8

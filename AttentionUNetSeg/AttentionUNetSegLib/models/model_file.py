@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from ..errors import ModelFileError
-from ..inference.preprocessing import IntensityNormalisation
 from ..io.atomic import atomic_file
+from ..models.intensity import IntensityNormalisation
 from ..network.attention_unet import AttentionUNet3D, ModelConfig
 from .segment_classes import SegmentClass
 

@@ -16,9 +16,9 @@ import yaml
 
 from ..errors import InvalidOptionError
 from ..inference.device import PRECISION_CHOICES
-from ..inference.preprocessing import IntensityNormalisation
 from ..inference.settings import DEVICE_CHOICES
 from ..io.atomic import atomic_file
+from ..models.intensity import IntensityNormalisation
 from ..network.attention_unet import ARCHITECTURES, DEEP_SUPERVISION_MODES
 
 CONFIG_FILE = "train_config.yaml"
