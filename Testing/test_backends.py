@@ -18,7 +18,7 @@ from conftest import run_cli
 
 from AttentionUNetSegLib.backends.selection import TorchBackend, make_backend, resolve_backend
 from AttentionUNetSegLib.models.model_file import read_model
-from AttentionUNetSegLib.inference.device import cpu_has_native_bf16
+from AttentionUNetSegLib.backends.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import InvalidOptionError
 from AttentionUNetSegLib.inference.segmenter import segment
 from AttentionUNetSegLib.backends.openvino import COMPILED_FOLDER, IR_FILE, OpenVINOBackend

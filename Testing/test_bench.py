@@ -11,7 +11,7 @@ import torch
 from conftest import run_cli
 
 from AttentionUNetSegLib.cli import bench, main
-from AttentionUNetSegLib.inference.device import resolve_precision
+from AttentionUNetSegLib.backends.device import resolve_precision
 
 
 def test_bench_reports_every_candidate_with_ratios(tmp_path: Path) -> None:

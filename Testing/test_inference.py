@@ -14,7 +14,7 @@ import torch
 from conftest import TOTALSEG
 
 from AttentionUNetSegLib.models.model_file import read_model
-from AttentionUNetSegLib.inference.device import cpu_has_native_bf16
+from AttentionUNetSegLib.backends.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, InvalidOptionError
 from AttentionUNetSegLib.io.grid import Grid
 from AttentionUNetSegLib.io.images import read_image

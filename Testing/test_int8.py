@@ -12,7 +12,7 @@ import torch
 from conftest import SHARED, run_cli
 
 from AttentionUNetSegLib.backends.selection import resolve_backend
-from AttentionUNetSegLib.inference.device import resolve_precision
+from AttentionUNetSegLib.backends.device import resolve_precision
 from AttentionUNetSegLib.errors import InvalidOptionError
 from AttentionUNetSegLib.backends.openvino import INT8_SUFFIX, IR_FILE, cache_entries
 from AttentionUNetSegLib.models.registry import default_model

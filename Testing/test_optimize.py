@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from AttentionUNetSegLib.models.model_file import read_model
-from AttentionUNetSegLib.inference.device import autocast
+from AttentionUNetSegLib.backends.device import autocast
 from AttentionUNetSegLib.inference.segmenter import segment
 from AttentionUNetSegLib.network.attention_unet import AttentionUNet3D
 from AttentionUNetSegLib.network.batchnorm_folding import fold_batchnorm, prepare_for_inference

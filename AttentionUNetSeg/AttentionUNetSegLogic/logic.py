@@ -258,7 +258,7 @@ class AttentionUNetSegLogic:
     @staticmethod
     def deviceDescription() -> str:
         """What 'auto' will use, in words (imports PyTorch)."""
-        from AttentionUNetSegLib.inference.device import resolve_device
+        from AttentionUNetSegLib.backends.device import resolve_device
 
         device = resolve_device("auto")
         if device.type == "cuda":

@@ -124,8 +124,8 @@ def monai_pipeline(ct_path: Path, out_path: Path) -> None:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from AttentionUNetSegLib.network.benchmark import monai_attention_unet
-    from AttentionUNetSegLib.inference.device import autocast, resolve_precision
+    from AttentionUNetSegLib.backends.benchmark import monai_attention_unet
+    from AttentionUNetSegLib.backends.device import autocast, resolve_precision
     from AttentionUNetSegLib.inference.preprocessing import model_grid, resample
 
     image = sitk.ReadImage(str(ct_path))

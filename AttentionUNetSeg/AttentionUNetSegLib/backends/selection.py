@@ -15,8 +15,8 @@ import logging
 import torch
 
 from ..errors import InvalidOptionError
-from ..inference.device import autocast
 from ..network.batchnorm_folding import prepare_for_inference
+from .device import autocast
 from .protocol import WindowBackend, WindowOutputs
 from .quantization import require_int8
 

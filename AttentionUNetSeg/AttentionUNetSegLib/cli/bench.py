@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
+from ..backends.benchmark import COMPILE_MODES, as_dicts, run_benchmark, to_markdown
+from ..backends.device import resolve_device
 from ..errors import InvalidOptionError
-from ..inference.device import resolve_device
 from ..io.atomic import atomic_file
-from ..network.benchmark import COMPILE_MODES, as_dicts, run_benchmark, to_markdown
 from .option_types import multiple_of_16, whole_number
 
 AUTHORS_NETWORK = Path("models") / "networks" / "unet_CT_multi_att_dsv_3D.py"

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
+from ..backends.device import INFERENCE_PRECISION_CHOICES
 from ..backends.selection import BACKEND_CHOICES
 from ..cohort.inputs import CohortCase, resolve_inputs
 from ..cohort.runner import CohortJob, check_output_folder, run_cohort
@@ -17,7 +18,6 @@ from ..cohort.shards import Shard, environment_shard, local_device, parse_shard
 from ..cohort.table import TABLE_FILE, write_cohort_table
 from ..errors import DiskFullError, InvalidOptionError
 from ..inference.case_outputs import ERROR_SUFFIX, ModelRecord, RunRecord, read_case, refuse_other_models, stage_case
-from ..inference.device import INFERENCE_PRECISION_CHOICES
 from ..inference.segmenter import Segmenter
 from ..inference.settings import DEVICE_CHOICES, InferenceSettings
 from ..io.atomic import StagedOutputs

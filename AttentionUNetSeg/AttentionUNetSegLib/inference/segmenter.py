@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..backends.device import resolve_device, resolve_precision
 from ..backends.selection import make_backend
 from ..io.grid import Grid
 from ..io.maps import MapSet
@@ -26,7 +27,6 @@ from ..models.model_file import model_metadata
 from ..models.registry import load_model
 from ..models.segment_classes import SegmentClass
 from ..progress import CancelCheck, ProgressCallback, SegmentationStage, no_progress
-from .device import resolve_device, resolve_precision
 from .plausibility import plausibility_warnings
 from .preprocessing import validate_image
 from .resampling import argmax_on_grid, resample_linear, resample_multiples, resample_rounded

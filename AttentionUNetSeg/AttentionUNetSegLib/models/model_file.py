@@ -16,8 +16,8 @@ import torch
 
 from ..errors import ModelFileError
 from ..io.atomic import atomic_file
-from ..models.intensity import IntensityNormalisation
 from ..network.attention_unet import AttentionUNet3D, ModelConfig
+from .intensity import IntensityNormalisation
 from .segment_classes import SegmentClass
 
 FORMAT_VERSION = 1

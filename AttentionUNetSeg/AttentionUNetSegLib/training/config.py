@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
+from ..backends.device import PRECISION_CHOICES
 from ..errors import InvalidOptionError
-from ..inference.device import PRECISION_CHOICES
 from ..inference.settings import DEVICE_CHOICES
 from ..io.atomic import atomic_file
 from ..models.intensity import IntensityNormalisation

@@ -15,8 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..backends.device import resolve_device
 from ..errors import InvalidOptionError
-from ..inference.device import resolve_device
 
 TIMEOUT = timedelta(minutes=60)  # long enough for one rank's share of the preprocessing
 

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import torch
 from tqdm import tqdm
 
-from ..inference.device import autocast
+from ..backends.device import autocast
 from .checkpoint import RunState
 from .config import TrainConfig
 from .data import EpochSampler

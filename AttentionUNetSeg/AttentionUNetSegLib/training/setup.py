@@ -11,10 +11,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from monai.utils import set_determinism
 
+from ..backends.device import resolve_precision
 from ..datasets.cases import Case
 from ..datasets.label_maps import LabelMap, bundled_label_maps, load_label_map
 from ..errors import DatasetError, InvalidOptionError, OutputError, TrainingError
-from ..inference.device import resolve_precision
 from ..models.intensity import IntensityNormalisation
 from ..models.registry import load_model
 from ..models.segment_classes import SegmentClass, make_classes

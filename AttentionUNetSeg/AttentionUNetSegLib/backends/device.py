@@ -7,7 +7,7 @@ from typing import ContextManager
 import torch
 
 from ..errors import InvalidOptionError
-from .settings import DEVICE_CHOICES
+from ..inference.settings import DEVICE_CHOICES
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 INFERENCE_PRECISION_CHOICES = PRECISION_CHOICES + ("int8",)

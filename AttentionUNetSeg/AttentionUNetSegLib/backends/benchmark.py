@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from ..errors import InvalidOptionError
-from ..inference.device import autocast, resolve_precision
-from .attention_unet import AttentionUNet3D, ModelConfig
-from .batchnorm_folding import prepare_for_inference
+from ..network.attention_unet import AttentionUNet3D, ModelConfig
+from ..network.batchnorm_folding import prepare_for_inference
+from .device import autocast, resolve_precision
 
 PEER_CHANNELS = (16, 32, 64, 128, 256)
 Progress = Callable[[str], None]
@@ -100,7 +100,7 @@ def forward_candidates(device: torch.device, num_classes: int, authors_path: Opt
                   reference=unet),
     ]
     if _openvino_runs(device):
-        from ..backends.openvino import OpenVINOBackend
+        from .openvino import OpenVINOBackend
 
         for name, model in (("Attention U-Net", ours), ("U-Net", unet)):
             progress(f"forward: converting ours {name} to OpenVINO ({_name(fast)})")
@@ -134,14 +134,14 @@ def with_compiled(found: List[Candidate], mode: str) -> List[Candidate]:
 
 
 def _openvino_runs(device: torch.device) -> bool:
-    from ..backends.selection import openvino_installed
+    from .selection import openvino_installed
 
     return device.type == "cpu" and openvino_installed()
 
 
 def _openvino_module(module: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], object]:
     """A peer's network converted to OpenVINO as it is (no folding: that is our optimisation)."""
-    from ..backends.openvino import compile_request, convert
+    from .openvino import compile_request, convert
 
     request = compile_request(convert(module.eval(), 1), dtype)
     return lambda x: request.infer({0: x.numpy()})
