@@ -68,7 +68,7 @@ for non-commercial use, not for clinical use (see $NAME.md)."
 }
 
 folds_lane1() { attention 1; unet 1; unet 2; }
-folds_lane2() { attention 0; grid_2mm; no_phases; attention 2; unet 0; }
+folds_lane2() { attention 0; attention 2; grid_2mm; no_phases; unet 0; }
 
 merge() {
   for arch in attention_unet_3d unet_3d; do
