@@ -20,7 +20,7 @@ from AttentionUNetSegLib.io.grid import Grid
 from AttentionUNetSegLib.io.images import read_image
 from AttentionUNetSegLib.inference.segmenter import ATTENTION_STEP, Segmenter, segment
 from AttentionUNetSegLib.inference.plausibility import plausibility_warnings
-from AttentionUNetSegLib.inference.preprocessing import normalise
+from AttentionUNetSegLib.inference.normalisation import normalise
 from AttentionUNetSegLib.progress import SegmentationStage
 
 

@@ -276,7 +276,7 @@ def test_two_ranks_see_the_samples_of_one_process_and_resume_skips_exactly() -> 
 
 def test_intensity_augmentation_moves_hu_within_its_bounds_reproducibly(tmp_path: Path) -> None:
     """Off by default (the paper); on, each patch's HU are scaled around water and shifted, seeded."""
-    from AttentionUNetSegLib.inference.preprocessing import IntensityNormalisation
+    from AttentionUNetSegLib.inference.normalisation import IntensityNormalisation
     from AttentionUNetSegLib.training.augment import training_transform
 
     intensity = IntensityNormalisation(-200.0, 300.0, 50.0, 100.0)
@@ -305,7 +305,7 @@ def test_intensity_augmentation_moves_hu_within_its_bounds_reproducibly(tmp_path
 
 def test_paper_augmentation_patch_size_organ_oversampling_and_geometry(tmp_path: Path) -> None:
     """Patches have the patch size, centre on organs as often as asked, and vary by affine and flips."""
-    from AttentionUNetSegLib.inference.preprocessing import IntensityNormalisation
+    from AttentionUNetSegLib.inference.normalisation import IntensityNormalisation
     from AttentionUNetSegLib.training.augment import context_size, crop_ratios, training_transform
 
     assert crop_ratios(5, [0, 1, 2, 3, 4], 0.5) == [4.0, 1.0, 1.0, 1.0, 1.0]  # organs share half the crops

@@ -20,7 +20,7 @@ from AttentionUNetSegLib.datasets.label_maps import IGNORE_LABEL, LabelMap, load
 from AttentionUNetSegLib.errors import DatasetError, InvalidOptionError
 from AttentionUNetSegLib.models.model_file import read_model
 from AttentionUNetSegLib.evaluation.model_scoring import CaseSelection, evaluate_model
-from AttentionUNetSegLib.inference.preprocessing import IntensityNormalisation
+from AttentionUNetSegLib.inference.normalisation import IntensityNormalisation
 from AttentionUNetSegLib.training import TrainConfig, train
 from AttentionUNetSegLib.training.augment import training_transform
 from AttentionUNetSegLib.training.losses import SegmentationLoss

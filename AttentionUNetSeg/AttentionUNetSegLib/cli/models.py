@@ -9,7 +9,7 @@ from typing import Dict, List
 
 from ..backends.openvino import CacheEntry, cache_entries, cache_root, remove_cache_entries
 from ..errors import InvalidOptionError
-from ..inference.preprocessing import IntensityNormalisation
+from ..inference.normalisation import IntensityNormalisation
 from ..models.model_file import ModelMetadata, file_sha256, read_metadata, read_model, save_model
 from ..models.registry import RegistryEntry, list_models, resolve_model_path, verify_models
 from ..models.segment_classes import make_classes

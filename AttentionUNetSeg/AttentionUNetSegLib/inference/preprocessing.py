@@ -7,38 +7,16 @@ reaches it the same way; results are resampled back onto the input's own grid.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import List, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputImageError, InvalidOptionError
+from ..errors import InputImageError
 from ..io.grid import Grid
 
-AIR_HU = -1024.0
 MAX_VOXELS = 2_000_000_000
 MAX_ANISOTROPY = 20.0
-
-
-@dataclass
-class IntensityNormalisation:
-    """CT intensities are clipped to [clip_min, clip_max] HU, then mapped to (x - mean) / std."""
-
-    clip_min: float = -1000.0
-    clip_max: float = 1000.0
-    mean: float = 0.0
-    std: float = 1000.0
-
-    @property
-    def air(self) -> float:
-        """Air (AIR_HU) as the network sees it: what padding outside the CT holds."""
-        return float(normalise(np.array([AIR_HU]), self)[0])
-
-    def __post_init__(self) -> None:
-        if not self.clip_min < self.clip_max or not self.std > 0:
-            raise InvalidOptionError(f"invalid intensity normalisation {asdict(self)}: need clip_min < clip_max and "
-                                     "std > 0")
 
 
 def validate_image(image: sitk.Image) -> List[str]:
@@ -112,12 +90,3 @@ def resample(image: sitk.Image, grid: Grid, interpolator: int, default: float,
     """`image` resampled onto `grid` with an identity transform, `default` outside it."""
     return sitk.Resample(image, grid.size, sitk.Transform(), interpolator, grid.origin, grid.spacing, grid.direction,
                          default, pixel_type)
-
-
-def normalise(array: np.ndarray, intensity: IntensityNormalisation) -> np.ndarray:
-    """Clip to the model's HU window and standardise, on a float32 copy."""
-    out = array.astype(np.float32)
-    np.clip(out, intensity.clip_min, intensity.clip_max, out=out)
-    out -= intensity.mean
-    out /= intensity.std
-    return out

@@ -21,7 +21,8 @@ from ..backends.protocol import WindowBackend
 from ..io.grid import Grid
 from ..models.model_file import ModelMetadata
 from ..progress import CancelCheck, ProgressCallback, SegmentationStage, no_progress, raise_if_cancelled
-from .preprocessing import AIR_HU, body_box, model_grid, normalise, resample
+from .normalisation import AIR_HU, normalise
+from .preprocessing import body_box, model_grid, resample
 from .settings import InferenceSettings
 
 MIN_AIR_MARGIN = 8

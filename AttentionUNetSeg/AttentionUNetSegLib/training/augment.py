@@ -32,7 +32,7 @@ from monai.transforms import (
 )
 from scipy import ndimage
 
-from ..inference.preprocessing import IntensityNormalisation
+from ..inference.normalisation import IntensityNormalisation
 from .config import TrainConfig
 from .contrast_phases import RandContrastPhased
 

@@ -25,7 +25,8 @@ from ..datasets.label_grids import check_label_grid
 from ..datasets.label_maps import IGNORE_LABEL, LabelMap
 from ..datasets.segment_names import SEGMENTATION_SUFFIX
 from ..errors import DatasetError, InputImageError
-from ..inference.preprocessing import AIR_HU, IntensityNormalisation, model_grid, resample, validate_image
+from ..inference.normalisation import AIR_HU, IntensityNormalisation
+from ..inference.preprocessing import model_grid, resample, validate_image
 from ..io.atomic import atomic_file
 from ..io.images import read_image
 

@@ -16,10 +16,10 @@ import yaml
 
 from ..errors import InvalidOptionError
 from ..inference.device import PRECISION_CHOICES
-from ..inference.preprocessing import IntensityNormalisation
+from ..inference.normalisation import IntensityNormalisation
 from ..inference.settings import DEVICE_CHOICES
 from ..io.atomic import atomic_file
-from ..network.attention_unet import ARCHITECTURES, DEEP_SUPERVISION_MODES
+from ..network.config import ARCHITECTURES, DEEP_SUPERVISION_MODES
 
 CONFIG_FILE = "train_config.yaml"
 LOSSES = ("dice", "dice_ce")

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Protocol
 import torch
 
 from ..datasets.label_maps import LabelMap
-from ..inference.preprocessing import IntensityNormalisation
+from ..inference.normalisation import IntensityNormalisation
 from ..models.model_file import ModelMetadata
 from ..models.segment_classes import SegmentClass
 from ..network.attention_unet import AttentionUNet3D

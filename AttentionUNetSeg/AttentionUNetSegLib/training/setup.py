@@ -15,7 +15,7 @@ from ..datasets.cases import Case
 from ..datasets.label_maps import LabelMap, bundled_label_maps, load_label_map
 from ..errors import DatasetError, InvalidOptionError, OutputError, TrainingError
 from ..inference.device import resolve_precision
-from ..inference.preprocessing import IntensityNormalisation
+from ..inference.normalisation import IntensityNormalisation
 from ..models.registry import load_model
 from ..models.segment_classes import SegmentClass, make_classes
 from ..network.attention_unet import AttentionUNet3D, ModelConfig

@@ -26,7 +26,7 @@ from ..datasets.label_maps import LabelMap, load_label_map
 from ..datasets.segment_names import segment_label_maps
 from ..datasets.splits import fold_cases
 from ..errors import TrainingError
-from ..inference.preprocessing import IntensityNormalisation
+from ..inference.normalisation import IntensityNormalisation
 from ..inference.settings import InferenceSettings
 from ..models.model_file import ModelMetadata, save_model
 from ..network.attention_unet import AttentionUNet3D

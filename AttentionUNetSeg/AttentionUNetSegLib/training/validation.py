@@ -18,7 +18,7 @@ import torch
 from ..backends.selection import TorchBackend
 from ..datasets.label_maps import IGNORE_LABEL
 from ..evaluation.metrics import label_metrics
-from ..inference.preprocessing import normalise
+from ..inference.normalisation import normalise
 from ..inference.settings import InferenceSettings
 from ..inference.sliding_windows import sliding_window_outputs
 from ..models.model_file import ModelMetadata

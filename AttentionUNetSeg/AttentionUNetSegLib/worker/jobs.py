@@ -36,6 +36,7 @@ import SimpleITK as sitk
 
 from ..backends.telemetry_off import keep_telemetry_off
 from ..errors import AttentionUNetSegError
+from ..inference.result import ResampledMaps, SegmentationResult
 from ..inference.settings import InferenceSettings
 from ..io.grid import Grid
 from ..io.images import read_map, write_map
@@ -52,7 +53,7 @@ STANDBY = "--standby"
 READY_MESSAGE = "the model was made ready before the job came"
 
 if TYPE_CHECKING:
-    from ..inference.segmenter import ResampledMaps, Segmenter
+    from ..inference.segmenter import Segmenter
     from ..training.fine_tuning import FineTuneCase, FineTuneResult, FineTuneSettings
 
 Emit = Callable[[Event], None]
@@ -174,7 +175,7 @@ def read_fine_tune_result(job_dir: Path) -> "FineTuneResult":
     return FineTuneResult.from_dict(json.loads((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8")))
 
 
-def _write_maps(job_dir: Path, prefix: str, maps: "ResampledMaps") -> dict:
+def _write_maps(job_dir: Path, prefix: str, maps: ResampledMaps) -> dict:
     """Write every map's model-grid values as `<prefix>-<n>.nii` (float32, uncompressed); return what
     `_read_maps` needs: map name -> file name, the model grid and the step."""
     files = {name: f"{prefix}-{index}.nii" for index, name in enumerate(maps)}
@@ -183,19 +184,16 @@ def _write_maps(job_dir: Path, prefix: str, maps: "ResampledMaps") -> dict:
     return {"files": files, "grid": asdict(maps.source), "step": maps.step}
 
 
-def _read_maps(job_dir: Path, record: dict, grid: Grid) -> "ResampledMaps":
+def _read_maps(job_dir: Path, record: dict, grid: Grid) -> ResampledMaps:
     """The maps `_write_maps` wrote, resampled onto `grid` when read."""
-    from ..inference.segmenter import ResampledMaps
-
     source = Grid(**{key: tuple(value) for key, value in record["grid"].items()})
     return ResampledMaps({name: read_map(job_dir / file) for name, file in record["files"].items()}, source, grid,
                          record["step"])
 
 
-def read_result(job_dir: Path):
-    """The `SegmentationResult` a finished job wrote (its maps read into memory on the model grid)."""
-    from ..inference.segmenter import SegmentationResult
-
+def read_result(job_dir: Path) -> SegmentationResult:
+    """The `SegmentationResult` a finished job wrote (its maps read into memory on the model grid); without
+    PyTorch, as the Slicer logic reads it in Slicer's own process."""
     job_dir = Path(job_dir)
     summary = json.loads((job_dir / RESULT_FILE).read_text(encoding="utf-8"))
     labels = sitk.ReadImage(str(job_dir / LABELS_FILE))
