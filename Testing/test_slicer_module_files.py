@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.metadata
+import json
 import re
 import subprocess
 import sys
@@ -255,12 +256,30 @@ def test_cmake_installs_every_module_file() -> None:
         assert sitk.ReadImage(str(folder / "AttentionUNetSeg.png")).GetSize() == (128, 128)
 
 
-def test_logic_imports_neither_qt_nor_the_engine() -> None:
-    """The module must load in Slicer before torch is installed, and the logic must load without Qt."""
-    check = ("import sys; sys.path.insert(0, sys.argv[1]); import AttentionUNetSegLogic; "
-             "print(sorted({'qt', 'ctk', 'torch', 'monai'} & set(sys.modules)))")
-    output = subprocess.run([sys.executable, "-c", check, str(MODULE_DIR)], capture_output=True, text=True, check=True)
-    assert output.stdout.strip() == "[]"
+PANEL_OPEN = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import AttentionUNetSegLogic
+logic = AttentionUNetSegLogic.AttentionUNetSegLogic()
+logic.unmetDependencies()
+entries = logic.models()
+metadata = {entry.name: logic.modelMetadata(entry.name).license for entry in entries}
+default = logic.modelMetadata(None).name
+print(json.dumps({"loaded": sorted(set(sys.argv[2:]) & set(sys.modules)), "models": metadata, "default": default}))
+"""
+
+
+def test_the_panels_first_open_loads_neither_qt_nor_torch_nor_simpleitk() -> None:
+    """What the panel does before a click, in a fresh interpreter: import the logic, build it, check the packages,
+    list the models and read their metadata. Slicer's process must not load PyTorch or SimpleITK for that (the
+    worker holds them), nor Qt for the logic. `import slicer` itself (slicer-core) loads neither."""
+    heavy = ["qt", "ctk", "torch", "monai", "SimpleITK", "openvino", "safetensors"]
+    output = subprocess.run([sys.executable, "-c", PANEL_OPEN, str(MODULE_DIR), *heavy], capture_output=True,
+                            text=True, check=True)
+    opened = json.loads(output.stdout.strip().splitlines()[-1])
+    assert opened["loaded"] == []
+    assert opened["default"] in opened["models"]
+    assert all(opened["models"].values()), f"every bundled model states its licence: {opened['models']}"
 
 
 def test_module_folder_holds_one_module_file_that_wires_the_classes_slicer_looks_up() -> None:
