@@ -17,8 +17,9 @@ from AttentionUNetSegLib.models.model_file import read_metadata
 from AttentionUNetSegLib.errors import CancelledError
 from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic, SegmentationOutputs
-from AttentionUNetSegLogic.display import GATES_LAYOUT_ID, GATES_VIEW_PREFIX, HEAT_COLOR_NODE_NAME, HEAT_COLOR_NODE_TAG
 from AttentionUNetSegLogic.conversion import ijkToRasMatrix, volumeNodeToImage
+from AttentionUNetSegLogic.display import (GATES_LAYOUT_ID, GATES_VIEW_PREFIX, HEAT_COLOR_NODE_NAME,
+                                           HEAT_COLOR_NODE_TAG, gatesLayoutDescription, registerGatesLayouts)
 from AttentionUNetSegLogic.outputs import (ATTENTION, COMPUTED_ON_COLUMN, FOLDER, GATE_ATTRIBUTE, INPUT_ROLE,
                                            OUTPUT_ATTRIBUTE, RUN_ATTRIBUTE, RUN_TIME_COLUMN, SEGMENTATION,
                                            VOLUME_COLUMN, VOLUMES, EditedSegmentationError)
@@ -226,6 +227,55 @@ def test_all_gates_side_by_side(patient_b_run: Run) -> None:
     assert shown == set(GATES)
     for node in views + [layout]:
         run.scene.RemoveNode(node)
+
+
+def test_a_scene_saved_in_the_gates_layout_reopens_in_it(tmp_path: Path) -> None:
+    """A scene file keeps only the layout's id: reopened in a session that registered the layouts at start-up
+    (as the module does on startupCompleted) it shows them; without, Slicer finds no layout for the id."""
+    saved = new_scene(tmp_path / "cache")
+    layout = slicer_layout_node(saved)
+    registerGatesLayouts(layout)
+    layout.SetViewArrangement(GATES_LAYOUT_ID + len(GATES))
+    saved.SetURL(str(tmp_path / "scene.mrml"))
+    assert saved.Commit()
+    for registered in (True, False):
+        reopened = new_scene(tmp_path / f"cache {registered}")
+        layout = slicer_layout_node(reopened)
+        if registered:
+            registerGatesLayouts(layout)
+        reopened.SetURL(str(tmp_path / "scene.mrml"))
+        assert reopened.Import()
+        assert layout.GetViewArrangement() == GATES_LAYOUT_ID + len(GATES)
+        shown = layout.GetCurrentLayoutDescription() or ""
+        assert (shown == gatesLayoutDescription(len(GATES))) == registered
+        assert (shown.count(GATES_VIEW_PREFIX) == len(GATES)) == registered
+
+
+def slicer_layout_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLLayoutNode:
+    """The singleton layout node Slicer's layout logic adds to its scene."""
+    layout = slicer.vtkMRMLLayoutNode()
+    layout.SetSingletonTag("vtkMRMLLayoutNode")
+    scene.AddNode(layout)
+    return layout
+
+
+def test_choosing_no_gate_clears_the_overlay(patient_b_run: Run) -> None:
+    run = patient_b_run
+    views = []
+    for name in ("Red", "Yellow"):
+        view = slicer.vtkMRMLSliceCompositeNode()
+        view.SetLayoutName(name)
+        run.scene.AddNode(view)
+        views.append(view)
+    logic = AttentionUNetSegLogic()
+    logic.showMap(run.outputs.attention["att2_gate1"])
+    views[1].SetForegroundVolumeID(run.input.GetID())  # a foreground of the user's own
+    logic.hideMaps(run.scene)
+    assert views[0].GetForegroundVolumeID() is None
+    assert views[0].GetBackgroundVolumeID() == run.input.GetID()
+    assert views[1].GetForegroundVolumeID() == run.input.GetID()
+    for view in views:
+        run.scene.RemoveNode(view)
 
 
 def test_each_run_adds_its_own_outputs_and_keeps_the_users_edits(scene, small_ct: sitk.Image,

@@ -17,7 +17,7 @@ from AttentionUNetSegLib.progress import CancelCheck, EventCallback, FineTuneSta
 from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 
-from . import dependencies, display
+from . import dependencies, display, installer
 from .background import BackgroundRun, BackgroundSegmentation
 from .conversion import volumeNodeToImage
 from .inputs import validateInputVolume
@@ -309,12 +309,17 @@ class AttentionUNetSegLogic:
         return dependencies.unmetRequirements()
 
     @staticmethod
-    def installDependencies(unmet: Sequence[dependencies.UnmetRequirement]) -> List[str]:
-        """Install or upgrade `unmet` requirements (PyTorch through the PyTorch extension where present).
+    def unsupportedPlatform() -> Optional[str]:
+        """Why the engine's packages cannot be installed on this platform (macOS), or None."""
+        return dependencies.unsupportedPlatform()
 
-        Returns the upgraded packages that this process had imported already: Slicer must restart to use them.
-        """
-        return dependencies.installRequirements(unmet)
+    @staticmethod
+    def installDependencies(unmet: Sequence[dependencies.UnmetRequirement]) -> installer.InstallResult:
+        """Install or upgrade `unmet` requirements (PyTorch only through the PyTorch extension) and the optional
+        packages (each on its own: a failure is reported in the result), Slicer's own packages pinned; see
+        installer.py. Raises DependencyError, or RestartRequiredError for packages loaded already, before
+        installing anything, and when an install fails or another one runs."""
+        return installer.installRequirements(unmet)
 
     # --- outputs and their display ----------------------------------------------------------------------------
 
@@ -332,6 +337,8 @@ class AttentionUNetSegLogic:
     def editsAtRisk(segmentationNode: Optional[slicer.vtkMRMLSegmentationNode], model: ModelChoice = None) -> List[str]:
         """The segments of `segmentationNode` that a run with `model` would replace and that may hold the user's
         edits (see edits.py): ask before passing `overwriteEdited=True`. Empty for None or a node with none."""
+        if segmentationNode is None:
+            return []
         return editsAtRisk(segmentationNode, AttentionUNetSegLogic.modelMetadata(model).class_names)
 
     @staticmethod
