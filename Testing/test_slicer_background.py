@@ -156,7 +156,8 @@ def test_cancel_behind_a_launcher_returns_at_once_and_leaves_no_worker(scene, pa
     assert seconds < CANCEL_BOUND_S, f"cancel() took {seconds:.2f} s"
     assert run.state == CANCELLED and scene_state(scene) == before
     run._reader.join(TIMEOUT_S)
-    assert not run._reader.is_alive() and living_members(group) == []
+    assert not run._reader.is_alive()
+    assert ended(group)  # a killed process may take a moment to go (a loaded machine, a large heap)
     assert not run._jobDir.exists()
 
 
