@@ -22,9 +22,8 @@ from .background import BackgroundRun, BackgroundSegmentation
 from .conversion import volumeNodeToImage
 from .inputs import validateInputVolume
 from .outputs import (ATTENTION, CANCELLED, DONE, FAILED, GATE_ATTRIBUTE, INPUT_ROLE, MAPS, OUTPUT_ATTRIBUTE,
-                      CohortOutputs, OutputChoice,
-                      SegmentationOutputs, VolumeRun, claimOutput, editsAtRisk, latestRunOutputs, mapOutputs,
-                      previousOutputs, saveWithScene, writeCohortTable, writeOutputs)
+                      CohortOutputs, OutputChoice, SegmentationOutputs, VolumeRun, claimOutput, editsAtRisk,
+                      latestRunOutputs, mapOutputs, previousOutputs, saveWithScene, writeCohortTable, writeOutputs)
 from .standby import IDLE_RELEASE_S, StandbyWorker
 
 if TYPE_CHECKING:  # imported when a run or a fine-tuning needs them: SimpleITK, and PyTorch for the training side
