@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import vtk
-from conftest import REPO_ROOT, TOTALSEG
+from paths import REPO_ROOT, TOTALSEG
 
 import slicer
 

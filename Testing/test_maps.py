@@ -8,7 +8,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from AttentionUNetSegLib.io.grid import Grid
-from AttentionUNetSegLib.inference.segmenter import ATTENTION_STEP, ResampledMaps
+from AttentionUNetSegLib.inference.result import ResampledMaps
+from AttentionUNetSegLib.inference.segmenter import ATTENTION_STEP
 from AttentionUNetSegLib.io.maps import MapSet
 from AttentionUNetSegLib.worker.jobs import _read_maps, _write_maps
 
@@ -57,3 +58,16 @@ def test_the_workers_maps_resample_as_in_process(tmp_path: Path) -> None:
         assert read_back.step == step
         if step is not None:
             assert all(np.array_equal(read_back.multiples(n), in_process.multiples(n)) for n in in_process)
+
+
+def test_source_values_are_the_maps_read_onto_their_own_grid() -> None:
+    """What the Slicer module shows (the maps on the model's grid) holds the values a reader would get there."""
+    source = Grid((5, 4, 3), (-4.0, -3.0, -2.0), (2.0, 2.0, 3.0), IDENTITY)
+    target = Grid((9, 7, 5), (4.0, 3.0, -2.0), (1.1, 1.2, 1.7), tuple(np.diag([-1.0, -1.0, 1.0]).ravel()))
+    for step in (ATTENTION_STEP, None):
+        maps = ResampledMaps(_raw(source), source, target, step)
+        on_source = ResampledMaps(maps.source_maps, source, source, step)
+        for name in maps:
+            values = maps.source_values(name)
+            assert values.dtype == np.float32 and values.shape == source.shape
+            assert np.array_equal(values, on_source.array(name)), (name, step)

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from AttentionUNetSegLib.models.model_file import (METADATA_KEY, ModelMetadata, file_sha256, read_model,
                                                    read_metadata, save_model)
 from AttentionUNetSegLib.errors import ModelFileError
+from AttentionUNetSegLib.models.header import read_header_metadata
 from AttentionUNetSegLib.models.registry import BUNDLED_REGISTRY, default_model, list_models, resolve_model_path
 
 
@@ -60,6 +61,32 @@ def test_truncated_file_is_reported_as_corrupt(tmp_path: Path, tiny_model_path: 
     broken.write_bytes(tiny_model_path.read_bytes()[: tiny_model_path.stat().st_size // 2])
     with pytest.raises(ModelFileError, match="truncated.safetensors.*(corrupt|truncated)"):
         read_model(broken)
+
+
+@pytest.mark.parametrize("damage", ["cut in the weights", "cut in the header", "empty", "bytes added"])
+def test_metadata_of_a_damaged_file_is_refused_as_safetensors_refuses_it(tmp_path: Path, tiny_model_path: Path,
+                                                                        damage: str) -> None:
+    """The header reader (no PyTorch) checks what safetensors' own reader checks on opening."""
+    from safetensors import safe_open
+
+    data = tiny_model_path.read_bytes()
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    damaged = {"cut in the weights": data[: len(data) // 2], "cut in the header": data[: header_end // 2],
+               "empty": b"", "bytes added": data + b"\x00" * 16}[damage]
+    broken = tmp_path / "damaged.safetensors"
+    broken.write_bytes(damaged)
+    with pytest.raises(ModelFileError, match="damaged.safetensors is not a readable model file"):
+        read_metadata(broken)
+    with pytest.raises(Exception):
+        safe_open(str(broken), framework="pt")
+
+
+def test_header_metadata_is_what_safetensors_reads(tiny_model_path: Path) -> None:
+    from safetensors import safe_open
+
+    for path in [tiny_model_path, *(entry.file for entry in list_models())]:
+        with safe_open(str(path), framework="pt") as handle:
+            assert read_header_metadata(path) == handle.metadata(), path
 
 
 def test_random_bytes_and_pickles_are_refused_without_unpickling(tmp_path: Path) -> None:

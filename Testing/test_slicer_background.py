@@ -2,6 +2,8 @@
 like PythonSlicer), output that is not UTF-8, failures, deleted input, a worker started ahead (standby)."""
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,18 +14,20 @@ import pytest
 import SimpleITK as sitk
 from safetensors import safe_open
 from safetensors.torch import save_file
-from slicer_scene import add_volume, scene_state
+from slicer_scene import MODULE_DIR, add_volume, scene_state
 
 import slicer
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.errors import CancelledError, InputImageError, ModelFileError
 from AttentionUNetSegLib.progress import ProgressEvent, SegmentationStage
-from AttentionUNetSegLib.worker.jobs import READY_MESSAGE
-from AttentionUNetSegLib.worker.protocol import DoneEvent, ErrorEvent, LogEvent
+from AttentionUNetSegLib.worker.jobs import READY_MESSAGE, write_job
+from AttentionUNetSegLib.worker.protocol import DoneEvent, ErrorEvent, LogEvent, serialise
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED, BackgroundRun
+from AttentionUNetSegLogic.outputs import EditedSegmentationError
 from AttentionUNetSegLogic.processes import killProcessGroup
 from AttentionUNetSegLogic.standby import StandbyWorker
+from AttentionUNetSegLogic.workers import startWorker
 
 LABELS_ONLY = InferenceSettings(attention=False)
 """No attention maps: the labels, faster."""
@@ -69,7 +73,8 @@ def test_background_gives_the_in_process_labels_and_maps(scene, patient_b: sitk.
 
     assert run.state == SUCCEEDED, run.result()
     outputs = run.result()
-    assert outputs.segmentation is in_process.segmentation  # the re-run replaced the first run's outputs
+    assert outputs.segmentation is not in_process.segmentation  # each run its own node
+    assert in_process.segmentation.GetScene() is scene
     actual_labels = labels_of(outputs.segmentation)
     assert list(actual_labels) == list(expected_labels)
     for segment_id, labels in expected_labels.items():
@@ -151,7 +156,8 @@ def test_cancel_behind_a_launcher_returns_at_once_and_leaves_no_worker(scene, pa
     assert seconds < CANCEL_BOUND_S, f"cancel() took {seconds:.2f} s"
     assert run.state == CANCELLED and scene_state(scene) == before
     run._reader.join(TIMEOUT_S)
-    assert not run._reader.is_alive() and living_members(group) == []
+    assert not run._reader.is_alive()
+    assert ended(group)  # a killed process may take a moment to go (a loaded machine, a large heap)
     assert not run._jobDir.exists()
 
 
@@ -184,6 +190,24 @@ def test_corrupt_weights_fail_in_the_worker_and_add_nothing(scene, small_ct: sit
     assert scene_state(scene) == before
 
 
+def test_editing_the_chosen_segmentation_during_the_run_stops_its_commit(scene, patient_b: sitk.Image,
+                                                                         tiny_model_path: Path) -> None:
+    """The output node was checked as the run started; an edit made while the worker ran is not overwritten."""
+    node = add_volume(scene, patient_b, "CT")
+    logic = AttentionUNetSegLogic()
+    target = logic.process(node, tiny_model_path, settings=LABELS_ONLY).segmentation
+    run = logic.startBackground(node, tiny_model_path, ALL_MAPS, outputSegmentation=target)
+    before = scene_state(scene)
+    drive(run, until=started_inference)
+    target.GetSegmentation().GetSegment("liver").SetName("Liver (corrected)")
+    drive(run)
+    assert run.state == FAILED
+    with pytest.raises(EditedSegmentationError, match="'CT segmentation' was edited while it was being segmented"):
+        run.result()
+    assert scene_state(scene) == before
+    assert target.GetSegmentation().GetSegment("liver").GetName() == "Liver (corrected)"
+
+
 def test_input_deleted_while_running_adds_nothing(scene, patient_b: sitk.Image, tiny_model_path: Path) -> None:
     node = add_volume(scene, patient_b, "CT")
     before_nodes, before_items = scene_state(scene)
@@ -195,6 +219,41 @@ def test_input_deleted_while_running_adds_nothing(scene, patient_b: sitk.Image, 
     with pytest.raises(InputImageError, match="deleted while it was being segmented"):
         run.result()
     assert scene_state(scene)[0] == before_nodes - {node.GetID()}
+
+
+RESULT_INTO_A_SCENE = """
+import json, sys
+from pathlib import Path
+sys.path[:0] = sys.argv[1:3]
+import SimpleITK as sitk
+from slicer_scene import add_volume, new_scene
+from AttentionUNetSegLib.worker.jobs import read_result
+from AttentionUNetSegLogic.outputs import writeOutputs
+job = Path(sys.argv[3])
+node = add_volume(new_scene(Path(sys.argv[4])), sitk.ReadImage(str(job / "input.nrrd")), "CT")
+outputs = writeOutputs(node, read_result(job), 1.0)
+print(json.dumps({"loaded": sorted(set(sys.argv[5:]) & set(sys.modules)), "gates": len(outputs.attention),
+                  "segments": outputs.segmentation.GetSegmentation().GetNumberOfSegments()}))
+"""
+
+
+def test_a_workers_result_reaches_the_scene_without_torch(small_ct: sitk.Image, tiny_model_path: Path,
+                                                          tmp_path: Path) -> None:
+    """What poll() does when the worker says it is done (read its result, add the nodes), in a fresh interpreter:
+    Slicer's process gets the labels and maps without loading PyTorch (SimpleITK it loads: a run needs it)."""
+    job = tmp_path / "job"
+    job.mkdir()
+    write_job(job, small_ct, model=tiny_model_path, settings=WITH_ATTENTION)
+    worker = startWorker(sys.executable, [str(job)])
+    assert worker.communicate(timeout=TIMEOUT_S)[0].decode().splitlines()[-1] == serialise(DoneEvent())
+    testing = Path(__file__).resolve().parent
+    output = subprocess.run([sys.executable, "-c", RESULT_INTO_A_SCENE, str(testing), str(MODULE_DIR), str(job),
+                             str(tmp_path / "cache"), "torch", "monai", "openvino"],
+                            capture_output=True, text=True, check=True)
+    committed = json.loads(output.stdout.strip().splitlines()[-1])
+    assert committed["loaded"] == []
+    assert committed["segments"] == 4
+    assert committed["gates"] == 6
 
 
 def test_a_standby_worker_runs_the_next_segmentation(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
@@ -255,6 +314,62 @@ def test_a_standby_worker_makes_a_new_model_for_another_job_or_a_changed_file(
     run = logic.startBackground(node, model, settings=LABELS_ONLY)
     events = drive(run)
     assert run.state == SUCCEEDED and not made_ready(events)
+
+
+def reaped(pid: int) -> bool:
+    """Whether process `pid` (a child of this one) has exited and been waited for: no /proc entry, not even a
+    zombie's; waits up to TIMEOUT_S."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def ended(group: int) -> bool:
+    """Whether every process of group `group` has exited (a killed one may take a moment); waits up to TIMEOUT_S."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while living_members(group) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return living_members(group) == []
+
+
+def started_behind(group: int) -> bool:
+    """Whether the launcher of process group `group` has started its interpreter (waits up to TIMEOUT_S)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(living_members(group)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(living_members(group)) == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
+def test_an_idle_standby_worker_is_released_and_reaped(scene, tmp_path: Path) -> None:
+    """Behind a launcher, as in Slicer: after its idle time the launcher and its interpreter end, and the launcher
+    (this process's child) is waited for, with no one polling it."""
+    logic = AttentionUNetSegLogic()
+    logic.prepareWorker(python=launcher(tmp_path), idleSeconds=3.0)
+    standby = logic._standby
+    group = standby.process.pid
+    assert started_behind(group) and standby.alive
+    assert reaped(group), "the launcher is a zombie, or still runs"
+    assert ended(group) and not standby.alive
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
+def test_closing_the_scene_releases_the_standby_worker(scene, tmp_path: Path) -> None:
+    logic = AttentionUNetSegLogic()
+    logic.prepareWorker(python=launcher(tmp_path))
+    group = logic._standby.process.pid
+    assert started_behind(group)
+    scene.Clear(False)
+    assert logic._standby is None
+    assert reaped(group), "the launcher is a zombie, or still runs"
+    assert ended(group)
+    logic.prepareWorker()  # the next scene gets one of its own, released when it closes in turn
+    process = logic._standby.process
+    scene.Clear(False)
+    assert logic._standby is None and process.wait(TIMEOUT_S) != 0
 
 
 def test_a_standby_worker_ends_by_itself_when_its_stdin_closes() -> None:

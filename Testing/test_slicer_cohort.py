@@ -12,6 +12,7 @@ from slicer_scene import add_study, add_volume, scene_state
 
 import slicer
 from AttentionUNetSegLib.errors import InputImageError, ModelFileError
+from AttentionUNetSegLib.inference import segmenter
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic, CohortOutputs
@@ -78,9 +79,29 @@ def test_each_volume_gets_its_outputs_and_the_cohort_table_all(scene, small_ct_a
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert (SegmentationStage.OUTPUTS, 0.5) in reports  # the first volume's outputs end its half
 
-    logic.process(volumes[0], tiny_model_path, settings=LABELS_ONLY)  # a later run of one input replaces its own only
-    assert scene.GetNodeByID(cohort.outputs[0].volumesTable.GetID()) is None
+    later = logic.process(volumes[0], tiny_model_path, settings=LABELS_ONLY)  # a later run adds its own outputs
+    assert later.segmentation is not cohort.outputs[0].segmentation
+    assert scene.GetNodeByID(cohort.outputs[0].volumesTable.GetID()) is cohort.outputs[0].volumesTable
     assert scene.GetNodeByID(table.GetID()) is table
+
+
+def test_a_cohort_makes_the_model_ready_once(scene, small_ct_a: sitk.Image, tiny_model_path: Path,
+                                             monkeypatch) -> None:
+    """One backend (BatchNorm folded, OpenVINO compiled...) for all the volumes, as the command line's cohort runner
+    has: the real make_backend, counted."""
+    built = []
+    real = segmenter.make_backend
+
+    def counted(*args, **kwargs):
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segmenter, "make_backend", counted)
+    study = add_study(scene)
+    volumes = [*add_pair(scene, small_ct_a, study), add_volume(scene, small_ct_a[:, :, 8:], "CT slab", study)]
+    cohort = AttentionUNetSegLogic().processMany(volumes, tiny_model_path, settings=LABELS_ONLY)
+    assert [run.status for run in cohort.runs] == [DONE, DONE, DONE]
+    assert len(built) == 1
 
 
 def test_a_failing_volume_is_reported_and_the_others_done(scene, small_ct_a: sitk.Image,

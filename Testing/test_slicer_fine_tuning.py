@@ -152,7 +152,10 @@ def test_background_gives_the_in_process_weights_and_cancel_leaves_nothing(scene
     logic = AttentionUNetSegLogic()
     in_process = logic.fineTune([(volume, segmentation)], tuning("in-process", tiny_model_path, steps=2, device="cpu"))
 
+    logic.prepareWorker(tiny_model_path)
+    standby = logic._standby.process
     run = logic.startFineTune([(volume, segmentation)], tuning("background", tiny_model_path, steps=2, device="cpu"))
+    assert logic._standby is None and standby.wait(TIMEOUT_S) != 0  # killed: the training has its memory
     events = drive(run)
 
     assert run.state == SUCCEEDED and run.result() == "background"

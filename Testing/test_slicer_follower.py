@@ -82,6 +82,24 @@ def test_run_ends_with_its_outputs_shown_after_the_parameter_node_is_gone(scene,
     assert progress == sorted(progress) and progress[-1] >= 0.9
 
 
+def test_a_run_ending_while_the_panel_is_hidden_leaves_the_views_alone(scene, small_ct: sitk.Image,
+                                                                        tiny_model_path: Path) -> None:
+    """The user is in another module when the run ends: its outputs are in the scene, the slice views as they were."""
+    views = slice_views(scene)
+    node = add_volume(scene, small_ct, "CT")
+    for view in views:
+        view.SetBackgroundVolumeID(node.GetID())
+    logic = AttentionUNetSegLogic()
+    looks = []
+    follower = RunFollower(logic.startBackground(node, tiny_model_path, settings=WITH_ATTENTION), logic.showMap,
+                           lambda: looks.append(1) or MapLook(), shown=lambda: False)
+    end = follow(follower)[-1]
+    assert end.ended and end.error is None and len(end.outputs.attention) == 6
+    assert end.shownGate is None and looks == []
+    for view in views:
+        assert view.GetForegroundVolumeID() is None and view.GetBackgroundVolumeID() == node.GetID()
+
+
 def test_a_failed_run_ends_with_its_error(scene, patient_b: sitk.Image, tiny_model_path: Path) -> None:
     node = add_volume(scene, patient_b, "CT")
     logic = AttentionUNetSegLogic()

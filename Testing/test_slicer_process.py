@@ -11,14 +11,18 @@ import vtk
 from slicer_scene import add_study, add_volume, ijk_to_ras, new_scene, oblique, scene_state, world_ijk_to_ras
 
 import slicer
+from AttentionUNetSegLib.inference.preprocessing import model_grid
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.models.model_file import read_metadata
 from AttentionUNetSegLib.errors import CancelledError
 from AttentionUNetSegLib.progress import SegmentationStage
 from AttentionUNetSegLogic import AttentionUNetSegLogic, SegmentationOutputs
-from AttentionUNetSegLogic.display import GATES_LAYOUT_ID, GATES_VIEW_PREFIX, HEAT_COLOR_NODE_NAME, HEAT_COLOR_NODE_TAG
+from AttentionUNetSegLogic.conversion import ijkToRasMatrix, volumeNodeToImage
+from AttentionUNetSegLogic.display import (GATES_LAYOUT_ID, GATES_VIEW_PREFIX, HEAT_COLOR_NODE_NAME,
+                                           HEAT_COLOR_NODE_TAG, gatesLayoutDescription, registerGatesLayouts)
 from AttentionUNetSegLogic.outputs import (ATTENTION, COMPUTED_ON_COLUMN, FOLDER, GATE_ATTRIBUTE, INPUT_ROLE,
-                                           OUTPUT_ATTRIBUTE, RUN_TIME_COLUMN, SEGMENTATION, VOLUME_COLUMN, VOLUMES)
+                                           OUTPUT_ATTRIBUTE, RUN_ATTRIBUTE, RUN_TIME_COLUMN, SEGMENTATION,
+                                           VOLUME_COLUMN, VOLUMES, EditedSegmentationError)
 from AttentionUNetSegLogic.segments import segmentTerminology
 
 LABELS_ONLY = InferenceSettings(attention=False)
@@ -127,7 +131,14 @@ def test_segments_table_and_probabilities_agree(patient_b_run: Run) -> None:
     assert claimed.sum() > 0
 
 
-def test_attention_maps_are_on_the_input_grid_in_a_study_folder(patient_b_run: Run) -> None:
+def model_grid_matrix(run: Run, model: Path) -> np.ndarray:
+    """The IJK-to-RAS matrix of the model's grid over the run's input (where the network saw it)."""
+    return ijkToRasMatrix(model_grid(volumeNodeToImage(run.input), read_metadata(model).spacing_mm))
+
+
+def test_attention_maps_are_on_the_model_grid_in_a_study_folder(patient_b_run: Run, tiny_model_path: Path) -> None:
+    """The maps stay on the model's grid (the slice views resample them, linearly): 1/33 of the bytes that they
+    take on patient B's 0.98 x 0.98 x 2 mm grid, with the tiny model's 4 mm."""
     run = patient_b_run
     attention = run.outputs.attention
     assert list(attention) == GATES
@@ -140,16 +151,22 @@ def test_attention_maps_are_on_the_input_grid_in_a_study_folder(patient_b_run: R
         assert shNode.GetItemName(folder) == f"{run.input.GetName()} {kind} maps"
     assert shNode.GetItemParent(shNode.GetItemByDataNode(run.outputs.segmentation)) == run.study
     heat = run.scene.GetSingletonNode(HEAT_COLOR_NODE_TAG, "vtkMRMLColorTableNode")
+    model_matrix = model_grid_matrix(run, tiny_model_path)
+    maps = list(attention.values()) + list(run.outputs.probabilities.values())
+    map_bytes = sum(slicer.util.arrayFromVolume(node).nbytes for node in maps)
+    assert map_bytes * 30 < len(maps) * run.voxels_before.size * 4
     for gate, node in attention.items():
         values = slicer.util.arrayFromVolume(node)
-        assert values.dtype == np.float32 and values.shape == run.voxels_before.shape
-        assert np.array_equal(ijk_to_ras(node), run.matrix_before)
+        assert values.dtype == np.float32 and values.shape == (10, 125, 125)
+        assert np.allclose(ijk_to_ras(node), model_matrix)
         assert 0.0 <= values.min() and values.max() <= 1.0 and values.max() > values.min()
         assert node.GetNodeReference(INPUT_ROLE) is run.input and node.GetAttribute(GATE_ATTRIBUTE) == gate
         display = node.GetDisplayNode()
         assert display.GetColorNode() is heat
         assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 1.0)
         assert display.GetApplyThreshold() and display.GetLowerThreshold() == pytest.approx(0.2)
+        assert display.GetInterpolate()  # linear in the slice views, not 4 mm blocks
+        assert not node.GetSaveWithScene() and not display.GetSaveWithScene()  # unless asked
 
 
 def test_input_is_unchanged(patient_b_run: Run, patient_b: sitk.Image) -> None:
@@ -212,7 +229,59 @@ def test_all_gates_side_by_side(patient_b_run: Run) -> None:
         run.scene.RemoveNode(node)
 
 
-def test_rerun_replaces_its_own_outputs_only(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
+def test_a_scene_saved_in_the_gates_layout_reopens_in_it(tmp_path: Path) -> None:
+    """A scene file keeps only the layout's id: reopened in a session that registered the layouts at start-up
+    (as the module does on startupCompleted) it shows them; without, Slicer finds no layout for the id."""
+    saved = new_scene(tmp_path / "cache")
+    layout = slicer_layout_node(saved)
+    registerGatesLayouts(layout)
+    layout.SetViewArrangement(GATES_LAYOUT_ID + len(GATES))
+    saved.SetURL(str(tmp_path / "scene.mrml"))
+    assert saved.Commit()
+    for registered in (True, False):
+        reopened = new_scene(tmp_path / f"cache {registered}")
+        layout = slicer_layout_node(reopened)
+        if registered:
+            registerGatesLayouts(layout)
+        reopened.SetURL(str(tmp_path / "scene.mrml"))
+        assert reopened.Import()
+        assert layout.GetViewArrangement() == GATES_LAYOUT_ID + len(GATES)
+        shown = layout.GetCurrentLayoutDescription() or ""
+        assert (shown == gatesLayoutDescription(len(GATES))) == registered
+        assert (shown.count(GATES_VIEW_PREFIX) == len(GATES)) == registered
+
+
+def slicer_layout_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLLayoutNode:
+    """The singleton layout node Slicer's layout logic adds to its scene."""
+    layout = slicer.vtkMRMLLayoutNode()
+    layout.SetSingletonTag("vtkMRMLLayoutNode")
+    scene.AddNode(layout)
+    return layout
+
+
+def test_choosing_no_gate_clears_the_overlay(patient_b_run: Run) -> None:
+    run = patient_b_run
+    views = []
+    for name in ("Red", "Yellow"):
+        view = slicer.vtkMRMLSliceCompositeNode()
+        view.SetLayoutName(name)
+        run.scene.AddNode(view)
+        views.append(view)
+    logic = AttentionUNetSegLogic()
+    logic.showMap(run.outputs.attention["att2_gate1"])
+    views[1].SetForegroundVolumeID(run.input.GetID())  # a foreground of the user's own
+    logic.hideMaps(run.scene)
+    assert views[0].GetForegroundVolumeID() is None
+    assert views[0].GetBackgroundVolumeID() == run.input.GetID()
+    assert views[1].GetForegroundVolumeID() == run.input.GetID()
+    for view in views:
+        run.scene.RemoveNode(view)
+
+
+def test_each_run_adds_its_own_outputs_and_keeps_the_users_edits(scene, small_ct: sitk.Image,
+                                                                   tiny_model_path: Path) -> None:
+    """A second Segment on the same CT adds a second segmentation node (with maps and table), and the first one,
+    which the user corrected meanwhile, is kept as it is, with its maps and table."""
     study = add_study(scene)
     node = add_volume(scene, small_ct, "CT", study)
     other_input = add_volume(scene, small_ct, "other CT", study)
@@ -222,19 +291,21 @@ def test_rerun_replaces_its_own_outputs_only(scene, small_ct: sitk.Image, tiny_m
     manual.GetSegmentation().AddEmptySegment("tumour")
 
     first = logic.process(node, tiny_model_path, settings=ALL_MAPS)
-    after_first, items_after_first = scene_state(scene)
+    first.segmentation.GetSegmentation().GetSegment("liver").SetName("Liver (corrected)")
+    first_nodes = {n.GetID() for n in [first.segmentation, *first.attention.values(), *first.probabilities.values(),
+                                       first.volumesTable]}
+    after_first = scene_state(scene)
     second = logic.process(node, tiny_model_path, settings=ALL_MAPS)
-    after_second, items_after_second = scene_state(scene)
 
-    assert second.segmentation is first.segmentation
-    replaced = {n.GetID() for n in [*first.attention.values(), *first.probabilities.values(), first.volumesTable]}
-    added = {n.GetID() for n in [*second.attention.values(), *second.probabilities.values(), second.volumesTable]}
-    assert not replaced & added and all(scene.GetNodeByID(i) is None for i in replaced)
-    # new volumes bring their display nodes, as the old ones took theirs away
-    assert len(after_second) == len(after_first) and after_first - after_second >= replaced
-    assert after_second - after_first >= added
-    assert len(items_after_second) == len(items_after_first)
-    assert len(logic.outputsOf(node, ATTENTION)) == len(GATES) and len(logic.outputsOf(node, SEGMENTATION)) == 1
+    assert second.segmentation is not first.segmentation
+    assert all(scene.GetNodeByID(i) is not None for i in first_nodes)
+    assert first.segmentation.GetSegmentation().GetSegment("liver").GetName() == "Liver (corrected)"
+    assert second.segmentation.GetSegmentation().GetSegment("liver").GetName() == "liver"
+    assert scene_state(scene)[0] > after_first[0] and scene_state(scene)[1] > after_first[1]
+    assert [n.GetName() for n in logic.outputsOf(node, SEGMENTATION)] == ["CT segmentation", "CT 2 segmentation"]
+    assert [n.GetName() for n in logic.outputsOf(node, VOLUMES)] == ["CT organ volumes", "CT 2 organ volumes"]
+    assert len(logic.outputsOf(node, ATTENTION)) == 2 * len(GATES)
+    assert second.attention["att2_gate1"].GetName() == "CT 2 attention level 2 gate 1"
     for kept in [other_input, manual, other_outputs.segmentation, *other_outputs.attention.values()]:
         assert scene.GetNodeByID(kept.GetID()) is kept
     assert manual.GetSegmentation().GetSegmentIDs() == ("tumour",)
@@ -249,27 +320,49 @@ def test_given_segmentation_keeps_its_other_segments(scene, small_ct: sitk.Image
     assert target.GetSegmentation().GetSegmentIDs() == ("tumour", "pancreas", "spleen", "kidney", "liver")
 
 
-def test_a_users_segmentation_is_filled_never_removed(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
+def test_a_chosen_segmentation_is_filled_and_its_edits_are_never_overwritten_unasked(
+        scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
+    """Only a node chosen as the output is written into. One a run filled and nobody edited since is filled again
+    (that run's maps and table replaced, other runs' kept); one that may hold edits (corrected in this session,
+    or not known: the user's own, or read from a file) is refused unless the caller confirms overwriting."""
     node = add_volume(scene, small_ct, "CT")
-    mine, second = (scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name) for name in ("mine", "second"))
-    for user_node in (mine, second):
-        user_node.GetSegmentation().AddEmptySegment("tumour")
     logic = AttentionUNetSegLogic()
-    assert logic.process(node, tiny_model_path, outputSegmentation=mine, settings=LABELS_ONLY).segmentation is mine
-    fresh = logic.process(node, tiny_model_path, settings=LABELS_ONLY).segmentation  # none chosen: a new node
-    again = logic.process(node, tiny_model_path, settings=LABELS_ONLY).segmentation  # the module's own node, reused
-    assert fresh not in (mine, second) and again is fresh
-    assert logic.process(node, tiny_model_path, outputSegmentation=second, settings=LABELS_ONLY).segmentation is second
-    assert scene.GetNodeByID(fresh.GetID()) is None  # the module's own earlier output is replaced, as always
-    for user_node in (mine, second):
-        assert scene.GetNodeByID(user_node.GetID()) is user_node
-        assert user_node.GetSegmentation().GetSegmentIDs() == ("tumour", "pancreas", "spleen", "kidney", "liver")
-    assert len(logic.outputsOf(node, VOLUMES)) == 1
+    kept = logic.process(node, tiny_model_path, settings=WITH_ATTENTION)
+    earlier = logic.process(node, tiny_model_path, settings=WITH_ATTENTION)
+    earlier_maps = [earlier.volumesTable, *earlier.attention.values()]
+    assert logic.editsAtRisk(earlier.segmentation, tiny_model_path) == []
+
+    again = logic.process(node, tiny_model_path, outputSegmentation=earlier.segmentation, settings=WITH_ATTENTION)
+    assert again.segmentation is earlier.segmentation
+    assert all(n.GetScene() is None for n in earlier_maps)  # replaced with the node they belonged to
+    assert all(n.GetScene() is scene for n in [kept.segmentation, kept.volumesTable, *kept.attention.values()])
+
+    earlier.segmentation.GetSegmentation().GetSegment("kidney").SetName("Kidneys (corrected)")
+    at_risk = ["pancreas", "spleen", "Kidneys (corrected)", "liver"]  # any of the segments the run would replace
+    assert logic.editsAtRisk(earlier.segmentation, tiny_model_path) == at_risk
+    before = scene_state(scene)
+    with pytest.raises(EditedSegmentationError, match=r"'CT 2 segmentation' may hold your edits in pancreas, spleen, "
+                                                      r"Kidneys \(corrected\), liver.*Create new segmentation.*"
+                                                      r"overwriteEdited"):
+        logic.process(node, tiny_model_path, outputSegmentation=earlier.segmentation, settings=LABELS_ONLY)
+    assert scene_state(scene) == before
+    assert earlier.segmentation.GetSegmentation().GetSegment("kidney").GetName() == "Kidneys (corrected)"
+
+    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")  # the user's own: edits unknown
+    mine.GetSegmentation().AddEmptySegment("liver", "Liver drawn by hand")
+    assert logic.editsAtRisk(mine, tiny_model_path) == ["Liver drawn by hand"]
+    with pytest.raises(EditedSegmentationError, match="'mine' may hold your edits in Liver drawn by hand"):
+        logic.process(node, tiny_model_path, outputSegmentation=mine, settings=LABELS_ONLY)
+    confirmed = logic.process(node, tiny_model_path, outputSegmentation=mine, settings=LABELS_ONLY,
+                              overwriteEdited=True)
+    assert confirmed.segmentation is mine
+    assert mine.GetSegmentation().GetSegmentIDs() == ("pancreas", "spleen", "kidney", "liver")
+    assert logic.editsAtRisk(mine, tiny_model_path) == []  # written by a run, watched from now on
 
 
-@pytest.mark.parametrize("reused", [False, True], ids=["given segmentation", "re-run"])
-def test_a_run_failing_at_the_end_puts_an_existing_segmentation_back(scene, small_ct: sitk.Image,
-                                                                     tiny_model_path: Path, reused: bool) -> None:
+@pytest.mark.parametrize("reused", [False, True], ids=["the user's segmentation", "an earlier run's"])
+def test_a_run_failing_at_the_end_puts_a_chosen_segmentation_back(scene, small_ct: sitk.Image,
+                                                                  tiny_model_path: Path, reused: bool) -> None:
     node = add_volume(scene, small_ct, "CT")
     logic = AttentionUNetSegLogic()
     if reused:
@@ -278,7 +371,9 @@ def test_a_run_failing_at_the_end_puts_an_existing_segmentation_back(scene, smal
         target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
         target.GetSegmentation().AddEmptySegment("tumour")
     segments = target.GetSegmentation().GetSegmentIDs()
-    marks = (target.GetAttribute(OUTPUT_ATTRIBUTE), target.GetNodeReferenceID(INPUT_ROLE))
+    marks = (target.GetAttribute(OUTPUT_ATTRIBUTE), target.GetAttribute(RUN_ATTRIBUTE),
+             target.GetNodeReferenceID(INPUT_ROLE))
+    unedited = logic.editsAtRisk(target, tiny_model_path) == []
     before = scene_state(scene)
 
     def cancel_at_the_last_moment(stage: SegmentationStage, fraction: float) -> None:
@@ -286,11 +381,13 @@ def test_a_run_failing_at_the_end_puts_an_existing_segmentation_back(scene, smal
             raise CancelledError("cancelled")
 
     with pytest.raises(CancelledError):
-        logic.process(node, tiny_model_path, outputSegmentation=None if reused else target, settings=WITH_ATTENTION,
+        logic.process(node, tiny_model_path, outputSegmentation=target, settings=WITH_ATTENTION,
                       progress=cancel_at_the_last_moment)
     assert scene_state(scene) == before
     assert target.GetSegmentation().GetSegmentIDs() == segments
-    assert (target.GetAttribute(OUTPUT_ATTRIBUTE), target.GetNodeReferenceID(INPUT_ROLE)) == marks
+    assert (target.GetAttribute(OUTPUT_ATTRIBUTE), target.GetAttribute(RUN_ATTRIBUTE),
+            target.GetNodeReferenceID(INPUT_ROLE)) == marks
+    assert (logic.editsAtRisk(target, tiny_model_path) == []) == unedited  # the run's own writes were no edits
 
 
 def test_oblique_parent_transformed_copy(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
@@ -307,8 +404,9 @@ def test_oblique_parent_transformed_copy(scene, small_ct: sitk.Image, tiny_model
 
     outputs = AttentionUNetSegLogic().process(node, tiny_model_path, settings=WITH_ATTENTION)
 
-    for gate in outputs.attention.values():  # outputs live in world space, on the input's grid
-        assert np.allclose(ijk_to_ras(gate), world, atol=1e-6) and gate.GetParentTransformNode() is None
+    model_matrix = ijkToRasMatrix(model_grid(volumeNodeToImage(node), read_metadata(tiny_model_path).spacing_mm))
+    for gate in outputs.attention.values():  # maps live in world space, on the model's grid over the input there
+        assert np.allclose(ijk_to_ras(gate), model_matrix, atol=1e-6) and gate.GetParentTransformNode() is None
     for segment_id in outputs.segmentation.GetSegmentation().GetSegmentIDs():
         _, labelmap_matrix, extent = internal_labelmap(outputs.segmentation, segment_id)
         assert np.allclose(labelmap_matrix, world, atol=1e-6)
@@ -320,28 +418,36 @@ def test_oblique_parent_transformed_copy(scene, small_ct: sitk.Image, tiny_model
 
 def test_scene_with_outputs_saves_to_mrb_and_reloads(scene, small_ct: sitk.Image, tiny_model_path: Path,
                                                      tmp_path: Path) -> None:
+    """The segmentation and table are saved with the scene; the maps only once the user asks for it."""
     study = add_study(scene)
     node = add_volume(scene, small_ct, "CT", study)
-    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, settings=WITH_ATTENTION)
-    names = {n.GetName(): n for n in [outputs.segmentation, outputs.volumesTable, *outputs.attention.values()]}
-    saved = {name: slicer.util.arrayFromVolume(n).copy() for name, n in names.items() if n.IsA("vtkMRMLVolumeNode")}
-    for storable in names.values():
+    logic = AttentionUNetSegLogic()
+    outputs = logic.process(node, tiny_model_path, settings=WITH_ATTENTION)
+    maps = {n.GetName(): slicer.util.arrayFromVolume(n).copy() for n in outputs.attention.values()}
+    for storable in [node, outputs.segmentation, outputs.volumesTable]:
         storable.AddDefaultStorageNode()
-    node.AddDefaultStorageNode()
-    assert scene.WriteToMRB(str(tmp_path / "scene.mrb"))
 
-    reloaded = new_scene(tmp_path / "cache2")
-    assert reloaded.ReadFromMRB(str(tmp_path / "scene.mrb"))
+    without_maps = saved_and_reloaded(scene, tmp_path / "without maps")
+    assert all(without_maps.GetFirstNodeByName(name) is None for name in maps)
+    assert without_maps.GetFirstNodeByName(outputs.segmentation.GetName()) is not None
+    assert len(AttentionUNetSegLogic.outputsOf(without_maps.GetFirstNodeByName("CT"))) == 2
 
+    logic.setMapsSavedWithScene(scene, True)
+    for gate in outputs.attention.values():
+        gate.AddDefaultStorageNode()
+    reloaded = saved_and_reloaded(scene, tmp_path / "with maps")
     loaded_input = reloaded.GetFirstNodeByName("CT")
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(loaded_input), sitk.GetArrayViewFromImage(small_ct))
+    names = {n.GetName(): n for n in [outputs.segmentation, outputs.volumesTable, *outputs.attention.values()]}
     for name, original in names.items():
         loaded = reloaded.GetFirstNodeByName(name)
         assert loaded.GetClassName() == original.GetClassName()
         assert loaded.GetNodeReference(INPUT_ROLE) is loaded_input
         assert loaded.GetAttribute(OUTPUT_ATTRIBUTE) == original.GetAttribute(OUTPUT_ATTRIBUTE)
-        if name in saved:
-            np.testing.assert_array_equal(slicer.util.arrayFromVolume(loaded), saved[name])
+        assert loaded.GetAttribute(RUN_ATTRIBUTE) == original.GetAttribute(RUN_ATTRIBUTE)
+        if name in maps:
+            np.testing.assert_array_equal(slicer.util.arrayFromVolume(loaded), maps[name])
+            assert np.array_equal(ijk_to_ras(loaded), ijk_to_ras(original))
             assert loaded.GetDisplayNode().GetColorNode().GetName() == HEAT_COLOR_NODE_NAME
     segmentation = reloaded.GetFirstNodeByName(outputs.segmentation.GetName()).GetSegmentation()
     assert segmentation.GetSegmentIDs() == ("pancreas", "spleen", "kidney", "liver")
@@ -353,3 +459,14 @@ def test_scene_with_outputs_saves_to_mrb_and_reloads(scene, small_ct: sitk.Image
     assert shNode.GetItemName(folder) == "CT attention maps"
     assert shNode.GetItemName(shNode.GetItemParent(folder)) == "Abdomen CT"
     assert len(AttentionUNetSegLogic.outputsOf(loaded_input)) == len(names)
+    assert AttentionUNetSegLogic.editsAtRisk(reloaded.GetFirstNodeByName(outputs.segmentation.GetName()),
+                                             tiny_model_path) == ["pancreas", "spleen", "kidney", "liver"]
+
+
+def saved_and_reloaded(scene: slicer.vtkMRMLScene, folder: Path) -> slicer.vtkMRMLScene:
+    """`scene` written to an .mrb in `folder` and read into a new scene."""
+    folder.mkdir()
+    assert scene.WriteToMRB(str(folder / "scene.mrb"))
+    reloaded = new_scene(folder / "cache")
+    assert reloaded.ReadFromMRB(str(folder / "scene.mrb"))
+    return reloaded

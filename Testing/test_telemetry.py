@@ -11,7 +11,7 @@ from typing import Dict, List
 import pytest
 
 from AttentionUNetSegLib.inference.settings import InferenceSettings
-from AttentionUNetSegLib.worker.jobs import standby_arguments
+from AttentionUNetSegLib.worker.arguments import standby_arguments
 
 pytest.importorskip("openvino_telemetry")
 

@@ -3,6 +3,7 @@ serialiser and one parser unchanged, anything else the worker prints is a log li
 progress that never goes back."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import SimpleITK as sitk
 from AttentionUNetSegLib.errors import AttentionUNetSegError, ModelFileError
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.progress import FineTuneStage, ProgressEvent, SegmentationStage, Stage
+from AttentionUNetSegLib.worker.arguments import WorkerArguments, parse_arguments, segmentation_job, standby_arguments
 from AttentionUNetSegLib.worker.jobs import write_job
 from AttentionUNetSegLib.worker.protocol import DoneEvent, ErrorEvent, Event, LogEvent, parse, serialise
 
@@ -108,3 +110,22 @@ def test_a_real_workers_progress_never_goes_back(tmp_path: Path, tiny_model_path
         SegmentationStage.DONE, SegmentationStage.SAVING]
     overall = [event.overall for event in progress]
     assert overall == sorted(overall)
+
+
+def test_the_workers_command_line_reads_what_the_logic_writes() -> None:
+    settings = InferenceSettings(attention=False)
+    expected = parse_arguments(standby_arguments("model.safetensors", settings, prebuild_on_gpu=True))
+    assert expected.standby and expected.prebuild_on_gpu
+    assert json.loads(expected.expected_job) == segmentation_job("model.safetensors", settings)
+    assert parse_arguments(standby_arguments()) == WorkerArguments()
+    assert parse_arguments(["/tmp/job"]) == WorkerArguments(job_dir=Path("/tmp/job"))
+
+
+@pytest.mark.parametrize("arguments", [[], ["a", "b"], ["--standby", "{}", "{}"], ["--prebuild-on-gpu"],
+                                       ["--standby", "--other"]])
+def test_a_wrong_command_line_is_a_usage_error(arguments: List[str]) -> None:
+    with pytest.raises(ValueError, match="usage: python -m AttentionUNetSegLib.worker"):
+        parse_arguments(arguments)
+    done = subprocess.run([sys.executable, "-m", "AttentionUNetSegLib.worker", *arguments], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 2 and "usage:" in done.stderr

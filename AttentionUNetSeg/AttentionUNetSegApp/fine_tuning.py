@@ -14,7 +14,7 @@ from AttentionUNetSegLogic.fine_tuning import validationSummary
 from AttentionUNetSegLogic.reporting import reportedErrors
 
 POLL_INTERVAL_MS = 500
-VOLUME_COLUMN, SEGMENTATION_COLUMN = 0, 1
+VOLUME_COLUMN, SEGMENTATION_COLUMN, REMOVE_COLUMN = 0, 1, 2
 
 
 class FineTuneSection:
@@ -30,14 +30,16 @@ class FineTuneSection:
         self.reportError = reportError
         self.onModelAdded = onModelAdded
         self._run: Optional[FineTuneFollower] = None
+        self._pairsAdded = 0  # names each row's Remove button
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self.onPoll)
         self.ui.fineTuneAddPairButton.connect("clicked(bool)", self.onAddPair)
-        self.ui.fineTuneRemovePairButton.connect("clicked(bool)", self.onRemovePair)
         self.ui.fineTuneCheckButton.connect("clicked(bool)", self.onCheck)
         self.ui.fineTuneButton.connect("clicked(bool)", self.onFineTuneButton)
-        self.ui.fineTunePairsTable.horizontalHeader().setSectionResizeMode(qt.QHeaderView.Stretch)
+        header = self.ui.fineTunePairsTable.horizontalHeader()
+        header.setSectionResizeMode(qt.QHeaderView.Stretch)
+        header.setSectionResizeMode(REMOVE_COLUMN, qt.QHeaderView.ResizeToContents)
         self.ui.fineTuneDeviceComboBox.addItems(list(DEVICE_CHOICES))
         self.onAddPair()
 
@@ -71,11 +73,20 @@ class FineTuneSection:
             selector.setMRMLScene(slicer.mrmlScene)
             selector.setCurrentNode(None)
             table.setCellWidget(row, column, selector)
+        self._pairsAdded += 1
+        remove = qt.QPushButton(_("Remove"))
+        remove.objectName = f"removePair{self._pairsAdded}"
+        remove.toolTip = _("Remove this pair.")
+        remove.connect("clicked(bool)", lambda checked=False, name=remove.objectName: self.onRemovePair(name))
+        table.setCellWidget(row, REMOVE_COLUMN, remove)
 
-    def onRemovePair(self) -> None:
+    def onRemovePair(self, buttonName: str) -> None:
+        """Remove the row of the Remove button named `buttonName` (rows above it may have gone meanwhile)."""
         table = self.ui.fineTunePairsTable
-        row = table.currentRow()
-        table.removeRow(row if row >= 0 else table.rowCount - 1)
+        for row in range(table.rowCount):
+            if table.cellWidget(row, REMOVE_COLUMN).objectName == buttonName:
+                table.removeRow(row)
+                return
 
     def pairs(self) -> List[Tuple]:
         """The (volume, segmentation) rows with a volume chosen (a missing segmentation is reported by the logic)."""
@@ -192,6 +203,5 @@ class FineTuneSection:
         self.ui.fineTuneButton.text = _("Cancel") if running else _("Fine-tune")
         self.ui.fineTuneButton.toolTip = _("Stop the fine-tuning; no model is added.") if running else _(
             "Fine-tune the base model on the pairs, in a background process.")
-        for widget in (self.ui.fineTunePairsTable, self.ui.fineTuneAddPairButton, self.ui.fineTuneRemovePairButton,
-                       self.ui.fineTuneCheckButton):
+        for widget in (self.ui.fineTunePairsTable, self.ui.fineTuneAddPairButton, self.ui.fineTuneCheckButton):
             widget.enabled = not running

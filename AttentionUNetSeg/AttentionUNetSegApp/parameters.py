@@ -10,7 +10,8 @@ from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES, InferenceSett
 @parameterNodeWrapper
 class AttentionUNetSegParameterNode:
     """model: registry name or .safetensors path ("" = the registry's default model).
-    attentionVolume: the attention gate shown in the slice views.
+    saveMapsWithScene: whether the maps (of every run in the scene) are saved with it.
+    attentionVolume: the attention gate shown in the slice views (None: none).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -19,6 +20,7 @@ class AttentionUNetSegParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
     computeAttention: bool = True
     computeProbabilities: bool = False
+    saveMapsWithScene: bool = False
     attentionVolume: vtkMRMLScalarVolumeNode
     attentionOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     attentionThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.2

@@ -13,6 +13,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
 from AttentionUNetSegLogic import AttentionUNetSegLogic, MapLook, RunFollower, RunUpdate
+from AttentionUNetSegLogic.dependencies import DependencyError, RestartRequiredError
 from AttentionUNetSegLogic.outputs import ATTENTION, OUTPUT_ATTRIBUTE, VOLUMES
 from AttentionUNetSegLogic.reloading import reloadPackages
 from AttentionUNetSegLogic.reporting import reportedErrors
@@ -26,7 +27,9 @@ RELOADED_PACKAGES = ("AttentionUNetSegLib", "AttentionUNetSegLogic", "AttentionU
 
 class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel. Leaving the module disconnects only the GUI (the parameter node is kept), and a running
-    segmentation is followed by a RunFollower, which needs neither: a run always ends shown or reported."""
+    segmentation is followed by a RunFollower, which needs neither: a run always ends shown or reported. Choosing
+    an input volume (or another model or device with one chosen) starts a standby worker, which the logic releases
+    after its idle time, when the scene closes or a fine-tuning starts."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -39,6 +42,9 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._describedModel = None
         self._defaultModel = None
         self._timer = None
+        self._engineReady = False
+        self._standbyFor = None  # (input volume, model, settings) the standby worker was started for
+        self._mapsSaved: Optional[bool] = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -60,8 +66,11 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showAllGatesButton.connect("clicked(bool)", self.onShowAllGates)
         self.fineTuneSection = FineTuneSection(self.ui, self.logic, self.log, self.reportError, self.onModelAdded)
 
-        self.initializeParameterNode()
+        unsupported = self.logic.unsupportedPlatform()
+        self.ui.platformLabel.text = unsupported or ""
+        self.ui.platformLabel.visible = bool(unsupported)
         self.updateEngineInfo()
+        self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes or the module reloads: stop running work and all observations."""
@@ -75,19 +84,21 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
-        self.prepareWorker()
 
     def exit(self) -> None:
-        """Disconnect the GUI and end the waiting worker: the parameter node stays, and so does a running
-        segmentation."""
+        """Disconnect the GUI: the parameter node stays, and so do a running segmentation and a standby worker
+        (released after its idle time)."""
         self.disconnectGui()
-        self.logic.releaseWorker()
 
     def prepareWorker(self) -> None:
-        """While the panel is shown, keep a worker loading the engine and the chosen model for the next Segment
-        click (once the engine's packages are installed)."""
+        """Once the engine's packages are installed and an input volume is chosen, start a worker loading the
+        engine and the chosen model for the next Segment click; again only when those choices change."""
         parameters = self._parameterNode
-        if parameters is not None and not self.logic.unmetDependencies():
+        if parameters is None or not parameters.inputVolume or not self._engineReady or self._run is not None:
+            return
+        choices = (parameters.inputVolume.GetID(), parameters.model, parameters.inferenceSettings())
+        if choices != self._standbyFor:
+            self._standbyFor = choices
             self.logic.prepareWorker(parameters.model or None, parameters.inferenceSettings())
 
     def onReload(self) -> None:
@@ -97,10 +108,13 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.onReload(self)
 
     def onSceneStartClose(self, caller, event) -> None:
+        """Cancel what runs on the scene's nodes (the logic releases the standby worker itself)."""
         if self._run is not None:
             self.onSegmentButton()  # cancels: the outputs would have no scene to go to
         self.fineTuneSection.cancel()  # its pairs are leaving the scene
         self.setParameterNode(None)
+        self._standbyFor = None
+        self._mapsSaved = None
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -145,7 +159,11 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.volumesTableView.setMRMLTableNode(tables[-1] if tables else None)
         self.ui.showAllGatesButton.enabled = bool(
             parameters.inputVolume and self.logic.outputsOf(parameters.inputVolume, ATTENTION))
+        if parameters.saveMapsWithScene != self._mapsSaved:
+            self._mapsSaved = parameters.saveMapsWithScene
+            self.logic.setMapsSavedWithScene(slicer.mrmlScene, parameters.saveMapsWithScene)
         self.showSelectedMap()
+        self.prepareWorker()
 
     def mapLook(self) -> MapLook:
         """The attention map settings of the parameter node, or the defaults without one."""
@@ -155,10 +173,15 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return MapLook(parameters.attentionOpacity, parameters.attentionThreshold, parameters.attentionColorMap)
 
     def showSelectedMap(self) -> None:
-        """Show the selected gate with the chosen look, if any of those choices changed."""
+        """Show the selected gate with the chosen look, if any of those choices changed; choosing no gate (after
+        one) takes the module's maps out of the slice views."""
         mapVolume = self._parameterNode.attentionVolume
         look = self.mapLook()
-        if mapVolume is None or (mapVolume, look) == self._shownMap:
+        if (mapVolume, look) == self._shownMap or (mapVolume is None and self._shownMap is None):
+            return
+        if mapVolume is None:
+            self.logic.hideMaps(slicer.mrmlScene)
+            self._shownMap = None
             return
         self._shownMap = (mapVolume, look)
         self.logic.showMap(mapVolume, look.opacity, look.threshold, look.colorNode)
@@ -166,8 +189,10 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- model and device -----------------------------------------------------------------------------------
 
     def updateEngineInfo(self) -> None:
-        """Fill the model list and describe the device (both need the engine's packages)."""
+        """Fill the model list (once the engine's packages are installed) and say when the device is chosen: all
+        without PyTorch, which only the worker loads."""
         unmet = self.logic.unmetDependencies()
+        self._engineReady = not unmet
         if unmet:
             self.ui.deviceInfoLabel.text = _("Missing or too old: {packages}. Click Segment to install them.").format(
                 packages=", ".join(map(str, unmet)))
@@ -183,8 +208,8 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self._defaultModel = entry.name
             self.fineTuneSection.fillModels([entry.name for entry in entries], self._defaultModel)
         combo.addItem(_("Load from file..."), "")
-        with self.reportingErrors(_("Cannot detect the device.")):
-            self.ui.deviceInfoLabel.text = _("Detected: {device}").format(device=self.logic.deviceDescription())
+        self.ui.deviceInfoLabel.text = _("Chosen when a run starts (auto: a GPU if PyTorch sees one, else the CPU); "
+                                         "the status log says which it was.")
         self._describedModel = None
         self.selectModelItem(self._parameterNode.model if self._parameterNode else "")
 
@@ -205,9 +230,12 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             metadata = self.logic.modelMetadata(combo.itemData(index) or None)
         except Exception as exc:  # a missing or corrupt file: say so where the model is chosen
             self.ui.modelInfoLabel.text = str(exc)
+            self.ui.modelLicenseLabel.text = ""
             return
         warning = "" if metadata.trained else _("UNTRAINED: results are not anatomical. ")
         self.ui.modelInfoLabel.text = warning + metadata.description
+        self.ui.modelLicenseLabel.text = _("Licence of the model: {license}").format(
+            license=metadata.license or _("not stated in its file"))
 
     def onModelAdded(self, name: str) -> None:
         """A model was fine-tuned: list it and select it for segmentation."""
@@ -241,9 +269,14 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with self.reportingErrors(_("Segmentation could not start.")):
             if not self.ensureDependencies():
                 return
+            overwrite = self.confirmOverwrite(parameters.outputSegmentation, parameters.model or None)
+            if overwrite is None:
+                return
             run = self.logic.startBackground(parameters.inputVolume, parameters.model or None,
-                                             parameters.inferenceSettings(), parameters.outputSegmentation)
-            self._run = RunFollower(run, self.logic.showMap, self.mapLook)
+                                             parameters.inferenceSettings(), parameters.outputSegmentation,
+                                             overwriteEdited=overwrite,
+                                             saveMapsWithScene=parameters.saveMapsWithScene)
+            self._run = RunFollower(run, self.logic.showMap, self.mapLook, shown=lambda: self.parent.isEntered)
             self.log(_("Segmenting '{name}' in a background process...").format(name=parameters.inputVolume.GetName()))
             self._timer.start()
             self.onParameterNodeModified()
@@ -264,8 +297,6 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if update.outputs is not None:
             self.showOutputs(update)
         self.onParameterNodeModified()
-        if self.parent.isEntered:
-            self.prepareWorker()
 
     def showProgress(self, update: RunUpdate) -> None:
         if update.progress is not None:
@@ -280,6 +311,7 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         outputs = update.outputs
         self.ui.progressBar.value = 100
         self.log(_("Done in {seconds:.1f} s on {device}.").format(seconds=outputs.seconds, device=outputs.computedOn))
+        self.ui.deviceInfoLabel.text = _("The last run ran on {device}.").format(device=outputs.computedOn)
         for warning in outputs.warnings:
             self.log(_("Warning: {message}").format(message=warning))
         for name, volume in outputs.volumesMl.items():
@@ -293,22 +325,51 @@ class AttentionUNetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self.logic.showAllGates(self._parameterNode.inputVolume, self._parameterNode.attentionOpacity):
                 self.log(_("No attention maps to show for this input yet."))
 
+    def confirmOverwrite(self, segmentation, model) -> Optional[bool]:
+        """Whether the run may replace segments of the chosen output segmentation that may hold the user's edits:
+        False when none would be, True once the user agrees, None (no run) when they do not."""
+        atRisk = self.logic.editsAtRisk(segmentation, model)
+        if not atRisk:
+            return False
+        if slicer.util.confirmOkCancelDisplay(
+                _("The segmentation '{name}' may hold your edits in {segments}, which this run would replace.\n"
+                  "Replace them? (Cancel, then choose 'Create new segmentation' as the output to keep them.)").format(
+                    name=segmentation.GetName(), segments=", ".join(atRisk))):
+            return True
+        self.log(_("Nothing was run: '{name}' was left as it is.").format(name=segmentation.GetName()))
+        return None
+
     def ensureDependencies(self) -> bool:
-        """True when the engine's packages are installed and recent enough, installing them on the user's confirmation."""
+        """True when the engine's packages are installed and recent enough, installing them on the user's
+        confirmation with the panel disabled meanwhile (a restart first, where loaded packages need one)."""
         unmet = self.logic.unmetDependencies()
         if not unmet:
             return True
+        unsupported = self.logic.unsupportedPlatform()
+        if unsupported:
+            raise DependencyError(unsupported)
         if not slicer.util.confirmOkCancelDisplay(
                 _("Segmentation needs these Python packages: {packages}.\nInstall them now? "
                   "This downloads several hundred MB and can take minutes.").format(
                     packages=", ".join(map(str, unmet)))):
             self.log(_("The required packages were not installed; nothing was run."))
             return False
-        with slicer.util.WaitCursor():
-            imported = self.logic.installDependencies(unmet)
-        if imported:
-            slicer.util.warningDisplay(_("Upgraded {packages}: restart Slicer to use the new versions.").format(
-                packages=", ".join(imported)))
+        self.parent.enabled = False
+        try:
+            with slicer.util.WaitCursor():
+                result = self.logic.installDependencies(unmet)
+        except RestartRequiredError as exc:
+            if slicer.util.confirmOkCancelDisplay(_("{reason}\n\nRestart Slicer now?").format(reason=exc)):
+                slicer.util.restart()
+            return False
+        finally:
+            self.parent.enabled = True
+        for failure in result.optionalFailed:
+            self.log(_("Optional package not installed: {failure}. Segmentation runs without it.").format(
+                failure=failure))
+        if result.restartNeeded:
+            slicer.util.warningDisplay(_("Upgraded {packages}, which Slicer had loaded: restart Slicer to use the new "
+                                         "versions.").format(packages=", ".join(result.restartNeeded)))
             return False
         self.updateEngineInfo()
         return True

@@ -20,19 +20,21 @@ __all__ = ["AttentionUNet3D", "InferenceSettings", "ModelConfig", "ModelMetadata
            "load_model", "read_image", "save_model", "segment"]
 
 _LOCATIONS = {
-    "AttentionUNet3D": "network.attention_unet", "ModelConfig": "network.attention_unet",
+    "AttentionUNet3D": "network.attention_unet", "ModelConfig": "network.config",
     "ModelMetadata": "models.model_file", "load_model": "models.registry", "save_model": "models.model_file",
-    "segment": "inference.segmenter", "Segmenter": "inference.segmenter", "SegmentationResult": "inference.segmenter",
+    "segment": "inference.segmenter", "Segmenter": "inference.segmenter", "SegmentationResult": "inference.result",
     "InferenceSettings": "inference.settings", "read_image": "io.images",
 }
 
 if TYPE_CHECKING:
-    from .inference.segmenter import SegmentationResult, Segmenter, segment
+    from .inference.result import SegmentationResult
+    from .inference.segmenter import Segmenter, segment
     from .inference.settings import InferenceSettings
     from .io.images import read_image
     from .models.model_file import ModelMetadata, save_model
     from .models.registry import load_model
-    from .network.attention_unet import AttentionUNet3D, ModelConfig
+    from .network.attention_unet import AttentionUNet3D
+    from .network.config import ModelConfig
 
 
 def package_version() -> str:

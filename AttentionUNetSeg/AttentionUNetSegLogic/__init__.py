@@ -3,8 +3,8 @@ from .background import BackgroundSegmentation
 from .conversion import updateVolumeFromImage, volumeNodeToImage
 from .follower import FineTuneFollower, FineTuneUpdate, MapLook, RunFollower, RunUpdate
 from .logic import AttentionUNetSegLogic
-from .outputs import CohortOutputs, SegmentationOutputs, VolumeRun
+from .outputs import CohortOutputs, EditedSegmentationError, SegmentationOutputs, VolumeRun
 
-__all__ = ["AttentionUNetSegLogic", "BackgroundSegmentation", "CohortOutputs", "FineTuneFollower", "FineTuneUpdate",
-           "MapLook", "RunFollower", "RunUpdate", "SegmentationOutputs", "VolumeRun", "updateVolumeFromImage",
-           "volumeNodeToImage"]
+__all__ = ["AttentionUNetSegLogic", "BackgroundSegmentation", "CohortOutputs", "EditedSegmentationError",
+           "FineTuneFollower", "FineTuneUpdate", "MapLook", "RunFollower", "RunUpdate", "SegmentationOutputs", "VolumeRun",
+           "updateVolumeFromImage", "volumeNodeToImage"]

@@ -16,9 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Type
-
-import SimpleITK as sitk
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Type
 
 import slicer
 from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
@@ -30,6 +28,9 @@ from .outputs import SegmentationOutputs
 from .processes import killProcessGroup
 from .standby import StandbyWorker
 from .workers import pythonExecutable, startWorker
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
 Commit = Callable[[object, float], SegmentationOutputs]

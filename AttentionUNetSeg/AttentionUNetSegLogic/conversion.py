@@ -1,23 +1,24 @@
 """Volume nodes <-> SimpleITK images: the one place where Slicer's RAS meets ITK's LPS.
 
 Slicer stores a volume's geometry as an IJK-to-RAS matrix on the node; SimpleITK as origin, spacing
-and a direction matrix in LPS. The two differ by the sign of the first two physical axes.
+and a direction matrix in LPS. The two differ by the sign of the first two physical axes. SimpleITK is imported
+by the functions that make or read an image, when a run needs them, not with the module.
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, List
 
 import numpy as np
-import SimpleITK as sitk
 import vtk
 from vtk.util import numpy_support
 
 import slicer
 from AttentionUNetSegLib.io.grid import Grid
 
-if TYPE_CHECKING:  # the engine's maps import PyTorch, which the logic must load without
-    from AttentionUNetSegLib.io.maps import MapSet
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+    from AttentionUNetSegLib.inference.result import ResampledMaps
 
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
 
@@ -53,34 +54,29 @@ def _hardenedClone(volumeNode: slicer.vtkMRMLScalarVolumeNode) -> slicer.vtkMRML
 
 def updateVolumeFromImage(volumeNode: slicer.vtkMRMLVolumeNode, image: sitk.Image) -> None:
     """Set `volumeNode`'s voxels and IJK-to-RAS matrix from a SimpleITK image (the node need not be in a scene)."""
+    import SimpleITK as sitk
+
     slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayViewFromImage(image))
     volumeNode.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(Grid.of(image))))
 
 
-def volumesFromMaps(maps: MapSet) -> List[slicer.vtkMRMLScalarVolumeNode]:
-    """New volume nodes (not in a scene) holding the maps (float32 voxels on `maps.grid`), in `maps`' order. Each
-    map's values are read straight into its node's voxels, a few maps at a time in threads (NumPy lets go of the
-    GIL while it resamples): a whole CT's map is hundreds of MB, copied once instead of three times through an
-    image, and the maps' page faults and resampling are spread over the cores."""
-    from AttentionUNetSegLib.io.maps import in_parallel
-
+def volumesFromMaps(maps: ResampledMaps) -> List[slicer.vtkMRMLScalarVolumeNode]:
+    """New volume nodes (not in a scene) holding the maps on the model's grid (`maps.source`: a few MB each, where the
+    CT's grid would take hundreds), in `maps`' order; the slice views resample them onto the CT as they show them."""
+    ijkToRas = slicer.util.vtkMatrixFromArray(ijkToRasMatrix(maps.source))
     nodes = []
-    for _ in maps:
-        imageData = vtk.vtkImageData()
-        imageData.SetDimensions(maps.grid.size)
-        imageData.AllocateScalars(vtk.VTK_FLOAT, 1)
+    for name in maps:
         node = slicer.vtkMRMLScalarVolumeNode()
-        node.SetAndObserveImageData(imageData)
-        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijkToRasMatrix(maps.grid)))
+        slicer.util.updateVolumeFromArray(node, maps.source_values(name))
+        node.SetIJKToRASMatrix(ijkToRas)
         nodes.append(node)
-    in_parallel([partial(maps.read_into, name, slicer.util.arrayFromVolume(node)) for name, node in zip(maps, nodes)])
-    for node in nodes:
-        slicer.util.arrayFromVolumeModified(node)
     return nodes
 
 
 def orientedImageFromImage(image: sitk.Image) -> slicer.vtkOrientedImageData:
     """A vtkOrientedImageData (as segmentations store labelmaps) with `image`'s voxels and world geometry."""
+    import SimpleITK as sitk
+
     oriented = slicer.vtkOrientedImageData()
     oriented.SetDimensions(image.GetSize())
     array = sitk.GetArrayViewFromImage(image)
@@ -101,6 +97,8 @@ def imageFromOrientedImage(oriented: slicer.vtkOrientedImageData, toWorld: np.nd
 def _imageOf(imageData: vtk.vtkImageData, ijkToRas: np.ndarray) -> sitk.Image:
     """A copy of `imageData`'s voxels as a SimpleITK image whose index (0, 0, 0) is the first voxel of its extent,
     placed by the IJK-to-RAS matrix of the extent's indices."""
+    import SimpleITK as sitk
+
     extent = imageData.GetExtent()
     shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
     voxels = numpy_support.vtk_to_numpy(imageData.GetPointData().GetScalars()).reshape(shape)

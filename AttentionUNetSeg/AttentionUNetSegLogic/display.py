@@ -20,6 +20,8 @@ _INFERNO_ANCHORS = np.array([
 ]) / 255.0
 GATES_LAYOUT_ID = 7301
 GATES_VIEW_PREFIX = "AttentionGate"
+MAX_REGISTERED_GATES = 12
+"""Side-by-side layouts registered at start-up: up to four levels of three gates (the bundled models have six)."""
 _GATES_PER_ROW = 3
 
 
@@ -74,6 +76,14 @@ def showInSliceViews(scene: slicer.vtkMRMLScene, background: Optional[slicer.vtk
             compositeNode.SetForegroundOpacity(opacity)
 
 
+def hideInSliceViews(scene: slicer.vtkMRMLScene, volumes: Sequence[slicer.vtkMRMLVolumeNode]) -> None:
+    """Clear the foreground of the slice views that show one of `volumes` there."""
+    shown = {volume.GetID() for volume in volumes}
+    for compositeNode in _compositeNodes(scene):
+        if compositeNode.GetForegroundVolumeID() in shown:
+            compositeNode.SetForegroundVolumeID(None)
+
+
 def showGatesSideBySide(scene: slicer.vtkMRMLScene, background: slicer.vtkMRMLVolumeNode,
                         gates: Sequence[slicer.vtkMRMLVolumeNode], opacity: float) -> bool:
     """Switch to a layout with one slice view per gate, each showing its gate; False without a view layout."""
@@ -81,12 +91,21 @@ def showGatesSideBySide(scene: slicer.vtkMRMLScene, background: slicer.vtkMRMLVo
     if layoutNode is None or not gates:
         return False
     layoutId = GATES_LAYOUT_ID + len(gates)
-    if not layoutNode.IsLayoutDescription(layoutId):
+    if not layoutNode.IsLayoutDescription(layoutId):  # more gates than registerGatesLayouts registers
         layoutNode.AddLayoutDescription(layoutId, gatesLayoutDescription(len(gates)))
     layoutNode.SetViewArrangement(layoutId)
     for index, gate in enumerate(gates):
         showInSliceViews(scene, background, gate, opacity, layoutNames=[f"{GATES_VIEW_PREFIX}{index + 1}"])
     return True
+
+
+def registerGatesLayouts(layoutNode: slicer.vtkMRMLLayoutNode) -> None:
+    """Register the side-by-side layouts for 1 to MAX_REGISTERED_GATES gates (ids GATES_LAYOUT_ID + count), as
+    Slicer starts: a saved scene stores only the layout's id, so reopening one shown in such a layout needs its
+    description there first (5.6 falls back to the default layout with a warning, newer Slicers to none)."""
+    for count in range(1, MAX_REGISTERED_GATES + 1):
+        if not layoutNode.IsLayoutDescription(GATES_LAYOUT_ID + count):
+            layoutNode.AddLayoutDescription(GATES_LAYOUT_ID + count, gatesLayoutDescription(count))
 
 
 def gatesLayoutDescription(count: int) -> str:

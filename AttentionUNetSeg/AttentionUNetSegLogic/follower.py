@@ -1,7 +1,7 @@
 """A background run as the panel follows it, with no panel needed: progress, stages, log lines and its end.
 
 The panel's timer calls `tick()` until an update says `ended`. A segmentation's ending update holds the outputs
-(their first attention gate already shown in the slice views) or the error; a fine-tuning's holds the new
+(their first attention gate shown in the slice views when the panel is) or the error; a fine-tuning's holds the new
 model's name or the error. Nothing here refers to the panel or its parameter node, so leaving the module or
 losing the parameter node during a run does not change how the run ends: outputs shown, or the error handed
 over to be reported. The progress bar's share of each stage is the stage's own (AttentionUNetSegLib.progress).
@@ -57,6 +57,7 @@ class RunUpdate(Update):
 
     outputs: Optional[SegmentationOutputs] = None
     shownGate: Optional[slicer.vtkMRMLScalarVolumeNode] = None
+    """The gate shown in the slice views as the run ended (None: none, or the panel was not shown)."""
 
 
 @dataclass
@@ -112,7 +113,9 @@ class Follower(Generic[UpdateType]):
 
 
 class RunFollower(Follower[RunUpdate]):
-    """Follows a BackgroundSegmentation and shows its outputs when it ends.
+    """Follows a BackgroundSegmentation and, when it ends, shows its first attention gate in the slice views if
+    `shown()` says the panel is shown (a run that ends while the user works in another module leaves the views
+    alone).
 
     `showMap(volume, opacity, threshold, colorNode)` shows a map (the logic's showMap); `look()` is asked
     for the map settings only when the outputs are there (the panel's, or MapLook() without a panel).
@@ -120,17 +123,20 @@ class RunFollower(Follower[RunUpdate]):
 
     updateType = RunUpdate
 
-    def __init__(self, run: BackgroundSegmentation, showMap: ShowMap, look: Callable[[], MapLook] = MapLook) -> None:
+    def __init__(self, run: BackgroundSegmentation, showMap: ShowMap, look: Callable[[], MapLook] = MapLook,
+                 shown: Callable[[], bool] = lambda: True) -> None:
         super().__init__(run)
         self._showMap = showMap
         self._look = look
+        self._shown = shown
 
     def _ended(self, update: RunUpdate, result: SegmentationOutputs) -> None:
         update.outputs = result
-        update.shownGate = next(iter(result.attention.values()), None)
-        if update.shownGate is not None:
+        gate = next(iter(result.attention.values()), None)
+        if gate is not None and self._shown():
             look = self._look()
-            self._showMap(update.shownGate, look.opacity, look.threshold, look.colorNode)
+            self._showMap(gate, look.opacity, look.threshold, look.colorNode)
+            update.shownGate = gate
 
 
 class FineTuneFollower(Follower[FineTuneUpdate]):

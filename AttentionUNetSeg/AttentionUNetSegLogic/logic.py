@@ -12,24 +12,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
-import SimpleITK as sitk
-
 import slicer
 from AttentionUNetSegLib.progress import CancelCheck, EventCallback, FineTuneStage, ProgressCallback, SegmentationStage
 from AttentionUNetSegLib.errors import AttentionUNetSegError, CancelledError, InputImageError
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 
-from . import dependencies, display
+from . import dependencies, display, installer
 from .background import BackgroundRun, BackgroundSegmentation
 from .conversion import volumeNodeToImage
-from .fine_tuning import FineTunePlan, Pair, planFineTune
 from .inputs import validateInputVolume
-from .outputs import (ATTENTION, CANCELLED, DONE, FAILED, GATE_ATTRIBUTE, INPUT_ROLE, OUTPUT_ATTRIBUTE, PROBABILITY,
-                      CohortOutputs, SegmentationOutputs, VolumeRun, previousOutputs, writeCohortTable, writeOutputs)
-from .standby import StandbyWorker
+from .outputs import (ATTENTION, CANCELLED, DONE, FAILED, GATE_ATTRIBUTE, INPUT_ROLE, MAPS, OUTPUT_ATTRIBUTE,
+                      CohortOutputs, OutputChoice, SegmentationOutputs, VolumeRun, claimOutput, editsAtRisk,
+                      latestRunOutputs, mapOutputs, previousOutputs, saveWithScene, writeCohortTable, writeOutputs)
+from .standby import IDLE_RELEASE_S, StandbyWorker
 
-if TYPE_CHECKING:  # the engine's training side needs PyTorch: imported when a fine-tuning starts
+if TYPE_CHECKING:  # imported when a run or a fine-tuning needs them: SimpleITK, and PyTorch for the training side
+    import SimpleITK as sitk
     from AttentionUNetSegLib.training.fine_tuning import FineTuneSettings
+
+    from .fine_tuning import FineTunePlan, Pair
 
 ModelChoice = Union[str, Path, None]
 
@@ -43,6 +44,8 @@ class AttentionUNetSegLogic:
 
     moduleName = "AttentionUNetSeg"
     _standby: Optional[StandbyWorker] = None
+    _sceneClose: Optional[Tuple[slicer.vtkMRMLScene, int]] = None
+    """The scene whose closing releases the standby worker, and that observation's tag."""
 
     def getParameterNode(self) -> slicer.vtkMRMLScriptedModuleNode:
         """The module's parameter node in the current scene (created on first use)."""
@@ -62,30 +65,36 @@ class AttentionUNetSegLogic:
                 settings: Optional[InferenceSettings] = None,
                 outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None,
                 progress: Optional[ProgressCallback] = None,
-                cancel: Optional[CancelCheck] = None) -> SegmentationOutputs:
-        """Segment `inputVolume` in this process and add the output nodes (synchronous).
+                cancel: Optional[CancelCheck] = None, *, overwriteEdited: bool = False,
+                saveMapsWithScene: bool = False) -> SegmentationOutputs:
+        """Segment `inputVolume` in this process and add the output nodes (synchronous): a new segmentation node
+        and maps and table, each run its own.
 
         `model`: a registry name, a .safetensors path, a loaded model, or None for the registry's
         default. `settings`: the engine's InferenceSettings (device, which maps, ...; default: InferenceSettings()).
-        `outputSegmentation`: a segmentation node to fill instead of a new one (or the one an earlier run made).
+        `outputSegmentation`: a segmentation node to fill instead of a new one (its other segments are kept; the maps
+        and table of the run that filled it before are replaced). If its segments this run would replace may hold
+        the user's edits (`editsAtRisk` names them), EditedSegmentationError unless `overwriteEdited`.
+        `saveMapsWithScene`: whether the map volumes are saved with the scene (default: not).
         `progress(stage, fraction)` is called as the run advances; `cancel()` returning True
         stops it (CancelledError). On any error nothing is added to the scene.
         """
-        from AttentionUNetSegLib.inference.segmenter import segment
+        from AttentionUNetSegLib.inference.segmenter import Segmenter
 
         started = time.monotonic()
         image = self.inputImage(inputVolume)
-        result = segment(image, model, settings, progress=progress, cancel=cancel)
-        return writeOutputs(inputVolume, result, time.monotonic() - started, outputSegmentation, progress)
+        return self._segmentInto(Segmenter(model, settings), inputVolume, image, started,
+                                 OutputChoice(outputSegmentation, overwriteEdited, saveMapsWithScene), progress, cancel)
 
     def processMany(self, inputVolumes: Sequence[slicer.vtkMRMLScalarVolumeNode], model=None,
                     settings: Optional[InferenceSettings] = None, progress: Optional[ProgressCallback] = None,
-                    cancel: Optional[CancelCheck] = None) -> CohortOutputs:
-        """Segment each of `inputVolumes` in turn, each with the outputs `process` makes for it (its own new or
-        re-used segmentation node), then add a cohort table: one row per input with its organ volumes, run
-        time, device and status (see outputs.writeCohortTable).
+                    cancel: Optional[CancelCheck] = None, *, saveMapsWithScene: bool = False) -> CohortOutputs:
+        """Segment each of `inputVolumes` in turn, each with the outputs `process` makes for it (a new segmentation
+        node each), then add a cohort table: one row per input with its organ volumes, run time, device and status
+        (see outputs.writeCohortTable).
 
-        The model is loaded once. An input that fails (not a CT volume, no voxels, an engine error) gets no
+        The model is made ready once (the engine's Segmenter: read, backend built) for all of them; each input's run
+        time is its own. An input that fails (not a CT volume, no voxels, an engine error) gets no
         outputs and is reported in its VolumeRun (name, FAILED, message); the others are done.
         `progress(stage, fraction)` gets the fraction of the whole cohort, each input having an equal share.
         `cancel()` is checked before each input and during it; cancelling keeps the outputs of the inputs
@@ -94,8 +103,10 @@ class AttentionUNetSegLogic:
         Raises InputImageError for an empty list or one naming a volume twice (or None), and ModelFileError for a model
         that cannot be loaded, before anything is added to the scene.
         """
+        from AttentionUNetSegLib.inference.segmenter import Segmenter
+
         _checkCohort(inputVolumes)
-        loadedModel, modelName = _loadedModel(model)
+        segmenter = Segmenter(model, settings)
         runs = [VolumeRun(volume, volume.GetName()) for volume in inputVolumes]
         cancelled = False
         for index, run in enumerate(runs):
@@ -103,43 +114,61 @@ class AttentionUNetSegLogic:
             if cancelled:
                 continue  # stays NOT_RUN
             try:
-                run.outputs = self.process(run.volume, loadedModel, settings,
-                                           progress=_shareOfProgress(progress, index, len(runs)), cancel=cancel)
+                started = time.monotonic()
+                run.outputs = self._segmentInto(segmenter, run.volume, self.inputImage(run.volume), started,
+                                                OutputChoice(saveMapsWithScene=saveMapsWithScene),
+                                                _shareOfProgress(progress, index, len(runs)), cancel)
                 run.status = DONE
             except CancelledError as exc:
                 run.status, run.message, cancelled = CANCELLED, str(exc), True
             except Exception as exc:  # this input's failure: its outputs were rolled back, the others go on
                 run.status, run.message = FAILED, str(exc) or type(exc).__name__
         scene = next((volume.GetScene() for volume in inputVolumes if volume.GetScene() is not None), slicer.mrmlScene)
-        table = writeCohortTable(scene, runs, f"{modelName} cohort organ volumes")
+        table = writeCohortTable(scene, runs, f"{segmenter.metadata.name} cohort organ volumes")
         return CohortOutputs(runs, table, cancelled)
+
+    @staticmethod
+    def _segmentInto(segmenter, inputVolume: slicer.vtkMRMLScalarVolumeNode, image: sitk.Image, started: float,
+                     choice: OutputChoice, progress: Optional[ProgressCallback],
+                     cancel: Optional[CancelCheck]) -> SegmentationOutputs:
+        """Segment `image` (`inputVolume`'s) with a ready Segmenter and add its outputs as `choice` says."""
+        claimOutput(choice, segmenter.metadata.class_names)
+        result = segmenter(image, progress=progress, cancel=cancel)
+        return writeOutputs(inputVolume, result, time.monotonic() - started, choice, progress)
 
     def startBackground(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, model: ModelChoice = None,
                         settings: Optional[InferenceSettings] = None,
                         outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None,
-                        python: Optional[str] = None) -> BackgroundSegmentation:
+                        python: Optional[str] = None, *, overwriteEdited: bool = False,
+                        saveMapsWithScene: bool = False) -> BackgroundSegmentation:
         """`process` in a separate process; drive it with `poll()`, end it with `cancel()`.
 
-        The input and the model file are checked before the process starts, so those errors are raised here.
-        `python` runs the worker (default: PythonSlicer inside Slicer, else this interpreter).
+        The input, the model file and the output segmentation (`overwriteEdited`) are checked before the process
+        starts, so those errors are raised here; editing the output segmentation during the run stops its commit
+        (EditedSegmentationError, nothing added). `python` runs the worker (default: PythonSlicer inside Slicer,
+        else this interpreter).
         """
         from AttentionUNetSegLib.models.registry import resolve_model_path
 
         image = self.inputImage(inputVolume)
         modelPath = resolve_model_path(model)
-        self.modelMetadata(modelPath)  # a corrupt file fails here, before the process starts
-        standby, self._standby = self._standby, None
+        metadata = self.modelMetadata(modelPath)  # a corrupt file fails here, before the process starts
+        choice = OutputChoice(outputSegmentation, overwriteEdited, saveMapsWithScene)
+        claimOutput(choice, metadata.class_names)
         return BackgroundSegmentation(
             inputVolume, image, str(modelPath), settings or InferenceSettings(),
-            commit=lambda result, seconds: writeOutputs(inputVolume, result, seconds, outputSegmentation),
-            python=python, standby=standby)
+            commit=lambda result, seconds: writeOutputs(inputVolume, result, seconds, choice),
+            python=python, standby=self._takeWorker())
 
     def prepareWorker(self, model: ModelChoice = None, settings: Optional[InferenceSettings] = None,
-                      python: Optional[str] = None) -> None:
-        """Start a worker that loads the engine now, and reads `model` and builds its backend for these settings,
-        then waits for the next `startBackground` (which then does not wait for them; with other choices it
-        still gains the engine's loading); nothing when one expecting the same is waiting already. It holds the
-        engine's memory (a few hundred MB) until that run or `releaseWorker()`."""
+                      python: Optional[str] = None, idleSeconds: float = IDLE_RELEASE_S,
+                      prebuildOnGpu: bool = False) -> None:
+        """Start a worker that loads the engine now, and reads `model` and builds its backend for these settings
+        if they run on the CPU (on a GPU too with `prebuildOnGpu`: its backend then holds GPU memory while it
+        waits), then waits for the next `startBackground` (which then does not wait for them; with other choices
+        it still gains the engine's loading); nothing when one expecting the same is waiting already. It holds the
+        engine's memory (a few hundred MB) until that run, `idleSeconds` without one, the scene's close or
+        `releaseWorker()`."""
         from AttentionUNetSegLib.models.registry import resolve_model_path
 
         try:
@@ -149,16 +178,28 @@ class AttentionUNetSegLogic:
         else:
             settings = settings or InferenceSettings()
         standby = self._standby
-        if standby is not None and standby.alive and standby.expects(python, modelPath, settings):
+        if standby is not None and standby.alive and standby.expects(python, modelPath, settings, prebuildOnGpu):
             return
         self.releaseWorker()
-        self._standby = StandbyWorker(python, modelPath, settings)
+        self._standby = StandbyWorker(python, modelPath, settings, idleSeconds, prebuildOnGpu)
+        scene = slicer.mrmlScene
+        self._sceneClose = (scene, scene.AddObserver(scene.StartCloseEvent, lambda caller, event: self.releaseWorker()))
+
+    def _takeWorker(self) -> Optional[StandbyWorker]:
+        """The standby worker, for a run to hand its job to (or release): no longer this logic's to release."""
+        standby, self._standby = self._standby, None
+        self.releaseWorker()  # what is left: the scene's observation
+        return standby
 
     def releaseWorker(self) -> None:
         """End the worker `prepareWorker` started, if it still waits."""
         if self._standby is not None:
             self._standby.release()
             self._standby = None
+        if self._sceneClose is not None:
+            scene, tag = self._sceneClose
+            scene.RemoveObserver(tag)
+            self._sceneClose = None
 
     # --- fine-tuning ------------------------------------------------------------------------------------------
 
@@ -167,6 +208,8 @@ class AttentionUNetSegLogic:
         """Check (volume, segmentation) pairs for fine-tuning `baseModel` and match their segments to its classes;
         `plan.describe()` says what each segment becomes and what looks doubtful. Raises InputImageError naming
         a pair that cannot be used. Nothing is modified."""
+        from .fine_tuning import planFineTune
+
         return planFineTune(pairs, self.modelMetadata(baseModel).classes, ignoredSegments, validation)
 
     def fineTune(self, pairs: Sequence[Pair], settings: FineTuneSettings, validation: Optional[Pair] = None,
@@ -189,6 +232,7 @@ class AttentionUNetSegLogic:
         from AttentionUNetSegLib.training.fine_tuning import fine_tune, register_fine_tuned
 
         plan, settings = self._prepareFineTune(pairs, settings, validation, ignoredSegments)
+        self.releaseWorker()  # its memory (GPU memory too) is the training's now
         deleted = lambda: next((node for node in plan.watched if node.GetScene() is None), None)  # noqa: E731
         with tempfile.TemporaryDirectory(prefix="AttentionUNetSeg-finetune-") as work:
             try:
@@ -210,6 +254,7 @@ class AttentionUNetSegLogic:
         from AttentionUNetSegLib.training.fine_tuning import register_fine_tuned
 
         plan, settings = self._prepareFineTune(pairs, settings, validation, ignoredSegments)
+        self.releaseWorker()  # its memory (GPU memory too) is the training's now
         return BackgroundRun(
             lambda folder: worker.write_fine_tune_job(folder, plan.cases, settings, plan.validationCase),
             lambda folder, seconds: register_fine_tuned(worker.read_fine_tune_result(folder)).name,
@@ -239,14 +284,16 @@ class AttentionUNetSegLogic:
 
     @staticmethod
     def models() -> List:
-        """The registry's models (RegistryEntry: name, file, sha256, description, default)."""
+        """The registry's models (RegistryEntry: name, file, sha256, description, default); reads the registry
+        files only (no PyTorch)."""
         from AttentionUNetSegLib.models.registry import list_models
 
         return list_models()
 
     @staticmethod
     def modelMetadata(model: ModelChoice):
-        """The metadata (name, description, classes, trained...) of a registry name, a file or None (default).
+        """The metadata (name, description, classes, trained, licence...) of a registry name, a file or None (the
+        default), read from the file's header (no PyTorch).
 
         Raises ModelFileError for a missing, corrupt or unregistered model.
         """
@@ -256,29 +303,22 @@ class AttentionUNetSegLogic:
         return read_metadata(resolve_model_path(model))
 
     @staticmethod
-    def deviceDescription() -> str:
-        """What 'auto' will use, in words (imports PyTorch)."""
-        from AttentionUNetSegLib.backends.device import resolve_device
-
-        device = resolve_device("auto")
-        if device.type == "cuda":
-            import torch
-
-            return f"GPU: {torch.cuda.get_device_name(device)}"
-        return "Apple GPU (MPS)" if device.type == "mps" else "CPU (PyTorch sees no GPU)"
-
-    @staticmethod
     def unmetDependencies() -> List[dependencies.UnmetRequirement]:
         """Requirements of the engine that are not installed or too old (empty when all are met)."""
         return dependencies.unmetRequirements()
 
     @staticmethod
-    def installDependencies(unmet: Sequence[dependencies.UnmetRequirement]) -> List[str]:
-        """Install or upgrade `unmet` requirements (PyTorch through the PyTorch extension where present).
+    def unsupportedPlatform() -> Optional[str]:
+        """Why the engine's packages cannot be installed on this platform (macOS), or None."""
+        return dependencies.unsupportedPlatform()
 
-        Returns the upgraded packages that this process had imported already: Slicer must restart to use them.
-        """
-        return dependencies.installRequirements(unmet)
+    @staticmethod
+    def installDependencies(unmet: Sequence[dependencies.UnmetRequirement]) -> installer.InstallResult:
+        """Install or upgrade `unmet` requirements (PyTorch only through the PyTorch extension) and the optional
+        packages (each on its own: a failure is reported in the result), Slicer's own packages pinned; see
+        installer.py. Raises DependencyError, or RestartRequiredError for packages loaded already, before
+        installing anything, and when an install fails or another one runs."""
+        return installer.installRequirements(unmet)
 
     # --- outputs and their display ----------------------------------------------------------------------------
 
@@ -292,6 +332,20 @@ class AttentionUNetSegLogic:
         """The input volume an output node was made from."""
         return outputNode.GetNodeReference(INPUT_ROLE)
 
+    @staticmethod
+    def editsAtRisk(segmentationNode: Optional[slicer.vtkMRMLSegmentationNode], model: ModelChoice = None) -> List[str]:
+        """The segments of `segmentationNode` that a run with `model` would replace and that may hold the user's
+        edits (see edits.py): ask before passing `overwriteEdited=True`. Empty for None or a node with none."""
+        if segmentationNode is None:
+            return []
+        return editsAtRisk(segmentationNode, AttentionUNetSegLogic.modelMetadata(model).class_names)
+
+    @staticmethod
+    def setMapsSavedWithScene(scene: slicer.vtkMRMLScene, save: bool) -> None:
+        """Whether every attention and probability map of `scene` is saved with it (runs decide for theirs with
+        `saveMapsWithScene`)."""
+        saveWithScene(mapOutputs(scene), save)
+
     def showMap(self, mapVolume: slicer.vtkMRMLScalarVolumeNode, opacity: float = 0.5, threshold: float = 0.2,
                 colorNode: Optional[slicer.vtkMRMLColorNode] = None) -> None:
         """Show an attention (or probability) map over its input in every slice view.
@@ -301,16 +355,21 @@ class AttentionUNetSegLogic:
         scene = mapVolume.GetScene()
         inputVolume = self.inputOf(mapVolume)
         siblings = [mapVolume] if inputVolume is None else [
-            node for node in previousOutputs(inputVolume)
-            if node.GetAttribute(OUTPUT_ATTRIBUTE) in (ATTENTION, PROBABILITY)]
+            node for node in previousOutputs(inputVolume) if node.GetAttribute(OUTPUT_ATTRIBUTE) in MAPS]
         colorNode = colorNode or display.heatColorNode(scene)
         for node in siblings:
             display.configureMapDisplay(node, colorNode, threshold)
         display.showInSliceViews(scene, inputVolume, mapVolume, opacity)
 
+    @staticmethod
+    def hideMaps(scene: slicer.vtkMRMLScene) -> None:
+        """Take this module's maps out of the slice views that show them (other foregrounds stay)."""
+        display.hideInSliceViews(scene, mapOutputs(scene))
+
     def showAllGates(self, inputVolume: slicer.vtkMRMLScalarVolumeNode, opacity: float = 0.5) -> bool:
-        """One slice view per attention gate of `inputVolume`'s latest run; False where there is no view layout."""
-        gates = sorted(previousOutputs(inputVolume, ATTENTION), key=lambda node: node.GetAttribute(GATE_ATTRIBUTE))
+        """One slice view per attention gate of `inputVolume`'s latest run that made them; False where there is no
+        view layout."""
+        gates = sorted(latestRunOutputs(inputVolume, ATTENTION), key=lambda node: node.GetAttribute(GATE_ATTRIBUTE))
         return display.showGatesSideBySide(inputVolume.GetScene(), inputVolume, gates, opacity)
 
 
@@ -326,20 +385,6 @@ def _checkCohort(inputVolumes: Sequence[Optional[slicer.vtkMRMLScalarVolumeNode]
             raise InputImageError(f"The volume '{volume.GetName()}' is given more than once: "
                                   "list each input volume once.")
         seen.add(volume)
-
-
-def _loadedModel(model) -> Tuple[object, str]:
-    """`model` loaded (a registry name, a file or None for the default; a loaded model as it is) and its name.
-
-    Raises ModelFileError for a model that cannot be loaded or has no metadata.
-    """
-    import torch
-
-    from AttentionUNetSegLib.models.model_file import model_metadata
-    from AttentionUNetSegLib.models.registry import load_model
-
-    loaded = model if isinstance(model, torch.nn.Module) else load_model(model)
-    return loaded, model_metadata(loaded).name
 
 
 def _shareOfProgress(progress: Optional[ProgressCallback], index: int, count: int) -> Optional[ProgressCallback]:

@@ -5,15 +5,17 @@ Slicer from 5.6 reads; the `SetTerminology`/`GetTerminology` shortcuts exist onl
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import TYPE_CHECKING, List, Sequence
 
-import SimpleITK as sitk
 import vtk
 
 import slicer
 from AttentionUNetSegLib.models.segment_classes import SegmentClass
 
 from .conversion import orientedImageFromImage
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"

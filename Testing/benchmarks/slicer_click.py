@@ -9,8 +9,8 @@ and the nodes' creation).
 
 With --timeline, also the time of each stage the worker reports (start, preparing, inference, resampling,
 saving, done) and of the outputs in the scene. With --standby, a worker is started as the panel starts one when
-it opens (logic.prepareWorker), STANDBY_LEAD_S before the click, and the click hands it the job; its resident
-memory then is printed.
+the input volume is chosen (logic.prepareWorker), STANDBY_LEAD_S before the click, and the click hands it the
+job; its resident memory then is printed.
 
 Usage: python Testing/benchmarks/slicer_click.py [--ct FILE] [--no-attention] [--rounds N] [--timeline] [--standby]
 """

@@ -9,11 +9,10 @@ so memory stays bounded on large scans. Attention and probability maps are resam
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,14 +21,13 @@ import torch
 from ..backends.device import resolve_device, resolve_precision
 from ..backends.selection import make_backend
 from ..io.grid import Grid
-from ..io.maps import MapSet
 from ..models.model_file import model_metadata
 from ..models.registry import load_model
-from ..models.segment_classes import SegmentClass
 from ..progress import CancelCheck, ProgressCallback, SegmentationStage, no_progress
 from .plausibility import plausibility_warnings
 from .preprocessing import validate_image
-from .resampling import argmax_on_grid, resample_linear, resample_multiples, resample_rounded
+from .resampling import argmax_on_grid
+from .result import ResampledMaps, SegmentationResult
 from .settings import InferenceSettings
 from .sliding_windows import body_input, sliding_window_outputs
 
@@ -39,59 +37,6 @@ ATTENTION_STEP = 2.0 ** -10
 """Attention maps are rounded to multiples of this (about 0.001): finer than the bf16 arithmetic they come
 from (steps of 2^-8 relative), and maps of few distinct values compress well (docs/benchmarks.md)."""
 OUTSIDE_LOGIT_MARGIN = 20.0  # background wins by this margin outside the body (softmax ~ 1 - 2e-9)
-
-
-class ResampledMaps(MapSet):
-    """Maps (z, y, x arrays: `source_maps`) kept on the `source` grid (the model's) and resampled onto `grid` when
-    read, one at a time, clipped to [0, 1] and, with `step` (a power of two, at least 2^-15), rounded to
-    multiples of it."""
-
-    def __init__(self, maps: Dict[str, np.ndarray], source: Grid, grid: Grid, step: Optional[float] = None) -> None:
-        self.source_maps, self.source, self.grid, self.step = maps, source, grid, step
-
-    def array(self, name: str) -> np.ndarray:
-        out = np.empty(self.grid.shape, np.float32)
-        self.read_into(name, out)
-        return out
-
-    def read_into(self, name: str, out: np.ndarray) -> None:
-        if self.step is not None:
-            resample_rounded(self.source_maps[name], self.source, self.grid, self.step, out)
-        else:
-            np.clip(resample_linear(self.source_maps[name], self.source, self.grid), 0.0, 1.0, out=out)
-
-    def multiples(self, name: str) -> np.ndarray:
-        if self.step is None:
-            return super().multiples(name)  # the refusal
-        return resample_multiples(self.source_maps[name], self.source, self.grid, self.step)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.source_maps)
-
-    def __len__(self) -> int:
-        return len(self.source_maps)
-
-
-@dataclass
-class SegmentationResult:
-    """Labels (uint8) on the input grid, attention/probability maps on it, and run facts."""
-
-    labels: sitk.Image
-    classes: List[SegmentClass]
-    attention: MapSet
-    probabilities: Optional[MapSet]
-    device: str
-    precision: str
-    backend: str = "torch"
-    timings: Dict[str, float] = field(default_factory=dict)
-    warnings: List[str] = field(default_factory=list)
-
-    def volumes_ml(self) -> Dict[str, float]:
-        """Volume of every foreground class in millilitres, rounded to 0.01 mL (one comparison per class:
-        np.bincount would widen the uint8 labels to int64 first, 8 bytes a voxel)."""
-        labels = sitk.GetArrayViewFromImage(self.labels)
-        voxel_ml = math.prod(self.labels.GetSpacing()) / 1000.0
-        return {c.name: round(np.count_nonzero(labels == c.value) * voxel_ml, 2) for c in self.classes if c.value > 0}
 
 
 class Segmenter:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
 import numpy as np
-import SimpleITK as sitk
+
+if TYPE_CHECKING:  # a grid is plain numbers: the Slicer logic uses it without loading SimpleITK
+    import SimpleITK as sitk
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Grid:
 
     def image(self, array: np.ndarray) -> sitk.Image:
         """`array` (z, y, x) as an image on this grid."""
+        import SimpleITK as sitk
+
         image = sitk.GetImageFromArray(array)
         image.SetOrigin(self.origin)
         image.SetSpacing(self.spacing)

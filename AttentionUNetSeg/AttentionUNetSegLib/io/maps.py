@@ -10,7 +10,6 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 from .grid import Grid
 from .images import write_map
@@ -62,4 +61,6 @@ def in_parallel(tasks: Sequence[Callable[[], None]]) -> None:
 
 def writers() -> int:
     """How many output images are made at a time: one per core PyTorch uses, at most MAX_WRITERS."""
+    import torch  # here, not above: the Slicer logic reads maps without PyTorch
+
     return max(1, min(torch.get_num_threads(), MAX_WRITERS))

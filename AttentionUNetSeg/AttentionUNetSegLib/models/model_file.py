@@ -2,7 +2,8 @@
 
 The header key `attention_unet_seg` holds `ModelMetadata` as JSON: format version, architecture and
 hyperparameters, classes (names, colours, terminology), voxel spacing, patch size, the sliding-window size
-inference uses, intensity normalisation, provenance, metrics and licence. Loading never unpickles anything.
+inference uses, intensity normalisation, provenance, metrics and licence. Loading never unpickles anything;
+reading the metadata loads neither PyTorch nor the weights (header.py).
 """
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
-
-import torch
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..errors import ModelFileError
 from ..io.atomic import atomic_file
-from ..network.attention_unet import AttentionUNet3D, ModelConfig
+from ..network.config import ModelConfig
+from .header import read_header_metadata
 from .intensity import IntensityNormalisation
 from .segment_classes import SegmentClass
+
+if TYPE_CHECKING:  # reading metadata needs neither PyTorch nor the network: imported to load or save weights
+    import torch
+
+    from ..network.attention_unet import AttentionUNet3D
 
 FORMAT_VERSION = 1
 METADATA_KEY = "attention_unet_seg"
@@ -111,15 +116,9 @@ def save_model(model: AttentionUNet3D, metadata: ModelMetadata, path: Path, half
 
 
 def read_metadata(path: Path) -> ModelMetadata:
-    """Read and validate only the metadata header of a model file."""
-    from safetensors import safe_open
-
+    """Read and validate only the metadata header of a model file (without PyTorch: header.py)."""
     path = _existing(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise ModelFileError(f"{path} is not a readable model file (corrupt or truncated?): {exc}") from exc
+    header = read_header_metadata(path)
     if METADATA_KEY not in header:
         raise ModelFileError(f"{path} is a safetensors file without AttentionUNetSeg metadata; "
                              "convert authors' checkpoints with `attention-unet models import-authors`")
@@ -132,6 +131,8 @@ def read_metadata(path: Path) -> ModelMetadata:
 def read_model(path: Path, device: str = "cpu") -> AttentionUNet3D:
     """Load a model file; the returned module is in eval mode and carries `.metadata` and `.sha256`."""
     from safetensors.torch import load_file
+
+    from ..network.attention_unet import AttentionUNet3D
 
     path = _existing(path)
     metadata = read_metadata(path)

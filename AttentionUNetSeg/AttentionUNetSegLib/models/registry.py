@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
 
 from ..errors import ModelFileError
-from ..network.attention_unet import AttentionUNet3D
 from ..repeats import repeated
 from .bundled_data import BUNDLED_DATA
 from .download import check_https_url, check_sha256
 from .model_file import file_sha256, read_metadata, read_model
 from .user_folders import model_cache_dir, user_registry
+
+if TYPE_CHECKING:  # listing and resolving models needs no PyTorch (the Slicer panel lists them in Slicer's process)
+    from ..network.attention_unet import AttentionUNet3D
 
 BUNDLED_REGISTRY = BUNDLED_DATA / "models.json"
 

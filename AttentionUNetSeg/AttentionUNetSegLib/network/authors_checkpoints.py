@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 
 from ..errors import ModelFileError
-from .attention_unet import BASE_CHANNELS, ModelConfig
+from .config import BASE_CHANNELS, ModelConfig
 
 _ENCODER_NAMES = {"conv1": 0, "conv2": 1, "conv3": 2, "conv4": 3, "center": 4}
 

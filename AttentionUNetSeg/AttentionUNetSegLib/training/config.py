@@ -19,7 +19,7 @@ from ..errors import InvalidOptionError
 from ..inference.settings import DEVICE_CHOICES
 from ..io.atomic import atomic_file
 from ..models.intensity import IntensityNormalisation
-from ..network.attention_unet import ARCHITECTURES, DEEP_SUPERVISION_MODES
+from ..network.config import ARCHITECTURES, DEEP_SUPERVISION_MODES
 
 CONFIG_FILE = "train_config.yaml"
 LOSSES = ("dice", "dice_ce")

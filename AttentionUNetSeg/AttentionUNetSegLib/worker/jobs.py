@@ -12,9 +12,10 @@ and a run can be cancelled by ending the process. Files are exchanged through JO
   `write_fine_tune_job`; `result.json` and the new model file in `work/`, read back by `read_fine_tune_result`
   as a `FineTuneResult` (the caller registers the model: a killed worker leaves none).
 
-With `--standby [JOB]` instead of JOB_DIR the worker loads the engine first (PyTorch and the rest: most of a
-worker's start) and, given the job.json it expects (`standby_arguments`), makes that job's Segmenter ready; then
-it waits for the job folder's path, one line on stdin. The job runs with the ready Segmenter if it is the one
+With `--standby [--prebuild-on-gpu] [JOB]` instead of JOB_DIR (arguments.py) the worker loads the engine first
+(PyTorch and the rest: most of a worker's start) and, given the job.json it expects (`standby_arguments`), makes
+that job's Segmenter ready if it runs on the CPU (on a GPU only when asked: its backend would hold GPU memory while
+it waits); then it waits for the job folder's path, one line on stdin. The job runs with the ready Segmenter if it is the one
 expected and the model file is unchanged, else with a new one. stdin closing without a path ends the worker
 quietly (status 0), so a standby worker never outlives the program that started it.
 
@@ -30,17 +31,19 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple, Union
 
 import SimpleITK as sitk
 
 from ..backends.telemetry_off import keep_telemetry_off
 from ..errors import AttentionUNetSegError
+from ..inference.result import ResampledMaps, SegmentationResult
 from ..inference.settings import InferenceSettings
 from ..io.grid import Grid
 from ..io.images import read_map, write_map
 from ..models.segment_classes import SegmentClass
 from ..progress import ProgressEvent, SegmentationStage
+from .arguments import WorkerArguments, parse_arguments, segmentation_job
 from .protocol import DoneEvent, ErrorEvent, Event, serialise
 
 JOB_FILE = "job.json"
@@ -48,11 +51,10 @@ INPUT_FILE = "input.nrrd"
 RESULT_FILE = "result.json"
 LABELS_FILE = "labels.nrrd"
 FINE_TUNE = "fine_tune"
-STANDBY = "--standby"
 READY_MESSAGE = "the model was made ready before the job came"
 
 if TYPE_CHECKING:
-    from ..inference.segmenter import ResampledMaps, Segmenter
+    from ..inference.segmenter import Segmenter
     from ..training.fine_tuning import FineTuneCase, FineTuneResult, FineTuneSettings
 
 Emit = Callable[[Event], None]
@@ -63,18 +65,7 @@ def write_job(job_dir: Path, image: sitk.Image, *, model: Union[str, Path, None]
     """Write the input image, the model and the settings of one run into `job_dir` (which must exist)."""
     job_dir = Path(job_dir)
     sitk.WriteImage(image, str(job_dir / INPUT_FILE), False)
-    (job_dir / JOB_FILE).write_text(json.dumps(_job(model, settings)), encoding="utf-8")
-
-
-def standby_arguments(model: Union[str, Path, None] = None,
-                      settings: Optional[InferenceSettings] = None) -> List[str]:
-    """The worker's arguments for a standby worker; with `settings`, one that makes ready the Segmenter of a
-    segmentation with `model` and `settings` (as `write_job` would write it)."""
-    return [STANDBY] if settings is None else [STANDBY, json.dumps(_job(model, settings))]
-
-
-def _job(model: Union[str, Path, None], settings: InferenceSettings) -> dict:
-    return {"model": None if model is None else str(model), "settings": asdict(settings)}
+    (job_dir / JOB_FILE).write_text(json.dumps(segmentation_job(model, settings)), encoding="utf-8")
 
 
 def write_fine_tune_job(job_dir: Path, cases: Sequence["FineTuneCase"], settings: "FineTuneSettings",
@@ -174,7 +165,7 @@ def read_fine_tune_result(job_dir: Path) -> "FineTuneResult":
     return FineTuneResult.from_dict(json.loads((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8")))
 
 
-def _write_maps(job_dir: Path, prefix: str, maps: "ResampledMaps") -> dict:
+def _write_maps(job_dir: Path, prefix: str, maps: ResampledMaps) -> dict:
     """Write every map's model-grid values as `<prefix>-<n>.nii` (float32, uncompressed); return what
     `_read_maps` needs: map name -> file name, the model grid and the step."""
     files = {name: f"{prefix}-{index}.nii" for index, name in enumerate(maps)}
@@ -183,19 +174,16 @@ def _write_maps(job_dir: Path, prefix: str, maps: "ResampledMaps") -> dict:
     return {"files": files, "grid": asdict(maps.source), "step": maps.step}
 
 
-def _read_maps(job_dir: Path, record: dict, grid: Grid) -> "ResampledMaps":
+def _read_maps(job_dir: Path, record: dict, grid: Grid) -> ResampledMaps:
     """The maps `_write_maps` wrote, resampled onto `grid` when read."""
-    from ..inference.segmenter import ResampledMaps
-
     source = Grid(**{key: tuple(value) for key, value in record["grid"].items()})
     return ResampledMaps({name: read_map(job_dir / file) for name, file in record["files"].items()}, source, grid,
                          record["step"])
 
 
-def read_result(job_dir: Path):
-    """The `SegmentationResult` a finished job wrote (its maps read into memory on the model grid)."""
-    from ..inference.segmenter import SegmentationResult
-
+def read_result(job_dir: Path) -> SegmentationResult:
+    """The `SegmentationResult` a finished job wrote (its maps read into memory on the model grid); without
+    PyTorch, as the Slicer logic reads it in Slicer's own process."""
     job_dir = Path(job_dir)
     summary = json.loads((job_dir / RESULT_FILE).read_text(encoding="utf-8"))
     labels = sitk.ReadImage(str(job_dir / LABELS_FILE))
@@ -217,13 +205,16 @@ def _print_event(event: Event) -> None:
     print(serialise(event), flush=True)
 
 
-def _prepare(expected: Optional[str]) -> Optional[_Prepared]:
-    """Load the engine and, for an `expected` job (job.json's text), make its Segmenter ready; a job that cannot
-    be made ready now is left to fail, with its message, when it runs."""
+def _prepare(arguments: WorkerArguments) -> Optional[_Prepared]:
+    """Load the engine and, for the job a standby worker expects (job.json's text), make its Segmenter ready where
+    it runs on the CPU (or anywhere, asked to); a job that cannot be made ready now is left to fail, with its
+    message, when it runs."""
+    expected = arguments.expected_job
     job = json.loads(expected) if expected is not None else None
     state = _model_state(job["model"]) if job is not None else None  # before the file is read: a change then shows
     from ..backends.selection import openvino_installed
     from ..inference import segmenter  # noqa: F401  (PyTorch, SimpleITK and the engine's modules)
+    from ..backends.device import resolve_device
 
     if openvino_installed():  # backends.openvino imports OpenVINO only when a backend is built: load it now
         import openvino  # noqa: F401
@@ -232,6 +223,10 @@ def _prepare(expected: Optional[str]) -> Optional[_Prepared]:
     if job is None:
         return None
     try:
+        device = resolve_device(InferenceSettings(**job["settings"]).device)
+        if device.type != "cpu" and not arguments.prebuild_on_gpu:
+            logging.getLogger(__name__).info("the model is made ready on %s when the job comes", device)
+            return None
         return _Prepared(job, state, _segmenter(job))
     except Exception as exc:  # the job reports it, if it is run
         logging.getLogger(__name__).info("the expected job's model was not made ready: %s", exc)
@@ -245,18 +240,18 @@ def _job_dir_from_stdin() -> Optional[Path]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the job in the folder given as the only argument (or, with --standby [JOB], read from stdin once the
-    engine is loaded); 0 on success or when stdin closed first, 1 on failure, 2 on a usage error."""
+    """Run the job in the folder given as the only argument (or, as a standby worker, read from stdin once the
+    engine is loaded: arguments.py); 0 on success or when stdin closed first, 1 on failure, 2 on a usage error."""
     keep_telemetry_off()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
-    args = list(sys.argv[1:] if argv is None else argv)
-    standby = bool(args) and args[0] == STANDBY
-    if not (len(args) == 1 or standby and len(args) == 2):
-        print(f"usage: python -m AttentionUNetSegLib.worker JOB_DIR | {STANDBY} [JOB]", file=sys.stderr)
+    try:
+        arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
     try:
-        prepared = _prepare(args[1] if len(args) == 2 else None) if standby else None
-        job_dir = _job_dir_from_stdin() if standby else Path(args[0])
+        prepared = _prepare(arguments) if arguments.standby else None
+        job_dir = _job_dir_from_stdin() if arguments.standby else arguments.job_dir
         if job_dir is None:
             return 0
         run_job(job_dir, _print_event, prepared)
