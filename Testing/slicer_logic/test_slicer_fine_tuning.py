@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import pytest
@@ -15,9 +15,8 @@ import vtk
 from vtk.util import numpy_support
 from conftest import SHARED
 from safetensors.torch import load_file
-from slicer_scene import add_segment, add_volume
+from slicer_scene import add_segment, add_volume, user_segmentation
 from test_slicer_background import drive
-from test_segment_matching import serialized
 
 import slicer
 from AttentionUNetSegLib.errors import CancelledError, DatasetError, InputImageError, InvalidOptionError, OutputError
@@ -44,22 +43,6 @@ def s0009() -> Dict[str, sitk.Image]:
     for organ in ("pancreas", "kidney_left", "kidney_right", "liver", "spleen"):
         images[organ] = sitk.ReadImage(str(S0009 / "segmentations" / f"{organ}.nii.gz"), sitk.sitkUInt8)
     return images
-
-
-def user_segmentation(scene: slicer.vtkMRMLScene, masks: Dict[str, sitk.Image], name: str = "Corrected",
-                      extra: Optional[Dict[str, sitk.Image]] = None) -> slicer.vtkMRMLSegmentationNode:
-    """A segmentation node as a user would make it: names of their own, terminology on one segment, a spleen
-    cut off at the top of the scan, and any `extra` segments."""
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-    node.CreateDefaultDisplayNodes()
-    add_segment(node, "Pancreas", masks["pancreas"])
-    add_segment(node, "Left Kidney", masks["kidney_left"])
-    add_segment(node, "kidney_right", masks["kidney_right"])
-    add_segment(node, "Segment_4", masks["liver"], serialized("10200004", "Liver"))
-    add_segment(node, "Spleen (cut)", masks["spleen"])
-    for segment, mask in (extra or {}).items():
-        add_segment(node, segment, mask)
-    return node
 
 
 def pair(scene: slicer.vtkMRMLScene, s0009: Dict[str, sitk.Image], name: str = "s0009"):

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from conftest import TOTALSEG
+from conftest import AUTHORS_REFERENCE, TOTALSEG
 
 from AttentionUNetSegLib.cli import main
 
 CT = TOTALSEG / "example_ct_sm.nii.gz"
-AUTHORS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "authors_reference"
 
 CASES = [
     # (command line with OUT for the output path, the message the error must hold)
@@ -50,11 +49,11 @@ CASES = [
     (["train", TOTALSEG, "-o", "OUT", "--max-seconds", "0"], "max_seconds must be > 0, not 0.0"),
     (["train", TOTALSEG, "-o", "OUT", "--scale-range", "1.3", "0.7"], "scale_range must be two numbers 0 < low <= "
                                                                       "high"),
-    (["models", "import-authors", AUTHORS / "att_unet_ct_multi_dsv_fs16_state_dict.safetensors", "-o", "OUT",
+    (["models", "import-authors", AUTHORS_REFERENCE / "att_unet_ct_multi_dsv_fs16_state_dict.safetensors", "-o", "OUT",
       "--patch-size", "160", "160", "90"], "argument --patch-size: 90 is not a multiple of 16"),
-    (["models", "import-authors", AUTHORS / "att_unet_ct_multi_dsv_fs16_state_dict.safetensors", "-o", "OUT",
+    (["models", "import-authors", AUTHORS_REFERENCE / "att_unet_ct_multi_dsv_fs16_state_dict.safetensors", "-o", "OUT",
       "--intensity", "1000", "-1000", "0", "1"], "need clip_min < clip_max and std > 0"),
-    (["models", "import-authors", AUTHORS / "att_unet_ct_multi_dsv_fs16_state_dict.safetensors", "-o", "OUT",
+    (["models", "import-authors", AUTHORS_REFERENCE / "att_unet_ct_multi_dsv_fs16_state_dict.safetensors", "-o", "OUT",
       "--spacing", "1", "-1", "1"], "argument --spacing: -1 is not allowed; allowed: a positive number"),
     (["models", "info", "no-such-model"], "no model named 'no-such-model'"),
     (["models", "list", "--bad"], "attention-unet models list: error: unrecognized arguments: --bad"),

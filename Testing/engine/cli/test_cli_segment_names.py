@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import SHARED, run_cli
-from slicer_scene import new_scene
-from test_slicer_fine_tuning import user_segmentation
+from slicer_scene import new_scene, user_segmentation
 
 import slicer
 from AttentionUNetSegLib.datasets.segment_names import label_file_segments

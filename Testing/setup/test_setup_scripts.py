@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+from conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 PIP_CALLED = "pip was called"
 UNREACHABLE = "http://127.0.0.1:9/"   # the discard port: any download attempt fails at once
 
@@ -57,10 +57,10 @@ class Checkout:
     def __init__(self, root: Path):
         self.root = root
         (root / "scripts").mkdir(parents=True)
-        shutil.copy2(REPO / "scripts" / "setup.sh", root / "scripts")
+        shutil.copy2(REPO_ROOT / "scripts" / "setup.sh", root / "scripts")
         for name in ("pyproject.toml", "README.md", "LICENSE.txt"):
-            shutil.copy2(REPO / name, root)
-        shutil.copytree(REPO / "AttentionUNetSeg" / "AttentionUNetSegLib", root / "AttentionUNetSeg" / "AttentionUNetSegLib",
+            shutil.copy2(REPO_ROOT / name, root)
+        shutil.copytree(REPO_ROOT / "AttentionUNetSeg" / "AttentionUNetSegLib", root / "AttentionUNetSeg" / "AttentionUNetSegLib",
                         ignore=shutil.ignore_patterns("__pycache__", "*.safetensors", "*.nii.gz"))
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
         self.python = root / ".venv" / "bin" / "python"

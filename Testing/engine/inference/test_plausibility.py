@@ -4,11 +4,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import SHARED, run_cli
 
 from AttentionUNetSegLib.io.grid import Grid
 from AttentionUNetSegLib.inference.plausibility import plausibility_warnings
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED / "data"
 CLASSES = {0: "background", 1: "pancreas", 2: "spleen", 3: "kidney", 4: "liver"}
 LPS = (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
 RAS = (-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0)  # voxel x grows towards the patient's right
@@ -114,7 +115,6 @@ def test_the_warnings_reach_summary_json_through_segment(tmp_path: Path, tiny_mo
     the guard warns, and the warning must reach the summary."""
     import json
 
-    from conftest import run_cli
 
     ct = sitk.Image([48, 48, 24], sitk.sitkInt16) - 1000
     ct.SetSpacing((2.0, 2.0, 3.0))

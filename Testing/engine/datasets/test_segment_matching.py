@@ -2,21 +2,13 @@
 names without case, punctuation or side, ignored segments, and everything else background."""
 from __future__ import annotations
 
-import slicer
+from slicer_scene import serialized
+
 from AttentionUNetSegLib.models.segment_classes import DEFAULT_CLASS_NAMES, make_classes
 from AttentionUNetSegLib.datasets.segment_matching import (BACKGROUND, IGNORED, NAME, TERMINOLOGY, Segment,
                                                            match_segments, normalised_name, type_code)
 
 CLASSES = make_classes(DEFAULT_CLASS_NAMES)
-
-
-def serialized(type_code_value: str, meaning: str, modifier: str = "") -> str:
-    """A terminology entry as Slicer serializes it (SNOMED CT type, optional side modifier)."""
-    modifier_code = {"Left": "7771000", "Right": "24028007"}.get(modifier, "")
-    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
-        "Segmentation category and type - DICOM master list", "123037004", "SCT", "Anatomical Structure",
-        type_code_value, "SCT", meaning, modifier_code, "SCT" if modifier else "", modifier,
-        "Anatomic codes - DICOM master list", "", "", "", "", "", "")
 
 
 def test_terminology_wins_over_a_misleading_name() -> None:
