@@ -19,6 +19,8 @@ from AttentionUNetSegLogic.outputs import (CANCELLED, COHORT, COHORT_INPUT_ROLE,
                                            INPUT_ROLE, INPUT_VOLUME_COLUMN, NOT_RUN, OUTPUT_ATTRIBUTE,
                                            RUN_TIME_COLUMN, SEGMENTATION, STATUS_COLUMN, VOLUMES, cohortVolumeColumn)
 
+pytestmark = pytest.mark.shared_data
+
 LABELS_ONLY = InferenceSettings(attention=False)
 """No attention maps: the labels, faster."""
 WITH_ATTENTION = InferenceSettings(attention=True)

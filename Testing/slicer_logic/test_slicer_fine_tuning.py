@@ -30,6 +30,8 @@ from AttentionUNetSegLib.training.fine_tuning import FineTuneSettings
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.background import CANCELLED, FAILED, SUCCEEDED
 
+pytestmark = pytest.mark.shared_data
+
 S0009 = SHARED / "data" / "totalsegmentator_s0009"
 TIMEOUT_S = 600
 LABELS_ONLY = InferenceSettings(attention=False)

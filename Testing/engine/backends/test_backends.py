@@ -132,6 +132,7 @@ def test_window_size() -> None:
     assert all(c % 16 == 0 for c in capped)
 
 
+@pytest.mark.shared_data
 def test_cli_records_the_backend_and_refuses_bad_windows(tmp_path: Path, tiny_model_path: Path) -> None:
     from conftest import TOTALSEG
 

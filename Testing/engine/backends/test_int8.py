@@ -17,6 +17,8 @@ from AttentionUNetSegLib.errors import InvalidOptionError
 from AttentionUNetSegLib.backends.openvino import INT8_SUFFIX, IR_FILE, cache_entries
 from AttentionUNetSegLib.models.registry import default_model
 
+pytestmark = pytest.mark.shared_data
+
 S0009 = SHARED / "data" / "totalsegmentator_s0009" / "ct.nii.gz"
 MIN_DICE_VS_FLOAT32 = {"liver": 0.98, "kidney": 0.95, "spleen": 0.9, "pancreas": 0.9}
 """Measured on this scan with the default model v2 on an AVX2 CPU: 0.992, 0.972, 0.955, 0.953

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from conftest import AUTHORS_REFERENCE, TOTALSEG
+from conftest import AUTHORS_REFERENCE, SAMPLE_CT, SHARED, TOTALSEG
 
 from AttentionUNetSegLib.cli import main
 
-CT = TOTALSEG / "example_ct_sm.nii.gz"
+CT = SAMPLE_CT  # a real CT in the repository: the segment cases need no shared/ folder
 
 CASES = [
     # (command line with OUT for the output path, the message the error must hold)
@@ -60,12 +60,18 @@ CASES = [
 ]
 
 
-def _ids(case) -> str:
-    args, _ = case
+def _id(args: List[object]) -> str:
     return " ".join(str(a) if not isinstance(a, Path) else a.name for a in args)
 
 
-@pytest.mark.parametrize("args, message", CASES, ids=[_ids(c) for c in CASES])
+def _needs_shared_data(args: List[object]) -> bool:
+    """The command line names a file of the shared/ folder, or CSV: the list of one real labelled CT in it."""
+    return "CSV" in args or any(isinstance(a, Path) and SHARED in (a, *a.parents) for a in args)
+
+
+@pytest.mark.parametrize("args, message", [
+    pytest.param(args, message, id=_id(args), marks=[pytest.mark.shared_data] if _needs_shared_data(args) else [])
+    for args, message in CASES])
 def test_bad_option_values_are_refused_before_any_work(args: List[object], message: str, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)

@@ -16,6 +16,8 @@ from conftest import TOTALSEG, make_model_file, run_cli
 
 from AttentionUNetSegLib.models.registry import default_model
 
+pytestmark = pytest.mark.shared_data
+
 SMALL_CT = TOTALSEG / "example_ct_sm.nii.gz"
 DICOM = TOTALSEG / "example_ct_dicom"
 ORGAN_COLUMNS = ["pancreas_ml", "spleen_ml", "kidney_ml", "liver_ml"]

@@ -61,6 +61,7 @@ def test_sample_ct_with_the_default_model(tmp_path: Path) -> None:
     assert np.count_nonzero(differ & ~on_boundary) == 0
 
 
+@pytest.mark.shared_data
 def test_default_model_segments_the_labelled_slab_of_its_training_scan(tmp_path: Path) -> None:
     """A guard on the shipped file (export, precision, registry), not a measure of accuracy: the bundled
     model was trained on these 30 labelled slices of the sample CT, so it must find their organs, and on its
@@ -84,6 +85,7 @@ def test_default_model_segments_the_labelled_slab_of_its_training_scan(tmp_path:
     assert pelvis_ml < 20, f"{pelvis_ml} mL of organs in the pelvis"
 
 
+@pytest.mark.shared_data
 def test_dicom_folder_nrrd_without_attention(tmp_path: Path, tiny_model_path: Path) -> None:
     out = tmp_path / "out"
     completed = run_cli(["segment", TOTALSEG / "example_ct_dicom", "-o", out, "--model", tiny_model_path,

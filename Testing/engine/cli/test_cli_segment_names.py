@@ -16,6 +16,8 @@ import slicer
 from AttentionUNetSegLib.datasets.segment_names import label_file_segments
 from AttentionUNetSegLib.models.model_file import read_metadata
 
+pytestmark = pytest.mark.shared_data
+
 S0009 = SHARED / "data" / "totalsegmentator_s0009"
 TINY_STEPS = ["--epochs", "1", "--iterations-per-epoch", "1", "--batch-size", "1", "--no-tensorboard",
               "--no-snapshots", "--fold", "all"]

@@ -52,6 +52,7 @@ def _no_traceback(stderr: str) -> None:
     assert "OSError" not in stderr
 
 
+@pytest.mark.shared_data
 def test_one_ct_onto_a_full_disk_is_a_one_line_error_and_leaves_nothing(small_disk, tiny_model_path: Path) -> None:
     out = small_disk(16)
     completed = run_cli(["segment", SMALL_CT, "-o", out, "--model", tiny_model_path, "--quiet"])
@@ -65,6 +66,7 @@ def test_one_ct_onto_a_full_disk_is_a_one_line_error_and_leaves_nothing(small_di
     assert list(out.iterdir()) == [], "no half-written output, no staging folder"
 
 
+@pytest.mark.shared_data
 def test_a_cohort_that_fills_the_disk_keeps_its_cases_records_the_failure_and_a_true_table(
         small_disk, tiny_model_path: Path, tmp_path: Path) -> None:
     inputs = [Path(shutil.copyfile(SMALL_CT, tmp_path / f"{name}.nii.gz")) for name in ("p1", "p2", "p3")]
@@ -89,6 +91,7 @@ def test_a_cohort_that_fills_the_disk_keeps_its_cases_records_the_failure_and_a_
     assert rows == {"p1": "done", "p2": "failed"}
 
 
+@pytest.mark.shared_data
 def test_training_without_room_for_its_checkpoint_says_so_in_one_line(small_disk, tmp_path: Path) -> None:
     out = small_disk(256)
     data = tmp_path / "data.csv"

@@ -30,17 +30,20 @@ def study(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.shared_data
 def test_one_ct_keeps_its_own_name() -> None:
     assert resolve_inputs([CT]) == [CohortCase("example_ct_sm", CT)]
     assert resolve_inputs([DICOM]) == [CohortCase("example_ct_dicom", DICOM)]
 
 
+@pytest.mark.shared_data
 def test_files_of_the_same_name_take_their_folders_names(study: Path) -> None:
     cases = resolve_inputs([study / "s0002" / "ct.nii.gz", study / "s0001" / "ct.nii.gz", study / "flat", DICOM])
     assert [c.name for c in cases] == ["a", "b", "example_ct_dicom", "s0001_ct", "s0002_ct"]
     assert {c.name: c.path for c in cases}["s0001_ct"] == study / "s0001" / "ct.nii.gz"
 
 
+@pytest.mark.shared_data
 def test_lists_name_their_cts_relative_to_the_list(study: Path) -> None:
     (study / "cases.txt").write_text("# the two subjects\ns0001/ct.nii.gz\n\ns0002/ct.nii.gz\n")
     assert [c.name for c in resolve_inputs([study / "cases.txt"])] == ["s0001_ct", "s0002_ct"]
@@ -50,6 +53,7 @@ def test_lists_name_their_cts_relative_to_the_list(study: Path) -> None:
                                                  ("first", study / "s0001" / "ct.nii.gz")]
 
 
+@pytest.mark.shared_data
 def test_everything_wrong_is_named_at_once(study: Path) -> None:
     (study / "list.csv").write_text("path\nnope1.nii.gz\nnope2.nii.gz\n")
     with pytest.raises(InvalidOptionError) as error:
@@ -61,6 +65,7 @@ def test_everything_wrong_is_named_at_once(study: Path) -> None:
     assert "given more than once: " + str(CT) in message
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("content, message", [
     ("", "names no CT"),
     ("file,label\nx,y\n", "has no `path` column"),
@@ -98,6 +103,7 @@ def test_torchrun_gives_each_process_its_shard_and_gpu() -> None:
     assert environment_shard(environ) == Shard(3, 4) and local_device(environ) == "cuda:0"
 
 
+@pytest.mark.shared_data
 def test_label_volumes_in_a_folder_are_skipped_naming_each(tmp_path: Path, tiny_model_path: Path) -> None:
     """A dataset folder holds labels beside its CTs: NIfTI and NRRD label files are skipped with a warning naming
     each, not segmented as CTs; labels given by name, or a folder of labels only, are the user's to decide."""

@@ -97,6 +97,7 @@ def test_evaluate_cli_names_the_case_whose_grid_differs_and_writes_nothing(three
     assert not three_cases["out"].exists()
 
 
+@pytest.mark.shared_data
 def test_real_labels_against_themselves_and_a_copy_shifted_by_one_voxel(tmp_path):
     seg = sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz"))
     labels = sitk.GetArrayFromImage(seg)
@@ -197,6 +198,7 @@ def test_report_json_round_trip_keeps_values_and_nans(three_cases, tmp_path):
         load_report(tmp_path / "bad.json")
 
 
+@pytest.mark.shared_data
 def test_label_maps_from_inline_specs_and_json_files(tmp_path):
     assert parse_label_map(" 1=pancreas, 2 = spleen ") == {1: "pancreas", 2: "spleen"}
     assert parse_label_map(str(TOTALSEG / "labels_total_v2.json"))[7] == "pancreas"
@@ -220,6 +222,7 @@ def _one_case(tmp_path: Path, reference: sitk.Image, prediction: sitk.Image) -> 
     return {"ref": tmp_path / "ref", "pred": tmp_path / "pred", "out": tmp_path / "out"}
 
 
+@pytest.mark.shared_data
 def test_a_ct_given_as_reference_is_refused_not_scored(tmp_path):
     # the file named like the prediction is the CT itself (HU): scoring it would print a tiny Dice silently
     ct = sitk.ReadImage(str(TOTALSEG / "example_ct_sm.nii.gz"))
@@ -234,6 +237,7 @@ def test_a_ct_given_as_reference_is_refused_not_scored(tmp_path):
     assert not case["out"].exists()
 
 
+@pytest.mark.shared_data
 def test_a_reference_numbered_otherwise_is_refused_unless_mapped_or_ignored(tmp_path):
     seg = sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz"))  # TotalSegmentator numbering: 7 = pancreas
     labels = sitk.GetArrayFromImage(seg)

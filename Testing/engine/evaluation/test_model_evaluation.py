@@ -12,6 +12,8 @@ from AttentionUNetSegLib.errors import DatasetError
 from AttentionUNetSegLib.evaluation.report import load_report
 from AttentionUNetSegLib.evaluation.model_scoring import CaseSelection, evaluate_model, merge_reports
 
+pytestmark = pytest.mark.shared_data
+
 TOTALSEG_IDS = {"pancreas": [7], "spleen": [1], "kidney": [2, 3], "liver": [5]}
 
 

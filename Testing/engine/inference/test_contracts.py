@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import GRID_DIRECTIONS, TOTALSEG
+from conftest import GRID_DIRECTIONS, SAMPLE_CT
 from monai.inferers import sliding_window_inference
 from scipy.ndimage import gaussian_filter
 from test_resampling import RNG, _grids, _sitk_resample
@@ -87,7 +87,7 @@ def test_contract_map_writer_equals_simpleitks_nifti_writer(tmp_path: Path, kind
 def test_contract_map_reader_equals_simpleitks_reader(tmp_path: Path, step) -> None:
     """The Slicer logic reads the worker's uncompressed map files with read_map instead of ITK: same values,
     same pixel type, same geometry, on a real CT's oblique-free grid with its RAS/LPS flips."""
-    ct = read_image(TOTALSEG / "example_ct.nii.gz")
+    ct = read_image(SAMPLE_CT)
     grid = Grid.of(ct)
     values = np.clip((sitk.GetArrayFromImage(ct).astype(np.float32) + 160.0) / 400.0, 0.0, 1.0)
     stored = np.rint(values / step).astype(np.int16) if step else values

@@ -163,6 +163,7 @@ def test_oblique_input_keeps_its_grid(patient_a: sitk.Image, tiny_model) -> None
     assert _same_grid(result.attention["att2_gate1"], region)
 
 
+@pytest.mark.shared_data
 def test_dicom_series_with_anisotropic_spacing(tiny_model) -> None:
     image = read_image(TOTALSEG / "example_ct_dicom")
     assert image.GetSize() == (512, 512, 20)

@@ -1,10 +1,11 @@
 """The out-of-distribution guard (plausibility.py) on constructed label volumes and real reference masks."""
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import SHARED, run_cli
+from conftest import SAMPLE_CT, SHARED, run_cli
 
 from AttentionUNetSegLib.io.grid import Grid
 from AttentionUNetSegLib.inference.plausibility import plausibility_warnings
@@ -83,6 +84,7 @@ def _reference(folder: Path, files: dict):
     return labels, Grid.of(ct), sitk.GetArrayFromImage(ct)
 
 
+@pytest.mark.shared_data
 def test_the_s0009_reference_masks_are_plausible():
     folder = DATA / "totalsegmentator_s0009"
     files = {"segmentations/pancreas.nii.gz": 1, "segmentations/spleen.nii.gz": 2,
@@ -92,6 +94,7 @@ def test_the_s0009_reference_masks_are_plausible():
     assert plausibility_warnings(labels, grid, CLASSES, ct) == []
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("case", ["3Dircadb1.1", "3Dircadb1.7"])
 def test_the_ircad_full_organ_masks_are_plausible(case):
     files = {"masks/spleen.nii.gz": 2, "masks/leftkidney.nii.gz": 3, "masks/rightkidney.nii.gz": 3,
@@ -104,7 +107,7 @@ def test_the_ircad_full_organ_masks_are_plausible(case):
 
 
 def test_the_pelvis_of_the_sample_ct_holds_no_organ():
-    ct = sitk.ReadImage(str(DATA / "totalseg_example" / "example_ct.nii.gz"))[:, :, 0:41]
+    ct = sitk.ReadImage(str(SAMPLE_CT))[:, :, 0:41]
     labels = np.zeros(Grid.of(ct).shape, np.uint8)
     warnings = plausibility_warnings(labels, Grid.of(ct), CLASSES, sitk.GetArrayViewFromImage(ct))
     assert warnings and warnings[0].startswith("No organ was found")
@@ -113,9 +116,6 @@ def test_the_pelvis_of_the_sample_ct_holds_no_organ():
 def test_the_warnings_reach_summary_json_through_segment(tmp_path: Path, tiny_model_path: Path) -> None:
     """End to end: a CT of air holds no organ, so whatever a model labels there (nothing, or "organs" in air)
     the guard warns, and the warning must reach the summary."""
-    import json
-
-
     ct = sitk.Image([48, 48, 24], sitk.sitkInt16) - 1000
     ct.SetSpacing((2.0, 2.0, 3.0))
     sitk.WriteImage(ct, str(tmp_path / "air.nii.gz"))
@@ -127,7 +127,7 @@ def test_the_warnings_reach_summary_json_through_segment(tmp_path: Path, tiny_mo
 
 
 def test_an_organ_labelled_in_the_air_around_the_patient_warns():
-    ct = sitk.ReadImage(str(DATA / "totalseg_example" / "example_ct.nii.gz"))[:, :, 0:41]
+    ct = sitk.ReadImage(str(SAMPLE_CT))[:, :, 0:41]
     hu = sitk.GetArrayFromImage(ct)
     labels = np.zeros(hu.shape, np.uint8)
     labels[:, :10, :10] = 4  # a corner of the field of view, outside the body
@@ -179,6 +179,7 @@ def test_an_organ_missing_from_a_scan_holding_the_whole_upper_abdomen_warns():
     assert not any("No pancreas" in w for w in plausibility_warnings(cut, _grid(LPS, size=(100, 100, 55)), CLASSES))
 
 
+@pytest.mark.shared_data
 def test_liver_in_the_chest_left_of_the_midline_is_called_the_heart():
     """On the real NIH case 1, whose top reaches the heart: a "liver" box between the lungs left of the midline warns,
     the same box on the right, under the right lung where the liver's dome lies, does not."""

@@ -21,6 +21,8 @@ from AttentionUNetSegLib.models.model_file import read_metadata
 from AttentionUNetSegLib.models.registry import default_model
 from conftest import SAMPLE_CT, TOTALSEG, run_cli
 
+pytestmark = pytest.mark.shared_data
+
 DICOM = TOTALSEG / "example_ct_dicom"  # de-identified: its study and series UIDs are empty
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 

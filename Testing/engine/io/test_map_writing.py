@@ -10,7 +10,7 @@ import nibabel
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import TOTALSEG
+from conftest import SAMPLE_CT, TOTALSEG
 
 from AttentionUNetSegLib.io.atomic import StagedOutputs
 from AttentionUNetSegLib.models.segment_classes import DEFAULT_CLASS_NAMES, make_classes
@@ -39,8 +39,10 @@ def _reference_multiples(values: np.ndarray, source: Grid, target: Grid) -> np.n
     return np.rint(np.clip(resampled, 0.0, 1.0) / ATTENTION_STEP).astype(np.int16)
 
 
-@pytest.mark.parametrize("ct_path", [TOTALSEG / "example_ct.nii.gz", TOTALSEG / "example_ct_dicom"],
-                         ids=["patient A NIfTI", "patient B DICOM"])
+@pytest.mark.parametrize("ct_path", [
+    pytest.param(SAMPLE_CT, id="patient A NIfTI"),
+    pytest.param(TOTALSEG / "example_ct_dicom", id="patient B DICOM", marks=pytest.mark.shared_data),
+])
 def test_written_maps_are_within_one_step_and_labels_exact(tmp_path: Path, ct_path: Path) -> None:
     ct = read_image(ct_path)
     target, source = Grid.of(ct), model_grid(ct, (2.0, 2.0, 2.0))

@@ -12,6 +12,7 @@ from AttentionUNetSegLib.models.model_file import read_model, read_metadata
 from AttentionUNetSegLib.network.attention_unet import AttentionUNet3D, ModelConfig, count_parameters
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("architecture, expected", [("unet_3d", 5_888_004), ("attention_unet_3d", 6_473_322)])
 def test_parameter_counts_match_the_released_code(architecture: str, expected: int) -> None:
     reference = json.loads((AUTHORS_REFERENCE / "paper_size_architectures.json").read_text())
@@ -22,6 +23,7 @@ def test_parameter_counts_match_the_released_code(architecture: str, expected: i
     assert len(model.state_dict()) == len(reference[name]["state_dict_shapes"])
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("stem, architecture", [("att_unet_ct_multi_dsv", "attention_unet_3d"),
                                                 ("unet_ct_dsv", "unet_3d")])
 def test_imported_authors_checkpoint_reproduces_their_outputs(tmp_path, stem: str, architecture: str) -> None:

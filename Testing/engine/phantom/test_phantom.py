@@ -124,6 +124,7 @@ def test_bad_label_ids_are_refused(label_ids, message):
         generate_phantom(0, label_ids=label_ids, **SMALL)
 
 
+@pytest.mark.shared_data
 def test_default_labels_are_totalsegmentator_v2_ids():
     totalseg = {name: int(value) for value, name in json.loads((TOTALSEG / "labels_total_v2.json").read_text()).items()}
     assert {name: totalseg[name] for name in DEFAULT_LABELS} == DEFAULT_LABELS

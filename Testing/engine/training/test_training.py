@@ -36,6 +36,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, subproces
     return out, completed
 
 
+@pytest.mark.shared_data
 def test_loss_falls_and_every_output_is_written(smoke_run) -> None:
     out, completed = smoke_run
     rows = log_rows(out)
@@ -54,6 +55,7 @@ def test_loss_falls_and_every_output_is_written(smoke_run) -> None:
         assert min(picture.GetSize()) > 300
 
 
+@pytest.mark.shared_data
 def test_validation_reports_each_case_and_counts_in_the_time_left(smoke_run) -> None:
     _, completed = smoke_run
     lines = completed.stderr.splitlines()
@@ -75,6 +77,7 @@ def test_time_left_adds_the_validations_to_come_at_their_measured_pace() -> None
     assert time_left(10, 2.0, 2, None) == "about 0:00:20 left + 2 validation(s), not yet timed"
 
 
+@pytest.mark.shared_data
 def test_model_file_has_full_metadata_and_segments(smoke_run) -> None:
     out, _ = smoke_run
     model = read_model(out / "final.safetensors")
@@ -102,6 +105,7 @@ def test_model_file_has_full_metadata_and_segments(smoke_run) -> None:
     assert list(result.attention) == model.gate_names
 
 
+@pytest.mark.shared_data
 def test_saved_config_repeats_the_run(smoke_run) -> None:
     out, _ = smoke_run
     config = config_from_sources({}, out / "train_config.yaml")
@@ -109,6 +113,7 @@ def test_saved_config_repeats_the_run(smoke_run) -> None:
     assert Path(config.data).is_absolute() and Path(config.output) == out.resolve()
 
 
+@pytest.mark.shared_data
 def test_resume_with_another_architecture_is_refused(smoke_run) -> None:
     out, _ = smoke_run
     before = file_sha256(out / "checkpoint.pt")
@@ -118,6 +123,7 @@ def test_resume_with_another_architecture_is_refused(smoke_run) -> None:
     assert file_sha256(out / "checkpoint.pt") == before
 
 
+@pytest.mark.shared_data
 def test_resuming_a_finished_run_asks_for_more_epochs(smoke_run) -> None:
     out, _ = smoke_run
     completed = run_cli(["train", "--resume", "-o", out])
@@ -125,6 +131,7 @@ def test_resuming_a_finished_run_asks_for_more_epochs(smoke_run) -> None:
     assert f"already trained its {EPOCHS} epochs" in completed.stderr
 
 
+@pytest.mark.shared_data
 def test_nan_loss_stops_and_leaves_the_last_checkpoint_intact(smoke_run, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(smoke_run[0], copy)
@@ -140,6 +147,7 @@ def test_nan_loss_stops_and_leaves_the_last_checkpoint_intact(smoke_run, tmp_pat
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
 
 
+@pytest.mark.shared_data
 def test_fine_tuning_leaves_unlabelled_classes_out_of_softmax_and_loss(smoke_run, tmp_path: Path,
                                                                         tmp_path_factory) -> None:
     base_path = smoke_run[0] / "final.safetensors"
@@ -162,6 +170,7 @@ def test_fine_tuning_leaves_unlabelled_classes_out_of_softmax_and_loss(smoke_run
         assert not torch.equal(after[1], before[1]), f"{name}: the pancreas output did not train"
 
 
+@pytest.mark.shared_data
 def test_a_time_budget_ends_the_run_after_a_step_with_its_final_model(tmp_path: Path, tmp_path_factory) -> None:
     """`max_seconds` ends the run after the step that uses it up, as if its epochs were done: the checkpoint, the
     log row and the final model are written; `on_step` saw every step, the last with nothing left to do."""
@@ -179,6 +188,7 @@ def test_a_time_budget_ends_the_run_after_a_step_with_its_final_model(tmp_path: 
     assert len(log_rows(tmp_path / "budget")) == 1
 
 
+@pytest.mark.shared_data
 def test_unet_baseline_with_per_scale_dice_ce_and_bf16(tmp_path: Path, tmp_path_factory) -> None:
     result = train(TrainConfig(
         data=str(real_ct_csv(tmp_path)), output=str(tmp_path / "unet"), label_map="totalsegmentator",

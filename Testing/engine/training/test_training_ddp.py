@@ -6,10 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from training_support import assert_same_tensors, real_ct_csv, shared_cache
 
 from AttentionUNetSegLib.models.model_file import read_model
+
+pytestmark = pytest.mark.shared_data
 
 SCRIPT = """
 import logging, os, sys, torch

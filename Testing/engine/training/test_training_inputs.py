@@ -120,6 +120,7 @@ def test_label_map_definitions_are_checked() -> None:
         load_label_map("totalsegmentater")
 
 
+@pytest.mark.shared_data
 def test_label_values_missing_from_the_label_map_stop_the_run_naming_the_case(tmp_path: Path) -> None:
     data = _write_csv(tmp_path / "cases.csv", [("patient_a", TOTALSEG / "example_ct_sm.nii.gz",
                                                 TOTALSEG / "example_seg.nii.gz")])
@@ -129,6 +130,7 @@ def test_label_values_missing_from_the_label_map_stop_the_run_naming_the_case(tm
     assert "unlisted" in str(error.value)
 
 
+@pytest.mark.shared_data
 def test_cpu_bfloat16_is_refused_where_its_convolution_gradients_are_wrong(tmp_path: Path) -> None:
     # PyTorch 2.13's CPU bf16 weight gradient of a 3x3x3 convolution is wrong on maps 2 voxels deep (on this
     # project's CPUs; off by up to 1e36, or NaN) and right on other depths, which training therefore allows
@@ -185,6 +187,7 @@ def test_unmatched_and_missing_files_are_listed(tmp_path: Path) -> None:
         discover_cases(table)
 
 
+@pytest.mark.shared_data
 def test_image_and_label_grids_that_do_not_match_name_the_case(tmp_path: Path) -> None:
     label = sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz"))
     sitk.WriteImage(label[:, :, :20], str(tmp_path / "cropped_seg.nii.gz"))
@@ -198,6 +201,7 @@ def test_image_and_label_grids_that_do_not_match_name_the_case(tmp_path: Path) -
     assert "does not match the image grid (size (122, 101, 30)" in completed.stderr
 
 
+@pytest.mark.shared_data
 def test_unwritable_output_folder_is_refused_before_any_work(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -209,6 +213,7 @@ def test_unwritable_output_folder_is_refused_before_any_work(tmp_path: Path) -> 
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.shared_data
 def test_case_without_foreground_is_kept_with_a_warning(tmp_path: Path, tmp_path_factory, caplog) -> None:
     reference = sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz"))
     empty = sitk.Image(reference.GetSize(), sitk.sitkUInt8)

@@ -43,6 +43,7 @@ def _dataset(folder: Path, patient_b_map: str) -> Path:
     return path
 
 
+@pytest.mark.shared_data
 def test_csv_label_map_column_is_read_relative_to_the_csv(tmp_path: Path) -> None:
     cases = {c.name: c for c in discover_cases(_dataset(tmp_path, "no_pancreas.json"))}
     assert cases["patient_a"].label_map is None
@@ -98,6 +99,7 @@ def test_ignore_values_of_a_label_map_become_the_ignore_label(tmp_path: Path) ->
         LabelMap({"liver": (5,)}, ignore=(5,))
 
 
+@pytest.mark.shared_data
 def test_a_case_without_pancreas_labels_trains_and_validates_without_its_pancreas(tmp_path: Path,
                                                                                 tmp_path_factory) -> None:
     data = _dataset(tmp_path / "data", "no_pancreas.json")
@@ -120,6 +122,7 @@ def test_a_case_without_pancreas_labels_trains_and_validates_without_its_pancrea
     assert provenance["case_label_maps"]["patient_b"]["name"] == "no-pancreas"
 
 
+@pytest.mark.shared_data
 def test_a_case_label_map_with_a_class_the_run_does_not_train_is_refused_before_any_output(tmp_path: Path) -> None:
     data = _dataset(tmp_path / "data", "no_pancreas.json")
     output = tmp_path / "run"
@@ -129,6 +132,7 @@ def test_a_case_label_map_with_a_class_the_run_does_not_train_is_refused_before_
     assert not output.exists()
 
 
+@pytest.mark.shared_data
 def test_evaluation_leaves_a_class_the_case_does_not_label_undefined(tmp_path: Path) -> None:
     model = make_model_file(tmp_path / "tiny.safetensors")
     data = _dataset(tmp_path / "data", "no_pancreas.json")

@@ -13,6 +13,8 @@ import torch
 from training_support import (TINY_RUN, assert_same_tensors, log_rows, model_tensors, real_ct_csv, run_train,
                               shared_cache, train_command)
 
+pytestmark = pytest.mark.shared_data
+
 RUN = [*TINY_RUN, "--epochs", 3, "--iterations-per-epoch", 3, "--batch-size", 1, "--accumulate", 2,
        "--validate-every", 2, "--no-snapshots"]
 
