@@ -60,7 +60,8 @@ class Checkout:
         shutil.copy2(REPO_ROOT / "scripts" / "setup.sh", root / "scripts")
         for name in ("pyproject.toml", "README.md", "LICENSE.txt"):
             shutil.copy2(REPO_ROOT / name, root)
-        shutil.copytree(REPO_ROOT / "AttentionUNetSeg" / "AttentionUNetSegLib", root / "AttentionUNetSeg" / "AttentionUNetSegLib",
+        package = Path("AttentionUNetSeg") / "AttentionUNetSegLib"
+        shutil.copytree(REPO_ROOT / package, root / package,
                         ignore=shutil.ignore_patterns("__pycache__", "*.safetensors", "*.nii.gz"))
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
         self.python = root / ".venv" / "bin" / "python"
@@ -104,8 +105,10 @@ def checkout(tmp_path: Path):
     first = project.setup(EXTRAS="test")
     assert first.returncode == 0, first.output
     assert "installing AttentionUNetSeg (editable) with extras [test]" in first.output
-    assert project.stamp.is_file() and "extras test" in project.stamp.read_text()
-    assert project.importable("AttentionUNetSegLib") and (project.root / ".venv" / "bin" / "attention-unet").is_file()
+    assert project.stamp.is_file()
+    assert "extras test" in project.stamp.read_text()
+    assert project.importable("AttentionUNetSegLib")
+    assert (project.root / ".venv" / "bin" / "attention-unet").is_file()
     yield project
     assert {p: p.stat().st_mtime_ns for p in _project_dist_info()} == before, "the interpreter's own install changed"
 
@@ -116,13 +119,15 @@ def test_second_call_runs_no_pip_and_needs_no_network(checkout: Checkout):
         again = checkout.setup(EXTRAS=extras)
         assert again.returncode == 0, again.output
         assert PIP_CALLED not in again.output
-        assert "up to date" in again.output and "installing" not in again.output
+        assert "up to date" in again.output
+        assert "installing" not in again.output
 
 
 def test_changed_requirements_and_new_extras_install_again(checkout: Checkout):
     checkout.block_pip()
     train = checkout.setup(EXTRAS="train")
-    assert train.returncode != 0 and PIP_CALLED in train.output, train.output
+    assert train.returncode != 0, train.output
+    assert PIP_CALLED in train.output, train.output
     assert "extras [train] not installed yet" in train.output
     # pip failed before changing anything (as offline): the set-up recorded before still stands
     assert "up to date" in checkout.setup(EXTRAS="").output
@@ -130,7 +135,8 @@ def test_changed_requirements_and_new_extras_install_again(checkout: Checkout):
     pyproject = checkout.root / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "\n# a changed requirement\n")
     changed = checkout.setup(EXTRAS="test")
-    assert changed.returncode != 0 and PIP_CALLED in changed.output, changed.output
+    assert changed.returncode != 0, changed.output
+    assert PIP_CALLED in changed.output, changed.output
     assert "pyproject.toml (the requirements)" in changed.output
 
     checkout.unblock_pip()   # the reinstall itself, still offline: every requirement is already there
@@ -144,12 +150,14 @@ def test_changed_requirements_and_new_extras_install_again(checkout: Checkout):
 
 def test_forced_reinstall_and_a_failed_one(checkout: Checkout):
     forced = checkout.setup(SETUP_FORCE="1")
-    assert forced.returncode == 0 and "installing into .venv: SETUP_FORCE=1" in forced.output, forced.output
+    assert forced.returncode == 0, forced.output
+    assert "installing into .venv: SETUP_FORCE=1" in forced.output, forced.output
     assert "Successfully installed AttentionUNetSeg" in forced.output
     # a requirement that cannot be found (offline, or a typo): a clear error, and the next call tries again
     pyproject = checkout.root / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace('"pyyaml>=6",', '"pyyaml>=6", "no-such-package-anywhere>=1",'))
     for _ in range(2):
         failed = checkout.setup()
-        assert failed.returncode != 0 and "could not install AttentionUNetSeg" in failed.output, failed.output
+        assert failed.returncode != 0, failed.output
+        assert "could not install AttentionUNetSeg" in failed.output, failed.output
         assert "no-such-package-anywhere" in failed.output

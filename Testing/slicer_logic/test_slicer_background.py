@@ -104,7 +104,8 @@ def test_cancel_ends_the_process_and_adds_nothing(scene, patient_b: sitk.Image, 
         run.result()
     assert scene_state(scene) == before
     run._reader.join(TIMEOUT_S)  # the test may wait for the reader; cancel() does not
-    assert run._process.poll() is not None and not run._jobDir.exists()
+    assert run._process.poll() is not None
+    assert not run._jobDir.exists()
 
 
 def launcher(folder: Path, before_python: str = "") -> str:
@@ -149,9 +150,11 @@ def test_cancel_behind_a_launcher_returns_at_once_and_leaves_no_worker(scene, pa
     record_property("cancel_seconds", round(seconds, 4))
     print(f"\ncancel() behind the launcher returned after {seconds * 1000:.1f} ms")
     assert seconds < CANCEL_BOUND_S, f"cancel() took {seconds:.2f} s"
-    assert run.state == CANCELLED and scene_state(scene) == before
+    assert run.state == CANCELLED
+    assert scene_state(scene) == before
     run._reader.join(TIMEOUT_S)
-    assert not run._reader.is_alive() and living_members(group) == []
+    assert not run._reader.is_alive()
+    assert living_members(group) == []
     assert not run._jobDir.exists()
 
 
@@ -207,14 +210,18 @@ def test_a_standby_worker_runs_the_next_segmentation(scene, small_ct: sitk.Image
     assert logic._standby.process is standby
 
     run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)
-    assert run._process is standby and logic._standby is None  # the standby took the job, once
+    # the standby took the job, once
+    assert run._process is standby
+    assert logic._standby is None
     events = drive(run)
     assert run.state == SUCCEEDED, run.result()
     actual = labels_of(run.result().segmentation)
     assert list(actual) == list(expected)
     for segment_id, labels in expected.items():
         np.testing.assert_array_equal(actual[segment_id], labels, err_msg=segment_id)
-    assert events[-1] == DoneEvent() and not run._jobDir.exists() and standby.wait(TIMEOUT_S) == 0
+    assert events[-1] == DoneEvent()
+    assert not run._jobDir.exists()
+    assert standby.wait(TIMEOUT_S) == 0
     assert made_ready(events)
 
 
@@ -230,7 +237,8 @@ def test_a_standby_worker_behind_a_launcher_gets_its_job(scene, small_ct: sitk.I
     assert run._process is standby
     events = drive(run)
     assert run.state == SUCCEEDED, run.result()
-    assert made_ready(events) and standby.wait(TIMEOUT_S) == 0
+    assert made_ready(events)
+    assert standby.wait(TIMEOUT_S) == 0
 
 
 def made_ready(events: list) -> bool:
@@ -245,7 +253,8 @@ def test_a_standby_worker_makes_a_new_model_for_another_job_or_a_changed_file(
     logic.prepareWorker(tiny_model_path, settings=WITH_ATTENTION)
     run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)  # other settings
     events = drive(run)
-    assert run.state == SUCCEEDED and not made_ready(events)
+    assert run.state == SUCCEEDED
+    assert not made_ready(events)
 
     model = tmp_path / "model.safetensors"
     model.write_bytes(tiny_model_path.read_bytes())
@@ -254,7 +263,8 @@ def test_a_standby_worker_makes_a_new_model_for_another_job_or_a_changed_file(
     model.write_bytes(tiny_model_path.read_bytes())
     run = logic.startBackground(node, model, settings=LABELS_ONLY)
     events = drive(run)
-    assert run.state == SUCCEEDED and not made_ready(events)
+    assert run.state == SUCCEEDED
+    assert not made_ready(events)
 
 
 def test_a_standby_worker_ends_by_itself_when_its_stdin_closes() -> None:
@@ -271,7 +281,8 @@ def test_a_released_ended_or_other_interpreter_standby_gives_way_to_a_new_worker
     logic.prepareWorker()
     released = logic._standby.process
     logic.releaseWorker()
-    assert released.wait(TIMEOUT_S) != 0 and logic._standby is None
+    assert released.wait(TIMEOUT_S) != 0
+    assert logic._standby is None
 
     node = add_volume(scene, small_ct, "CT")
     logic.prepareWorker()
@@ -286,6 +297,7 @@ def test_a_released_ended_or_other_interpreter_standby_gives_way_to_a_new_worker
     logic.prepareWorker(python=launcher(tmp_path))
     other = logic._standby.process
     run = logic.startBackground(node, tiny_model_path, settings=LABELS_ONLY)  # this interpreter, not the launcher
-    assert run._process is not other and other.wait(TIMEOUT_S) != 0
+    assert run._process is not other
+    assert other.wait(TIMEOUT_S) != 0
     drive(run)
     assert run.state == SUCCEEDED, run.result()

@@ -52,22 +52,29 @@ def test_each_volume_gets_its_outputs_and_the_cohort_table_all(scene, small_ct_a
     cohort = logic.processMany(volumes, tiny_model_path, settings=LABELS_ONLY,
                                progress=lambda stage, fraction: reports.append((stage, fraction)))
 
-    assert isinstance(cohort, CohortOutputs) and not cohort.cancelled and cohort.failures == []
-    assert [run.volume for run in cohort.runs] == volumes and [run.status for run in cohort.runs] == [DONE, DONE]
+    assert isinstance(cohort, CohortOutputs)
+    assert not cohort.cancelled
+    assert cohort.failures == []
+    assert [run.volume for run in cohort.runs] == volumes
+    assert [run.status for run in cohort.runs] == [DONE, DONE]
     for volume, outputs in zip(volumes, cohort.outputs):
         assert logic.outputsOf(volume, SEGMENTATION) == [outputs.segmentation]
-        assert logic.outputsOf(volume, VOLUMES) == [outputs.volumesTable] and outputs.attention == {}
+        assert logic.outputsOf(volume, VOLUMES) == [outputs.volumesTable]
+        assert outputs.attention == {}
         assert outputs.segmentation.GetNodeReference(INPUT_ROLE) is volume
     first, second = (outputs.volumesMl for outputs in cohort.outputs)
-    assert first != second and first["liver"] > 0  # the crop has less of each organ
+    assert first != second  # the crop has less of each organ
+    assert first["liver"] > 0
 
     table = cohort.table
-    assert table.GetName() == "tiny cohort organ volumes" and table.GetAttribute(OUTPUT_ATTRIBUTE) == COHORT
+    assert table.GetName() == "tiny cohort organ volumes"
+    assert table.GetAttribute(OUTPUT_ATTRIBUTE) == COHORT
     organs = list(first)
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [
         INPUT_VOLUME_COLUMN, *map(cohortVolumeColumn, organs), RUN_TIME_COLUMN, COMPUTED_ON_COLUMN, STATUS_COLUMN]
     for row, volume, outputs in zip(table_rows(table), volumes, cohort.outputs):
-        assert row[INPUT_VOLUME_COLUMN] == volume.GetName() and row[STATUS_COLUMN] == DONE
+        assert row[INPUT_VOLUME_COLUMN] == volume.GetName()
+        assert row[STATUS_COLUMN] == DONE
         for own in table_rows(outputs.volumesTable):  # the same numbers as the volume's own table
             assert row[cohortVolumeColumn(own["Segment"])] == own["Volume [mL]"]
             assert (row[RUN_TIME_COLUMN], row[COMPUTED_ON_COLUMN]) == (own[RUN_TIME_COLUMN], own[COMPUTED_ON_COLUMN])
@@ -77,7 +84,8 @@ def test_each_volume_gets_its_outputs_and_the_cohort_table_all(scene, small_ct_a
     assert [table.GetNthNodeReference(COHORT_INPUT_ROLE, i) for i in range(2)] == volumes
 
     fractions = [fraction for _, fraction in reports]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
     assert (SegmentationStage.OUTPUTS, 0.5) in reports  # the first volume's outputs end its half
 
     logic.process(volumes[0], tiny_model_path, settings=LABELS_ONLY)  # a later run of one input replaces its own only
@@ -92,17 +100,22 @@ def test_a_failing_volume_is_reported_and_the_others_done(scene, small_ct_a: sit
 
     cohort = AttentionUNetSegLogic().processMany([first, empty, last], tiny_model_path, settings=LABELS_ONLY)
 
-    assert [run.status for run in cohort.runs] == [DONE, FAILED, DONE] and not cohort.cancelled
+    assert [run.status for run in cohort.runs] == [DONE, FAILED, DONE]
+    assert not cohort.cancelled
     failure, = cohort.failures
-    assert failure.volume is empty and failure.volumeName == "no voxels" and "has no voxels" in failure.message
-    assert failure.outputs is None and len(cohort.outputs) == 2
+    assert failure.volume is empty
+    assert failure.volumeName == "no voxels"
+    assert "has no voxels" in failure.message
+    assert failure.outputs is None
+    assert len(cohort.outputs) == 2
     assert AttentionUNetSegLogic.outputsOf(empty) == []
     for volume in (first, last):
         assert len(AttentionUNetSegLogic.outputsOf(volume, SEGMENTATION)) == 1
     rows = table_rows(cohort.table)
     assert [row[INPUT_VOLUME_COLUMN] for row in rows] == ["CT", "no voxels", "CT crop"]
     assert rows[1][STATUS_COLUMN] == f"{FAILED}: {failure.message}"
-    assert math.isnan(float(rows[1][cohortVolumeColumn("liver")])) and rows[1][COMPUTED_ON_COLUMN] == ""
+    assert math.isnan(float(rows[1][cohortVolumeColumn("liver")]))
+    assert rows[1][COMPUTED_ON_COLUMN] == ""
     assert float(rows[2][cohortVolumeColumn("liver")]) == cohort.runs[2].outputs.volumesMl["liver"]
 
 
@@ -117,9 +130,12 @@ def test_cancel_keeps_the_finished_volumes_only(scene, small_ct_a: sitk.Image, t
     cohort = logic.processMany(volumes, tiny_model_path, settings=WITH_ATTENTION, cancel=cancel,
                                progress=lambda stage, fraction: reports.append((stage, fraction)))
 
-    assert cohort.cancelled and [run.status for run in cohort.runs] == [DONE, CANCELLED, NOT_RUN]
-    assert len(logic.outputsOf(volumes[0], SEGMENTATION)) == 1 and len(cohort.outputs[0].attention) == 6
-    assert logic.outputsOf(volumes[1]) == [] and logic.outputsOf(volumes[2]) == []
+    assert cohort.cancelled
+    assert [run.status for run in cohort.runs] == [DONE, CANCELLED, NOT_RUN]
+    assert len(logic.outputsOf(volumes[0], SEGMENTATION)) == 1
+    assert len(cohort.outputs[0].attention) == 6
+    assert logic.outputsOf(volumes[1]) == []
+    assert logic.outputsOf(volumes[2]) == []
     rows = table_rows(cohort.table)
     assert [row[STATUS_COLUMN].split(":")[0] for row in rows] == [DONE, CANCELLED, NOT_RUN]
     shNode = scene.GetSubjectHierarchyNode()  # inputs in different places: the table goes to the top
@@ -140,4 +156,5 @@ def test_a_bad_cohort_is_refused_before_any_work(scene, small_ct_a: sitk.Image, 
     before, count = scene_state(scene), scene.GetNumberOfNodes()
     with pytest.raises(error, match=message):
         AttentionUNetSegLogic().processMany(volumes, model, settings=LABELS_ONLY)
-    assert scene_state(scene) == before and scene.GetNumberOfNodes() == count
+    assert scene_state(scene) == before
+    assert scene.GetNumberOfNodes() == count

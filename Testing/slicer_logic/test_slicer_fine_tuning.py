@@ -102,24 +102,34 @@ def test_fine_tuned_model_is_registered_and_segments_the_volume(scene, s0009, ti
     name = logic.fineTune([(volume, segmentation)], tuning("s0009-tuned", tiny_model_path, steps=2),
                           validation=validation, ignoredSegments=["Spleen (cut)"], progress=events.append)
 
-    assert name == "s0009-tuned" and name in registered()
+    assert name == "s0009-tuned"
+    assert name in registered()
     entry = find_model(name)
-    assert entry.file.parent == user_models_dir() and entry.file.is_file()
+    assert entry.file.parent == user_models_dir()
+    assert entry.file.is_file()
     metadata = read_metadata(entry.file)
     base = read_metadata(tiny_model_path)
     provenance = metadata.provenance
-    assert provenance["fine_tuned_from"]["name"] == "tiny" and provenance["steps"] == 2
-    assert provenance["fine_tuning"]["cases"] == 1 and provenance["fine_tuning"]["validation_case"] == "s0009 lower"
+    assert provenance["fine_tuned_from"]["name"] == "tiny"
+    assert provenance["steps"] == 2
+    assert provenance["fine_tuning"]["cases"] == 1
+    assert provenance["fine_tuning"]["validation_case"] == "s0009 lower"
     assert set(provenance["fine_tuning"]["class_voxels"]) == {"pancreas", "kidney", "liver"}  # spleen ignored
     assert provenance["trained_classes"] == ["background", "pancreas", "kidney", "liver"]  # spleen left out (AFT)
-    assert metadata.classes == base.classes and metadata.spacing_mm == base.spacing_mm
-    assert metadata.intensity == base.intensity and metadata.license == base.license
+    assert metadata.classes == base.classes
+    assert metadata.spacing_mm == base.spacing_mm
+    assert metadata.intensity == base.intensity
+    assert metadata.license == base.license
     for when in ("before", "after"):
         dice = metadata.metrics[f"validation_dice_{when}"]
-        assert set(dice) == {"pancreas", "kidney", "liver"} and all(0.0 <= v <= 1.0 for v in dice.values())
+        assert set(dice) == {"pancreas", "kidney", "liver"}
+        assert all(0.0 <= v <= 1.0 for v in dice.values())
     steps = [e for e in events if e.stage is FineTuneStage.TRAINING and e.step]
-    assert [e.step for e in steps] == [1, 2] and all(e.total_steps == 2 and e.loss > 0 for e in steps)
-    assert steps[-1].seconds_left == 0 and events[-1] == ProgressEvent(FineTuneStage.SAVING, 1.0)
+    assert [e.step for e in steps] == [1, 2]
+    assert all(e.total_steps == 2 for e in steps)
+    assert all(e.loss > 0 for e in steps)
+    assert steps[-1].seconds_left == 0
+    assert events[-1] == ProgressEvent(FineTuneStage.SAVING, 1.0)
     assert [e.stage for e in events if not e.step] == [FineTuneStage.PREPARING, FineTuneStage.VALIDATING_BEFORE,
                                                         FineTuneStage.TRAINING, FineTuneStage.VALIDATING_AFTER,
                                                         FineTuneStage.SAVING, FineTuneStage.SAVING]
@@ -127,7 +137,8 @@ def test_fine_tuned_model_is_registered_and_segments_the_volume(scene, s0009, ti
 
     model = load_model(name)
     outputs = logic.process(volume, name, settings=LABELS_ONLY)
-    assert model.metadata.name == name and outputs.segmentation is not None
+    assert model.metadata.name == name
+    assert outputs.segmentation is not None
     assert set(outputs.volumesMl) == {"pancreas", "spleen", "kidney", "liver"}
 
 
@@ -140,10 +151,12 @@ def test_background_gives_the_in_process_weights_and_cancel_leaves_nothing(scene
     run = logic.startFineTune([(volume, segmentation)], tuning("background", tiny_model_path, steps=2, device="cpu"))
     events = drive(run)
 
-    assert run.state == SUCCEEDED and run.result() == "background"
+    assert run.state == SUCCEEDED
+    assert run.result() == "background"
     training = [e for e in events if isinstance(e, ProgressEvent) and e.stage is FineTuneStage.TRAINING and e.step]
     assert [e.step for e in training] == [1, 2]
-    assert all(e.loss is not None and e.seconds_left is not None for e in training)
+    assert all(e.loss is not None for e in training)
+    assert all(e.seconds_left is not None for e in training)
     ours, theirs = (load_file(str(find_model(n).file)) for n in (in_process, "background"))
     assert ours.keys() == theirs.keys()
     for key in ours:
@@ -154,13 +167,15 @@ def test_background_gives_the_in_process_weights_and_cancel_leaves_nothing(scene
     drive(run, until=training_started)
     started = time.monotonic()
     run.cancel()
-    assert time.monotonic() - started < 1.0 and run.state == CANCELLED
+    assert time.monotonic() - started < 1.0
+    assert run.state == CANCELLED
     with pytest.raises(CancelledError, match="nothing was added"):
         run.result()
     with pytest.raises(CancelledError):
         logic.fineTune([(volume, segmentation)], tuning("cancelled", tiny_model_path, steps=50),
                        cancel=lambda: True)
-    assert registered() == models and sorted(os.listdir(user_models_dir())) == files
+    assert registered() == models
+    assert sorted(os.listdir(user_models_dir())) == files
 
 
 def test_input_deleted_during_training_adds_no_model(scene, s0009, tiny_model_path: Path) -> None:
@@ -173,7 +188,8 @@ def test_input_deleted_during_training_adds_no_model(scene, s0009, tiny_model_pa
     assert run.state == FAILED
     with pytest.raises(InputImageError, match="'s0009 corrected' was deleted during the fine-tuning"):
         run.result()
-    assert registered() == models and not (user_models_dir() / "deleted.safetensors").exists()
+    assert registered() == models
+    assert not (user_models_dir() / "deleted.safetensors").exists()
 
 
 def test_pairs_that_cannot_be_used_are_refused_before_any_work(scene, s0009, tiny_model_path: Path) -> None:
@@ -266,13 +282,16 @@ def test_the_panel_follower_reports_steps_and_the_validation_dice(scene, s0009, 
         assert time.monotonic() < deadline
         updates.append(follower.tick())
         time.sleep(0.05)
-    assert updates[-1].modelName == "followed" and updates[-1].error is None
+    assert updates[-1].modelName == "followed"
+    assert updates[-1].error is None
     progress = [u.progress for u in updates if u.progress is not None]
-    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert progress == sorted(progress)
+    assert progress[-1] == 1.0
     stages = [stage for u in updates for stage in u.stages]
     assert stages == list(FineTuneStage)
     statuses = [u.status for u in updates if u.status]
-    assert statuses[-1].startswith("step 2 of 2, loss ") and statuses[-1].endswith("under a minute left")
+    assert statuses[-1].startswith("step 2 of 2, loss ")
+    assert statuses[-1].endswith("under a minute left")
     summary = validationSummary(logic.modelMetadata("followed").metrics)
     assert [line.split(":")[0] for line in summary] == ["kidney", "liver", "pancreas"]  # "Spleen (cut)": background
     assert all(" -> " in line for line in summary)

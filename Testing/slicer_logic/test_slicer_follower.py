@@ -64,22 +64,29 @@ def test_run_ends_with_its_outputs_shown_after_the_parameter_node_is_gone(scene,
     follower = RunFollower(logic.startBackground(node, tiny_model_path, settings=WITH_ATTENTION), logic.showMap, look)
     updates = follow(follower, until=in_inference)
     scene.RemoveNode(parameterNode)
-    assert scene.GetSingletonNode(logic.moduleName, "vtkMRMLScriptedModuleNode") is None and not looks
+    assert scene.GetSingletonNode(logic.moduleName, "vtkMRMLScriptedModuleNode") is None
+    assert not looks
     updates += follow(follower)
 
     end = updates[-1]
-    assert end.ended and end.error is None and not end.cancelled
-    assert end.shownGate is next(iter(end.outputs.attention.values())) and len(looks) == 1
+    assert end.ended
+    assert end.error is None
+    assert not end.cancelled
+    assert end.shownGate is next(iter(end.outputs.attention.values()))
+    assert len(looks) == 1
     for view in views:
-        assert view.GetForegroundVolumeID() == end.shownGate.GetID() and view.GetBackgroundVolumeID() == node.GetID()
+        assert view.GetForegroundVolumeID() == end.shownGate.GetID()
+        assert view.GetBackgroundVolumeID() == node.GetID()
         assert view.GetForegroundOpacity() == pytest.approx(0.7)
     assert end.shownGate.GetDisplayNode().GetLowerThreshold() == pytest.approx(0.35)
-    assert end.outputs.seconds > 0 and end.outputs.computedOn.startswith("cpu (")
+    assert end.outputs.seconds > 0
+    assert end.outputs.computedOn.startswith("cpu (")
     stages = [stage for update in updates for stage in update.stages]
     assert stages == [SegmentationStage.PREPARING, SegmentationStage.INFERENCE, SegmentationStage.RESAMPLING,
                       SegmentationStage.DONE, SegmentationStage.SAVING]  # the outputs are added as the run ends
     progress = [update.progress for update in updates if update.progress is not None]
-    assert progress == sorted(progress) and progress[-1] >= 0.9
+    assert progress == sorted(progress)
+    assert progress[-1] >= 0.9
 
 
 def test_a_failed_run_ends_with_its_error(scene, patient_b: sitk.Image, tiny_model_path: Path) -> None:
@@ -89,8 +96,12 @@ def test_a_failed_run_ends_with_its_error(scene, patient_b: sitk.Image, tiny_mod
     follow(follower, until=in_inference)
     scene.RemoveNode(node)
     end = follow(follower)[-1]
-    assert end.ended and end.outputs is None and end.shownGate is None and not end.cancelled
-    assert isinstance(end.error, InputImageError) and "deleted while it was being segmented" in str(end.error)
+    assert end.ended
+    assert end.outputs is None
+    assert end.shownGate is None
+    assert not end.cancelled
+    assert isinstance(end.error, InputImageError)
+    assert "deleted while it was being segmented" in str(end.error)
 
 
 def test_a_cancelled_run_ends_cancelled_at_the_next_tick(scene, patient_b: sitk.Image, tiny_model_path: Path) -> None:
@@ -100,7 +111,10 @@ def test_a_cancelled_run_ends_cancelled_at_the_next_tick(scene, patient_b: sitk.
     follow(follower, until=in_inference)
     follower.run.cancel()
     end = follower.tick()
-    assert end.ended and end.cancelled and end.outputs is None and "nothing was added" in str(end.error)
+    assert end.ended
+    assert end.cancelled
+    assert end.outputs is None
+    assert "nothing was added" in str(end.error)
 
 
 def test_an_error_in_a_slot_is_reported_and_goes_no_further() -> None:
@@ -131,7 +145,8 @@ def test_reload_reads_every_module_of_the_packages_again(tmp_path: Path, monkeyp
     assert reloadPackages(["reloadprobe"]) == ["reloadprobe", "reloadprobe.user", "reloadprobe.value"]
     import reloadprobe.user as again
 
-    assert again.VALUE == 2 and again is not reloadprobe.user
+    assert again.VALUE == 2
+    assert again is not reloadprobe.user
     for name in [n for n in sys.modules if n.startswith("reloadprobe")]:
         del sys.modules[name]
 

@@ -163,7 +163,8 @@ def test_parameter_node_round_trips_through_an_mrb(tmp_path: Path, small_ct: sit
     scene = new_scene(tmp_path / "cache")
     logic = AttentionUNetSegLogic()
     node = logic.getParameterNode()
-    assert logic.getParameterNode() is node and node.GetAttribute("ModuleName") == "AttentionUNetSeg"
+    assert logic.getParameterNode() is node
+    assert node.GetAttribute("ModuleName") == "AttentionUNetSeg"
     volume = add_volume(scene, small_ct, "CT")
     volume.AddDefaultStorageNode()
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "organs")
@@ -184,7 +185,8 @@ def test_parameter_node_round_trips_through_an_mrb(tmp_path: Path, small_ct: sit
     reloaded = new_scene(tmp_path / "cache2")
     assert reloaded.ReadFromMRB(str(tmp_path / "parameters.mrb"))
     loaded = logic.getParameterNode()
-    assert loaded.GetScene() is reloaded and reloaded.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode") == 1
+    assert loaded.GetScene() is reloaded
+    assert reloaded.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode") == 1
     for name, kind in fields.items():
         if kind == "node":
             assert loaded.GetNodeReference(name).GetName() == references[name].GetName()

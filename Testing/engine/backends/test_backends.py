@@ -41,10 +41,12 @@ def test_openvino_float32_matches_the_reference(trained_like_model, shape: tuple
     x = torch.randn(*shape)
     reference, reference_gates = _reference(trained_like_model, x)
     logits, gates = backend(x, attention=True)
-    assert logits.shape == reference.shape and len(gates) == len(reference_gates) == 6
+    assert logits.shape == reference.shape
+    assert len(gates) == len(reference_gates) == 6
     assert (logits - reference).abs().max() <= 1e-4 * reference.abs().max()
     for alpha, expected in zip(gates, reference_gates):
-        assert alpha.shape == expected.shape and (alpha - expected).abs().max() <= 1e-4
+        assert alpha.shape == expected.shape
+        assert (alpha - expected).abs().max() <= 1e-4
     assert backend(x, attention=False)[1] == []
 
 
@@ -89,7 +91,8 @@ def test_converted_network_is_cached_per_model_file(tiny_model_path: Path, caplo
         expected, _ = OpenVINOBackend(model, torch.float32)(x, attention=False)
     assert "converting the model for OpenVINO" in caplog.text
     (folder,) = (user_cache_dir() / "openvino").glob(f"{model.sha256}-*")
-    assert (folder / IR_FILE).is_file() and not list(folder.parent.glob(".converting-*"))
+    assert (folder / IR_FILE).is_file()
+    assert not list(folder.parent.glob(".converting-*"))
 
     compiled = list((folder / COMPILED_FOLDER).iterdir())  # OpenVINO's compiled network, kept in the entry
     assert compiled
@@ -97,23 +100,28 @@ def test_converted_network_is_cached_per_model_file(tiny_model_path: Path, caplo
     caplog.clear()
     with caplog.at_level(logging.INFO):
         again, _ = OpenVINOBackend(model, torch.float32)(x, attention=False)
-    assert "converting" not in caplog.text and torch.equal(again, expected)
+    assert "converting" not in caplog.text
+    assert torch.equal(again, expected)
     assert list((folder / COMPILED_FOLDER).iterdir()) == compiled  # compiled from it, not kept again
 
     for path in compiled:  # a damaged compiled network is compiled again, to the same outputs
         path.write_bytes(b"not a compiled network")
     recompiled, _ = OpenVINOBackend(model, torch.float32)(x, attention=False)
-    assert torch.equal(recompiled, expected) and all(path.stat().st_size > 100 for path in compiled)
+    assert torch.equal(recompiled, expected)
+    assert all(path.stat().st_size > 100 for path in compiled)
 
     (folder / IR_FILE).write_text("<not a network")  # a damaged cache entry is converted again
     caplog.clear()
     with caplog.at_level(logging.INFO):
         repaired, _ = OpenVINOBackend(model, torch.float32)(x, attention=False)
-    assert "unreadable" in caplog.text and "converting" in caplog.text and torch.equal(repaired, expected)
+    assert "unreadable" in caplog.text
+    assert "converting" in caplog.text
+    assert torch.equal(repaired, expected)
 
 
 def test_backend_choice(trained_like_model) -> None:
-    assert resolve_backend("auto", CPU) == "openvino" and resolve_backend("torch", CPU) == "torch"
+    assert resolve_backend("auto", CPU) == "openvino"
+    assert resolve_backend("torch", CPU) == "torch"
     assert resolve_backend("auto", torch.device("cuda")) == "torch"
     with pytest.raises(InvalidOptionError, match="runs on the CPU"):
         resolve_backend("openvino", torch.device("cuda"))
@@ -128,7 +136,8 @@ def test_window_size() -> None:
     assert window_size((45, 152, 183), patch, 10**9) == (48, 160, 192)  # the volume, in multiples of 16
     assert window_size((20, 50, 60), patch, 10**9) == patch  # never below the training patch
     capped = window_size((150, 205, 205), patch, 2_000_000)
-    assert np.prod(capped) <= 2_000_000 and all(c >= p for c, p in zip(capped, patch))
+    assert np.prod(capped) <= 2_000_000
+    assert all(c >= p for c, p in zip(capped, patch))
     assert all(c % 16 == 0 for c in capped)
 
 
@@ -142,5 +151,6 @@ def test_cli_records_the_backend_and_refuses_bad_windows(tmp_path: Path, tiny_mo
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "out" / "example_ct_sm_summary.json").read_text())["backend"] == "torch"
     refused = run_cli(["segment", ct, "-o", tmp_path / "bad", "--model", tiny_model_path, "--window-voxels", "-1"])
-    assert refused.returncode == 2 and "argument --window-voxels: -1 is not allowed" in refused.stderr
+    assert refused.returncode == 2
+    assert "argument --window-voxels: -1 is not allowed" in refused.stderr
     assert not (tmp_path / "bad").exists()

@@ -44,7 +44,8 @@ def test_int8_labels_agree_with_float32_on_real_ct_and_the_quantized_model_is_ke
     assert not np.array_equal(float32, int8)  # it did run quantized
 
     kept = [entry for entry in cache_entries(model.sha256) if entry.path.name.endswith(INT8_SUFFIX)]
-    assert len(kept) == 1 and kept[0].current
+    assert len(kept) == 1
+    assert kept[0].current
     made = (kept[0].path / IR_FILE).stat().st_mtime_ns
     assert np.array_equal(_segment(S0009, tmp_path / "again", "int8"), int8)  # the same quantized model, read back
     assert (kept[0].path / IR_FILE).stat().st_mtime_ns == made
@@ -57,5 +58,6 @@ def test_int8_refuses_what_cannot_run_it(tmp_path: Path) -> None:
         resolve_backend("torch", torch.device("cpu"), torch.int8)
     assert resolve_backend("auto", torch.device("cpu"), torch.int8) == "openvino"
     refused = run_cli(["segment", S0009, "-o", tmp_path / "out", "--precision", "int8", "--backend", "torch"])
-    assert refused.returncode == 1 and "int8 inference runs on the OpenVINO backend" in refused.stderr
+    assert refused.returncode == 1
+    assert "int8 inference runs on the OpenVINO backend" in refused.stderr
     assert not (tmp_path / "out").exists()

@@ -58,17 +58,24 @@ def test_cache_lists_entries_and_clear_removes_them(tmp_path: Path, capsys) -> N
     (cache_root() / f"{REMOVING_PREFIX}leftover").mkdir()
 
     listing = cli(capsys, "cache")
-    assert str(cache_root()) in listing and "3 converted model(s)" in listing
+    assert str(cache_root()) in listing
+    assert "3 converted model(s)" in listing
     lines = listing.splitlines()[1:-1]
     in_use = [line for line in lines if "unused" not in line]
-    assert len(lines) == 3 and len(in_use) == 1 and in_use[0].split()[0] == sha256[:12] and "mine" in in_use[0]
+    assert len(lines) == 3
+    assert len(in_use) == 1
+    assert in_use[0].split()[0] == sha256[:12]
+    assert "mine" in in_use[0]
     assert any("(no registered model)" in line and line.split()[0] == "0" * 12 for line in lines)
     assert sorted(e.current for e in cache_entries(sha256)) == [False, True]
     assert "converted, " in cli(capsys, "info", "mine")
 
     result = run_cli(["models", "cache", "--clear"])  # a real CLI process
-    assert result.returncode == 0 and "removed 3 converted model(s)" in result.stdout, result.stderr
-    assert not entry.exists() and not outdated.exists() and not orphan.exists()
+    assert result.returncode == 0, result.stderr
+    assert "removed 3 converted model(s)" in result.stdout, result.stderr
+    assert not entry.exists()
+    assert not outdated.exists()
+    assert not orphan.exists()
     assert sorted(p.name for p in cache_root().iterdir()) == []
     assert "openvino:      not converted yet" in cli(capsys, "info", "mine")
     assert "0 converted model(s)" in cli(capsys, "cache")
@@ -99,13 +106,17 @@ def test_remove_takes_the_models_entry_unless_shared(tmp_path: Path, capsys) -> 
     assert "OpenVINO" not in cli(capsys, "remove", "same-file")  # "first" still uses the converted model
     assert first_entry.is_dir()
     removed = cli(capsys, "remove", "first")
-    assert "and its converted OpenVINO model (" in removed and not first_entry.exists()
-    assert second_entry.is_dir() and first.is_file()  # another model's entry and a --file model's own file stay
+    assert "and its converted OpenVINO model (" in removed
+    assert not first_entry.exists()
+    # another model's entry and a --file model's own file stay
+    assert second_entry.is_dir()
+    assert first.is_file()
 
 
 def test_removal_tolerates_absence_and_stays_in_the_cache(tmp_path: Path) -> None:
     cache_root().mkdir(parents=True)
-    assert remove_cache_entries() == [] and remove_cache_entries("a" * 64) == []
+    assert remove_cache_entries() == []
+    assert remove_cache_entries("a" * 64) == []
     assert not _remove_entry(cache_root() / f"{'a' * 64}-openvino1-v1")  # removed meanwhile by another process
     outside = tmp_path / f"{'a' * 64}-openvino1-v1"
     outside.mkdir()

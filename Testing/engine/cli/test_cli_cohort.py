@@ -68,17 +68,21 @@ def test_files_in_folders_and_a_dicom_series_resume_and_overwrite(tmp_path: Path
     names = ["example_ct_dicom", "s0009_ct", "s0010_ct"]
     assert [line for line in completed.stderr.splitlines() if line.startswith("case ")] == \
         [f"case {k}/3: {name}" for k, name in enumerate(names, 1)]
-    assert "about" in completed.stderr and "left" in completed.stderr, "an ETA after a case"
+    assert "about" in completed.stderr, "an ETA after a case"
+    assert "left" in completed.stderr, "an ETA after a case"
     assert completed.stdout.splitlines() == [str(out / "cohort.csv")]
     assert _files(out) == sorted(["cohort.csv", *(f"{n}_seg.nii.gz" for n in names),
                                   *(f"{n}_summary.json" for n in names)])
     table = _table(out)
-    assert sorted(table) == names and {row["status"] for row in table.values()} == {"done"}
+    assert sorted(table) == names
+    assert {row["status"] for row in table.values()} == {"done"}
     header = list(next(iter(table.values())))
     assert header[3:7] == ORGAN_COLUMNS, "organs in class order"
     summary = _summary(out, "s0009_ct")
-    assert summary["files"] == ["s0009_ct_seg.nii.gz"] and summary["input"] == str(first)
-    assert summary["settings"]["attention"] is False and summary["settings"]["format"] == "nii.gz"
+    assert summary["files"] == ["s0009_ct_seg.nii.gz"]
+    assert summary["input"] == str(first)
+    assert summary["settings"]["attention"] is False
+    assert summary["settings"]["format"] == "nii.gz"
     assert summary["model"]["sha256"] == default_model().sha256 == table["s0009_ct"]["model_sha256"]
     for name in names:
         assert float(table[name]["liver_ml"]) == _summary(out, name)["volumes_ml"]["liver"] > 500
@@ -89,12 +93,14 @@ def test_files_in_folders_and_a_dicom_series_resume_and_overwrite(tmp_path: Path
     again = run_cli(command)
     assert again.returncode == 0, again.stderr
     assert all(f"{name}: already complete, skipped" in again.stderr for name in names)
-    assert "0 case(s) segmented, 3 already complete" in again.stderr and "preparing" not in again.stderr
+    assert "0 case(s) segmented, 3 already complete" in again.stderr
+    assert "preparing" not in again.stderr
     assert {name: (out / f"{name}_summary.json").read_bytes() for name in names} == before
 
     redone = run_cli(command + ["--overwrite", "--quiet"])
     assert redone.returncode == 0, redone.stderr
-    assert "3 case(s) segmented, 0 already complete" in redone.stderr and redone.stdout == ""
+    assert "3 case(s) segmented, 0 already complete" in redone.stderr
+    assert redone.stdout == ""
     for name in names:
         _assert_reported(redone.stderr, name, _summary(out, name), quiet=True)
     assert sorted(_table(out)) == names
@@ -108,15 +114,20 @@ def test_a_failing_case_is_recorded_and_the_others_complete(tmp_path: Path) -> N
     command = ["segment", first, middle, last, "-o", out, "--no-attention"]
     completed = run_cli(command)
     assert completed.returncode == 1
-    assert "b_middle failed" in completed.stderr and "2D" in completed.stderr
-    assert "error: 1 case(s) failed: b_middle" in completed.stderr and "Traceback" not in completed.stderr
+    assert "b_middle failed" in completed.stderr
+    assert "2D" in completed.stderr
+    assert "error: 1 case(s) failed: b_middle" in completed.stderr
+    assert "Traceback" not in completed.stderr
     assert "2 case(s) segmented" in completed.stderr
     error = json.loads((out / "b_middle_error.json").read_text())
-    assert error["input"] == str(middle) and "2D" in error["error"] and error["error_type"] == "InputImageError"
+    assert error["input"] == str(middle)
+    assert "2D" in error["error"]
+    assert error["error_type"] == "InputImageError"
     table = _table(out)
     assert {name: row["status"] for name, row in table.items()} == \
         {"a_first": "done", "b_middle": "failed", "c_last": "done"}
-    assert "2D" in table["b_middle"]["error"] and table["b_middle"]["liver_ml"] == ""
+    assert "2D" in table["b_middle"]["error"]
+    assert table["b_middle"]["liver_ml"] == ""
     assert float(table["c_last"]["liver_ml"]) > 500
 
     shutil.copyfile(SMALL_CT, middle)  # fixed: the next run does only this case
@@ -137,7 +148,8 @@ def test_shards_of_one_folder_merge_into_one_table(tmp_path: Path) -> None:
         assert f"shard {shard}: {len(names)} of the cohort's 3 case(s)" in completed.stderr
         assert [line.split(": ")[1] for line in completed.stderr.splitlines() if line.startswith("case ")] == names
     table = _table(out)
-    assert sorted(table) == ["p1", "p2", "p3"] and {row["status"] for row in table.values()} == {"done"}
+    assert sorted(table) == ["p1", "p2", "p3"]
+    assert {row["status"] for row in table.values()} == {"done"}
 
 
 def _empty_list(folder: Path) -> List[Path]:
@@ -162,8 +174,10 @@ def test_bad_inputs_fail_before_any_work(tmp_path: Path, case: str) -> None:
     inputs = make(tmp_path)
     out = tmp_path / "out"
     completed = run_cli(["segment", *inputs, "-o", out, *options])
-    assert completed.returncode in (1, 2) and message in completed.stderr, completed.stderr
-    assert "Traceback" not in completed.stderr and not out.exists()
+    assert completed.returncode in (1, 2), completed.stderr
+    assert message in completed.stderr, completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not out.exists()
     if case == "missing files":
         assert "gone1.nii.gz does not exist" in completed.stderr, "every problem at once"
 
@@ -176,8 +190,11 @@ def test_results_of_another_model_are_kept_unless_overwrite(tmp_path: Path) -> N
     assert made.returncode == 0, made.stderr
     before = {name: (out / name).read_bytes() for name in _files(out)}
     refused = run_cli(["segment", *inputs, "-o", out, "--no-attention"])
-    assert refused.returncode == 1 and "made with another model (other" in refused.stderr
-    assert "--overwrite" in refused.stderr and "x, y" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.returncode == 1
+    assert "made with another model (other" in refused.stderr
+    assert "--overwrite" in refused.stderr
+    assert "x, y" in refused.stderr
+    assert "Traceback" not in refused.stderr
     assert {name: (out / name).read_bytes() for name in _files(out)} == before
     replaced = run_cli(["segment", *inputs, "-o", out, "--no-attention", "--quiet", "--overwrite"])
     assert replaced.returncode == 0, replaced.stderr
@@ -217,8 +234,10 @@ def test_interrupt_keeps_finished_cases_and_no_half_case(tmp_path: Path) -> None
             break
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=120)
-    assert process.returncode == 130 and "the cases finished so far are kept" in rest
+    assert process.returncode == 130
+    assert "the cases finished so far are kept" in rest
     assert _files(out) == ["cohort.csv", "i1_seg.nii.gz", "i1_summary.json"], "no staging folder, no half case"
     assert list(_table(out)) == ["i1"]
     rerun = run_cli(["segment", *inputs, "-o", out, "--no-attention", "--quiet"])
-    assert rerun.returncode == 0 and "2 case(s) segmented, 1 already complete" in rerun.stderr
+    assert rerun.returncode == 0
+    assert "2 case(s) segmented, 1 already complete" in rerun.stderr

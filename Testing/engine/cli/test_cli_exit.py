@@ -25,9 +25,12 @@ sys.exit(console_main())
 
 def test_status_and_output_survive_the_fast_exit(tmp_path: Path) -> None:
     listing = run_cli(["models", "list"])
-    assert listing.returncode == 0 and "attention-unet-abdomen-v2" in listing.stdout
+    assert listing.returncode == 0
+    assert "attention-unet-abdomen-v2" in listing.stdout
     missing = run_cli(["segment", tmp_path / "no_such_ct.nii.gz", "-o", tmp_path / "out"])
-    assert missing.returncode == 1 and "does not exist" in missing.stderr and not (tmp_path / "out").exists()
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_running_thread_is_waited_for(tmp_path: Path) -> None:

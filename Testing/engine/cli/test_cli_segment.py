@@ -34,8 +34,10 @@ def test_sample_ct_with_the_default_model(tmp_path: Path) -> None:
     assert set(_files(out)) == expected
     ct = sitk.ReadImage(str(SAMPLE_CT))
     labels = sitk.ReadImage(str(out / "example_ct_seg.nii.gz"))
-    assert labels.GetSize() == ct.GetSize() and labels.GetPixelID() == sitk.sitkUInt8
-    assert np.allclose(labels.GetDirection(), ct.GetDirection()) and np.allclose(labels.GetOrigin(), ct.GetOrigin())
+    assert labels.GetSize() == ct.GetSize()
+    assert labels.GetPixelID() == sitk.sitkUInt8
+    assert np.allclose(labels.GetDirection(), ct.GetDirection())
+    assert np.allclose(labels.GetOrigin(), ct.GetOrigin())
     summary = json.loads((out / "example_ct_summary.json").read_text())
     assert summary["labels"] == {str(i + 1): name for i, name in enumerate(classes)}
     counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=5)
@@ -43,11 +45,14 @@ def test_sample_ct_with_the_default_model(tmp_path: Path) -> None:
     assert all(len(str(v).partition(".")[2]) <= 2 for v in summary["volumes_ml"].values()), "0.01 mL steps"
     entry = default_model()
     assert summary["model"]["sha256"] == entry.sha256 == file_sha256(entry.file)
-    assert summary["model"]["trained"] is True and "UNTRAINED" not in completed.stderr
-    assert summary["attention_gates"] == GATES and summary["device"] == "cpu"
+    assert summary["model"]["trained"] is True
+    assert "UNTRAINED" not in completed.stderr
+    assert summary["attention_gates"] == GATES
+    assert summary["device"] == "cpu"
     assert summary["timings_s"]["total"] >= summary["timings_s"]["inference"] > 0
     attention = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "example_ct_attention_att2_gate1.nii.gz")))
-    assert attention.shape == sitk.GetArrayViewFromImage(ct).shape and 0 <= attention.min() <= attention.max() <= 1
+    assert attention.shape == sitk.GetArrayViewFromImage(ct).shape
+    assert 0 <= attention.min() <= attention.max() <= 1
     # the probabilities' argmax is the labels but on organ boundaries (README, "Outputs": softmax is not linear)
     probabilities = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"example_ct_prob_{c}.nii.gz")))
                               for c in ["background", *classes]])
@@ -80,7 +85,10 @@ def test_default_model_segments_the_labelled_slab_of_its_training_scan(tmp_path:
     mapped = load_label_map("totalsegmentator").remap(reference, classes, "patient A")
     metrics = label_metrics(labels, mapped, (3.0, 3.0, 3.0), [1, 2, 3, 4])
     dice = {name: metrics[value].dice for name, value in classes.items()}
-    assert dice["liver"] > 0.85 and dice["spleen"] > 0.75 and dice["kidney"] > 0.7 and dice["pancreas"] > 0.3, dice
+    assert dice["liver"] > 0.85, dice
+    assert dice["spleen"] > 0.75, dice
+    assert dice["kidney"] > 0.7, dice
+    assert dice["pancreas"] > 0.3, dice
     pelvis_ml = np.count_nonzero(segmentation[:36]) * 27 / 1000  # 3 mm voxels; slices 0-35 as make_dataset.py's
     assert pelvis_ml < 20, f"{pelvis_ml} mL of organs in the pelvis"
 
@@ -107,9 +115,12 @@ def test_help_documents_every_flag() -> None:
 def test_models_list_and_info() -> None:
     listing = run_cli(["models", "list"])
     entry = default_model()
-    assert listing.returncode == 0 and entry.name in listing.stdout and entry.sha256[:12] in listing.stdout
+    assert listing.returncode == 0
+    assert entry.name in listing.stdout
+    assert entry.sha256[:12] in listing.stdout
     info = run_cli(["models", "info", "--json"])
-    assert info.returncode == 0 and json.loads(info.stdout)["name"] == entry.name
+    assert info.returncode == 0
+    assert json.loads(info.stdout)["name"] == entry.name
 
 
 def _write(image: sitk.Image, path: Path) -> Path:
@@ -166,7 +177,8 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path: Path, tiny_model_p
     out = tmp_path / "out"
     completed = run_cli(["segment", path, "-o", out, "--model", tiny_model_path])
     assert completed.returncode == 1
-    assert completed.stderr.startswith("error: ") and message in completed.stderr
+    assert completed.stderr.startswith("error: ")
+    assert message in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not out.exists()
     if before is not None:
@@ -191,17 +203,22 @@ def test_broken_model_file_fails_and_keeps_existing_outputs(tmp_path: Path, tiny
     out.mkdir()
     (out / "mine.txt").write_text("the user's file")
     completed = run_cli(["segment", SAMPLE_CT, "-o", out, "--model", model])
-    assert completed.returncode == 1 and "broken.safetensors" in completed.stderr
-    assert _files(out) == ["mine.txt"] and (out / "mine.txt").read_text() == "the user's file"
+    assert completed.returncode == 1
+    assert "broken.safetensors" in completed.stderr
+    assert _files(out) == ["mine.txt"]
+    assert (out / "mine.txt").read_text() == "the user's file"
 
 
 def test_unwritable_output_folder(tmp_path: Path, tiny_model_path: Path) -> None:
     blocker = tmp_path / "a_file"  # a folder inside a file cannot be made, even by root
     blocker.write_text("")
     completed = run_cli(["segment", SAMPLE_CT, "-o", blocker / "out", "--model", tiny_model_path])
-    assert completed.returncode == 1 and completed.stderr.startswith("error: ")
-    assert "cannot write to output folder" in completed.stderr and "Traceback" not in completed.stderr
-    assert blocker.read_text() == "" and _files(tmp_path) == ["a_file"]
+    assert completed.returncode == 1
+    assert completed.stderr.startswith("error: ")
+    assert "cannot write to output folder" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert blocker.read_text() == ""
+    assert _files(tmp_path) == ["a_file"]
 
 
 def test_negative_spacing_in_a_header_is_read_as_a_flipped_axis(tmp_path: Path, tiny_model_path: Path) -> None:
@@ -211,7 +228,8 @@ def test_negative_spacing_in_a_header_is_read_as_a_flipped_axis(tmp_path: Path, 
     completed = run_cli(["segment", path, "-o", tmp_path / "out", "--model", tiny_model_path, "--quiet"])
     assert completed.returncode == 0, completed.stderr
     labels = sitk.ReadImage(str(tmp_path / "out" / "bad_spacing_seg.nii.gz"))
-    assert labels.GetSpacing() == (1.0, 2.0, 1.0) and labels.GetDirection()[4] == -1.0
+    assert labels.GetSpacing() == (1.0, 2.0, 1.0)
+    assert labels.GetDirection()[4] == -1.0
 
 
 @pytest.mark.parametrize("size, spacing", [((6, 5, 4), (1.0, 1.0, 1.0)), ((96, 80, 12), (0.7, 0.7, 5.0))],
@@ -227,14 +245,16 @@ def test_small_and_anisotropic_images_segment_on_their_own_grid(tmp_path: Path, 
     assert completed.returncode == 0, completed.stderr
     for name in ["odd_seg.nii.gz", *(f"odd_attention_{g}.nii.gz" for g in GATES)]:
         written = sitk.ReadImage(str(tmp_path / "out" / name))
-        assert written.GetSize() == size and np.allclose(written.GetSpacing(), spacing), name
+        assert written.GetSize() == size, name
+        assert np.allclose(written.GetSpacing(), spacing), name
 
 
 def test_non_ct_intensities_warn(tmp_path: Path, tiny_model_path: Path) -> None:
     image = _write(sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 255, (16, 16, 16)).astype(np.uint8)),
                    tmp_path / "photo.nrrd")
     completed = run_cli(["segment", image, "-o", tmp_path / "out", "--model", tiny_model_path])
-    assert completed.returncode == 0 and "does not look like CT" in completed.stderr
+    assert completed.returncode == 0
+    assert "does not look like CT" in completed.stderr
     summary = json.loads((tmp_path / "out" / "photo_summary.json").read_text())
     assert any("does not look like CT" in w for w in summary["warnings"])
 
@@ -276,5 +296,6 @@ def test_interrupt_mid_run_leaves_no_outputs(tmp_path: Path) -> None:
             break
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=120)
-    assert process.returncode == 130 and "nothing was written" in rest
+    assert process.returncode == 130
+    assert "nothing was written" in rest
     assert not out.exists()

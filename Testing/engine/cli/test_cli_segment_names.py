@@ -61,9 +61,12 @@ def test_a_slicer_segmentation_file_trains_with_its_own_segment_names(tmp_path: 
     provenance = read_metadata(out / "final.safetensors").provenance
     assert provenance["trained_classes"] == ["background", "pancreas", "kidney", "liver"]
     case_map = provenance["case_label_maps"]["s0009"]
-    assert case_map["classes"] == {"pancreas": [1], "kidney": [2, 3], "liver": [4]} and case_map["ignore"] == [5]
+    assert case_map["classes"] == {"pancreas": [1], "kidney": [2, 3], "liver": [4]}
+    assert case_map["ignore"] == [5]
     voxels = provenance["training_voxels"]
-    assert voxels["pancreas"] > 0 and voxels["kidney"] > voxels["pancreas"] and "spleen" not in voxels
+    assert voxels["pancreas"] > 0
+    assert voxels["kidney"] > voxels["pancreas"]
+    assert "spleen" not in voxels
 
 
 def test_value_names_for_plain_label_files_and_what_is_refused(tmp_path: Path, masks, tiny_model_path: Path) -> None:
@@ -84,11 +87,14 @@ def test_value_names_for_plain_label_files_and_what_is_refused(tmp_path: Path, m
 
     refused = run_cli(["train", data, "-o", tmp_path / "none", "--init-model", tiny_model_path, "--segment-names",
                        "10=Bone,20=Fat,30=Tumour", *TINY_STEPS])
-    assert refused.returncode == 1 and "none of its segments (Bone -> background, Fat -> background, Tumour -> " \
-                                       "background) matches a class of the model" in refused.stderr
+    assert refused.returncode == 1
+    assert "none of its segments (Bone -> background, Fat -> background, Tumour -> background) matches a class of " \
+           "the model" in refused.stderr
     no_model = run_cli(["train", data, "-o", tmp_path / "nomodel", "--segment-names", "10=Liver", *TINY_STEPS])
-    assert no_model.returncode != 0 and "give --init-model" in no_model.stderr
+    assert no_model.returncode != 0
+    assert "give --init-model" in no_model.stderr
     not_a_segmentation = run_cli(["train", data, "-o", tmp_path / "header", "--init-model", tiny_model_path,
                                   "--segment-names", *TINY_STEPS])
-    assert not_a_segmentation.returncode == 1 and "names no segments" in not_a_segmentation.stderr
+    assert not_a_segmentation.returncode == 1
+    assert "names no segments" in not_a_segmentation.stderr
     assert not any((tmp_path / name).exists() for name in ("none", "nomodel", "header"))

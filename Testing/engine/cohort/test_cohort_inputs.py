@@ -91,16 +91,19 @@ def test_shards_split_the_sorted_cases_without_overlap() -> None:
     cases = list(range(10))
     shares = [Shard(k, 3).select(cases) for k in (1, 2, 3)]
     assert shares == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
-    assert parse_shard("2/3") == Shard(2, 3) and str(Shard(2, 3)) == "2/3"
+    assert parse_shard("2/3") == Shard(2, 3)
+    assert str(Shard(2, 3)) == "2/3"
     for bad in ("3/2", "0/2", "1/0", "1", "a/b", "-1/2"):
         with pytest.raises(argparse.ArgumentTypeError, match="allowed: K/N with 1 <= K <= N"):
             parse_shard(bad)
 
 
 def test_torchrun_gives_each_process_its_shard_and_gpu() -> None:
-    assert environment_shard({}) is None and local_device({}) is None
+    assert environment_shard({}) is None
+    assert local_device({}) is None
     environ = {"RANK": "2", "WORLD_SIZE": "4", "LOCAL_RANK": "0"}
-    assert environment_shard(environ) == Shard(3, 4) and local_device(environ) == "cuda:0"
+    assert environment_shard(environ) == Shard(3, 4)
+    assert local_device(environ) == "cuda:0"
 
 
 @pytest.mark.shared_data

@@ -21,7 +21,8 @@ def test_terminology_wins_over_a_misleading_name() -> None:
     assert [(m.how, m.class_name) for m in matches] == [
         (TERMINOLOGY, "liver"), (TERMINOLOGY, "spleen"), (TERMINOLOGY, "kidney"), (TERMINOLOGY, "kidney"),
         (BACKGROUND, None)]
-    assert str(matches[0]) == "Segment_1 -> liver (by terminology)" and str(matches[4]) == "Segment_5 -> background"
+    assert str(matches[0]) == "Segment_1 -> liver (by terminology)"
+    assert str(matches[4]) == "Segment_5 -> background"
 
 
 def test_names_match_without_case_punctuation_side_or_plural() -> None:
@@ -29,7 +30,8 @@ def test_names_match_without_case_punctuation_side_or_plural() -> None:
              "Pancreas ", "right-spleen", "Liver tumour", "kidney cyst", "panc", "leftover", "bright"]
     matches = match_segments([Segment(n) for n in names], CLASSES)
     assert [m.class_name for m in matches] == ["kidney"] * 6 + ["liver", "pancreas", "spleen"] + [None] * 5
-    assert {m.how for m in matches[:9]} == {NAME} and {m.how for m in matches[9:]} == {BACKGROUND}
+    assert {m.how for m in matches[:9]} == {NAME}
+    assert {m.how for m in matches[9:]} == {BACKGROUND}
     assert normalised_name("Right_Kidney-2") == "kidney 2"
 
 
@@ -41,6 +43,7 @@ def test_ignored_segments_match_nothing_whatever_their_name_or_code() -> None:
 
 
 def test_type_code_of_entries_without_a_type_is_none() -> None:
-    assert type_code("") is None and type_code("context~SCT^123037004^Anatomical Structure") is None
+    assert type_code("") is None
+    assert type_code("context~SCT^123037004^Anatomical Structure") is None
     assert type_code(serialized("15776009", "Pancreas")) == ("SCT", "15776009")
     assert match_segments([Segment("Segment_1", "garbage")], CLASSES)[0].how == BACKGROUND

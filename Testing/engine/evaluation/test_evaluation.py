@@ -59,27 +59,34 @@ def test_evaluate_cli_writes_tables_with_exact_values_and_counted_undefined_case
     result = run_cli(["evaluate", "--pred", three_cases["pred"], "--ref", three_cases["ref"],
                       "--classes", "1=pancreas,2=spleen", "-o", three_cases["out"]])
     assert result.returncode == 0, result.stderr
-    assert "| pancreas |" in result.stdout and "| spleen |" in result.stdout
+    assert "| pancreas |" in result.stdout
+    assert "| spleen |" in result.stdout
 
     report = json.loads((three_cases["out"] / "evaluation.json").read_text())
     cases = {c["case"]: c["classes"] for c in report["cases"]}
     assert sorted(cases) == ["case1", "case2", "case3"]
     pancreas = cases["case1"]["1"]  # 6-voxel cube shifted by one 0.8 mm voxel along x
-    assert pancreas["dice"] == pytest.approx(5 / 6) and pancreas["precision"] == pytest.approx(5 / 6)
-    assert 0 < pancreas["msd_mm"] < 0.8 and pancreas["hd95_mm"] == pytest.approx(0.8)
-    assert cases["case1"]["2"]["dice"] == 1.0 and cases["case1"]["2"]["hd95_mm"] == 0.0
+    assert pancreas["dice"] == pytest.approx(5 / 6)
+    assert pancreas["precision"] == pytest.approx(5 / 6)
+    assert 0 < pancreas["msd_mm"] < 0.8
+    assert pancreas["hd95_mm"] == pytest.approx(0.8)
+    assert cases["case1"]["2"]["dice"] == 1.0
+    assert cases["case1"]["2"]["hd95_mm"] == 0.0
     assert cases["case2"]["2"] == {"dice": 0.0, "precision": None, "recall": 0.0, "msd_mm": None, "hd95_mm": None,
                                    "pred_voxels": 0, "ref_voxels": 27}
-    assert cases["case3"]["2"]["dice"] is None and cases["case3"]["1"]["dice"] == 1.0
+    assert cases["case3"]["2"]["dice"] is None
+    assert cases["case3"]["1"]["dice"] == 1.0
 
     spleen = report["summary"]["2"]
     assert spleen["name"] == "spleen"
     assert spleen["dice"] == {"mean": 0.5, "std": pytest.approx(math.sqrt(0.5)), "n": 2, "undefined": 1}
-    assert spleen["hd95_mm"]["n"] == 1 and spleen["hd95_mm"]["undefined"] == 2
+    assert spleen["hd95_mm"]["n"] == 1
+    assert spleen["hd95_mm"]["undefined"] == 2
     assert report["summary"]["1"]["dice"]["mean"] == pytest.approx((5 / 6 + 1 + 1) / 3)
 
     rows = list(csv.DictReader((three_cases["out"] / "evaluation.csv").open()))
-    assert len(rows) == 6 and {r["class"] for r in rows} == {"pancreas", "spleen"}
+    assert len(rows) == 6
+    assert {r["class"] for r in rows} == {"pancreas", "spleen"}
     assert [r["dice"] for r in rows if r["case"] == "case3" and r["class"] == "spleen"] == ["nan"]
     markdown = (three_cases["out"] / "evaluation.md").read_text()
     assert "0.500 ± 0.707 (n=2)" in markdown
@@ -92,8 +99,9 @@ def test_evaluate_cli_names_the_case_whose_grid_differs_and_writes_nothing(three
     result = run_cli(["evaluate", "--pred", three_cases["pred"], "--ref", three_cases["ref"],
                       "--classes", "1=pancreas", "--ignore-other-labels", "-o", three_cases["out"]])
     assert result.returncode == 1
-    assert "case 'case2'" in result.stderr and "spacing (mm): prediction (0.8, 0.8, 2.5), reference (0.8, 0.8, 2)" \
-        in result.stderr and "resample" in result.stderr
+    assert "case 'case2'" in result.stderr
+    assert "spacing (mm): prediction (0.8, 0.8, 2.5), reference (0.8, 0.8, 2)" in result.stderr
+    assert "resample" in result.stderr
     assert not three_cases["out"].exists()
 
 
@@ -101,7 +109,9 @@ def test_evaluate_cli_names_the_case_whose_grid_differs_and_writes_nothing(three
 def test_real_labels_against_themselves_and_a_copy_shifted_by_one_voxel(tmp_path):
     seg = sitk.ReadImage(str(TOTALSEG / "example_seg.nii.gz"))
     labels = sitk.GetArrayFromImage(seg)
-    assert not labels[:, :, 0].any() and not labels[:, :, -1].any()  # precondition: x borders are background
+    # precondition: x borders are background
+    assert not labels[:, :, 0].any()
+    assert not labels[:, :, -1].any()
     shifted = sitk.GetImageFromArray(np.roll(labels, 1, axis=2))  # one 3 mm step along x
     shifted.CopyInformation(seg)
     (tmp_path / "ref").mkdir()
@@ -116,7 +126,8 @@ def test_real_labels_against_themselves_and_a_copy_shifted_by_one_voxel(tmp_path
     assert result.returncode == 0, result.stderr
     cases = {c["case"]: c["classes"] for c in json.loads((tmp_path / "out" / "evaluation.json").read_text())["cases"]}
     present = [int(v) for v in np.unique(labels) if v]
-    assert len(present) == 41 and len(cases["same"]) == 117
+    assert len(present) == 41
+    assert len(cases["same"]) == 117
 
     overlap = sitk.LabelOverlapMeasuresImageFilter()
     overlap.Execute(shifted, seg)
@@ -124,9 +135,12 @@ def test_real_labels_against_themselves_and_a_copy_shifted_by_one_voxel(tmp_path
         same, moved = cases["same"][str(label)], cases["shifted"][str(label)]
         assert (same["dice"], same["msd_mm"], same["hd95_mm"]) == (1.0, 0.0, 0.0)
         assert moved["dice"] == pytest.approx(overlap.GetDiceCoefficient(label), abs=1e-12)
-        assert moved["dice"] < 1 and 0 < moved["msd_mm"] <= 3.0 and 0 < moved["hd95_mm"] <= 3.0
+        assert moved["dice"] < 1
+        assert 0 < moved["msd_mm"] <= 3.0
+        assert 0 < moved["hd95_mm"] <= 3.0
     absent = next(label for label in range(1, 118) if label not in present)
-    assert cases["same"][str(absent)]["dice"] is None and cases["same"][str(absent)]["ref_voxels"] == 0
+    assert cases["same"][str(absent)]["dice"] is None
+    assert cases["same"][str(absent)]["ref_voxels"] == 0
 
 
 def test_compare_cli_finds_the_better_method_with_the_exact_wilcoxon_p_value(tmp_path):
@@ -148,7 +162,8 @@ def test_compare_cli_finds_the_better_method_with_the_exact_wilcoxon_p_value(tmp
     assert results["dice"]["mean_a"] > results["dice"]["mean_b"]
     assert results["dice"]["p_value"] == pytest.approx(2 / 2 ** 6)  # all six differences favour A
     assert results["hd95_mm"]["mean_a"] < results["hd95_mm"]["mean_b"]
-    assert results["dice"]["n"] == 6 and (tmp_path / "cmp" / "comparison.md").is_file()
+    assert results["dice"]["n"] == 6
+    assert (tmp_path / "cmp" / "comparison.md").is_file()
 
 
 def test_compare_pairs_only_common_cases_and_classes(three_cases, tmp_path):
@@ -176,7 +191,8 @@ def test_missing_predictions_are_an_error_unless_allowed(three_cases):
         evaluate_predictions(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"})
     report = evaluate_predictions(three_cases["pred"], three_cases["ref"], {1: "pancreas", 2: "spleen"},
                               allow_missing=True)
-    assert [c.case for c in report.cases] == ["case1", "case3"] and report.missing_predictions == ["case2"]
+    assert [c.case for c in report.cases] == ["case1", "case3"]
+    assert report.missing_predictions == ["case2"]
     assert "case2" in report.to_markdown()
 
 
@@ -232,8 +248,8 @@ def test_a_ct_given_as_reference_is_refused_not_scored(tmp_path):
     result = run_cli(["evaluate", "--pred", case["pred"], "--ref", case["ref"], "--classes", "1=spleen",
                       "--ignore-other-labels", "-o", case["out"]])
     assert result.returncode == 1
-    assert "case 'patient': the reference holds negative values" in result.stderr and "a CT in its place?" \
-        in result.stderr
+    assert "case 'patient': the reference holds negative values" in result.stderr
+    assert "a CT in its place?" in result.stderr
     assert not case["out"].exists()
 
 
@@ -249,9 +265,11 @@ def test_a_reference_numbered_otherwise_is_refused_unless_mapped_or_ignored(tmp_
     base = ["evaluate", "--pred", case["pred"], "--ref", case["ref"], *classes, "-o", case["out"]]
 
     refused = run_cli(base)
-    assert refused.returncode == 1 and not case["out"].exists()
+    assert refused.returncode == 1
+    assert not case["out"].exists()
     assert "the reference holds label value(s) 5, 6, 7," in refused.stderr  # 1-4 are in --classes' range
-    assert "--label-map" in refused.stderr and "--ignore-other-labels" in refused.stderr
+    assert "--label-map" in refused.stderr
+    assert "--ignore-other-labels" in refused.stderr
 
     mapped = run_cli([*base, "--label-map", "totalsegmentator"])
     assert mapped.returncode == 0, mapped.stderr
@@ -268,7 +286,8 @@ def test_a_prediction_with_a_value_outside_the_classes_is_refused(three_cases):
     write_labels(three_cases["pred"] / "case2.nrrd", cubes() * 3)  # values 3 and 6
     result = run_cli(["evaluate", "--pred", three_cases["pred"], "--ref", three_cases["ref"],
                       "--classes", "1=pancreas,2=spleen", "-o", three_cases["out"]])
-    assert result.returncode == 1 and not three_cases["out"].exists()
+    assert result.returncode == 1
+    assert not three_cases["out"].exists()
     assert "case 'case2': the prediction holds label value(s) 3, 6 that are not among the classes " \
            "(1=pancreas,2=spleen)" in result.stderr
 

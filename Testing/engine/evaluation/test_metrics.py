@@ -65,11 +65,15 @@ def test_empty_masks_give_nan_exactly_where_a_metric_is_undefined():
 
     missed = binary_metrics(empty, full, SPACING)  # organ present, nothing predicted
     assert (missed.dice, missed.recall) == (0.0, 0.0)
-    assert math.isnan(missed.precision) and math.isnan(missed.msd_mm) and math.isnan(missed.hd95_mm)
+    assert math.isnan(missed.precision)
+    assert math.isnan(missed.msd_mm)
+    assert math.isnan(missed.hd95_mm)
 
     invented = binary_metrics(full, empty, SPACING)  # organ absent, something predicted
     assert (invented.dice, invented.precision) == (0.0, 0.0)
-    assert math.isnan(invented.recall) and math.isnan(invented.msd_mm) and math.isnan(invented.hd95_mm)
+    assert math.isnan(invented.recall)
+    assert math.isnan(invented.msd_mm)
+    assert math.isnan(invented.hd95_mm)
 
 
 def test_label_metrics_of_an_absent_label_is_all_nan_and_counts_no_voxels():
@@ -98,7 +102,9 @@ def test_label_metrics_match_a_brute_force_computation_on_random_blobs_touching_
     pred = np.where(smooth[0] > 0.05, 1, 0) + np.where(smooth[1] > 0.08, 2, 0)
     ref = np.where(np.roll(smooth[0], 2, axis=2) > 0.0, 1, 0) + np.where(smooth[1] > 0.1, 2, 0)
     pred, ref = np.where(pred == 3, 2, pred).astype(np.uint8), np.where(ref == 3, 2, ref).astype(np.uint8)
-    assert pred[0].any() and ref[:, :, -1].any()  # the masks reach the volume's border
+    # the masks reach the volume's border
+    assert pred[0].any()
+    assert ref[:, :, -1].any()
 
     result = label_metrics(pred, ref, spacing, [1, 2])
     for label in (1, 2):

@@ -40,7 +40,8 @@ def test_a_folds_held_out_patient_is_segmented_mapped_and_scored(patients: Path,
     result = run_cli(["evaluate", "--model", model, "--data", patients / "dataset.csv", "--label-map",
                       "totalsegmentator", "--splits", patients / "splits.json", "--fold", 0, "-o", out])
     assert result.returncode == 0, result.stderr
-    assert "patientB segmented in" in result.stderr and "| pancreas |" in result.stdout
+    assert "patientB segmented in" in result.stderr
+    assert "| pancreas |" in result.stdout
     report = load_report(out / "evaluation.json")
     assert [c.case for c in report.cases] == ["patientB"]
     assert report.classes == {1: "pancreas", 2: "spleen", 3: "kidney", 4: "liver"}
@@ -81,7 +82,8 @@ def test_held_out_folds_merge_into_one_cross_validation(patients: Path, model: P
 
     twice = run_cli(["evaluate", "--merge", tmp_path / "fold0" / "evaluation.json",
                      tmp_path / "fold0" / "evaluation.json"])
-    assert twice.returncode == 1 and "occur in more than one" in twice.stderr
+    assert twice.returncode == 1
+    assert "occur in more than one" in twice.stderr
     fewer = reports[0]
     fewer.classes = {1: "pancreas"}
     with pytest.raises(DatasetError, match="same classes"):
@@ -102,5 +104,6 @@ def test_bad_choices_are_named_and_nothing_is_left_behind(patients: Path, model:
     for arguments, message in cases:
         out = tmp_path / "out"
         result = run_cli(["evaluate", *arguments, "-o", out])
-        assert result.returncode != 0 and message in result.stderr, (arguments, result.stderr)
+        assert result.returncode != 0, (arguments, result.stderr)
+        assert message in result.stderr, (arguments, result.stderr)
         assert not out.exists(), arguments

@@ -47,9 +47,12 @@ def test_the_public_api_is_lazy_and_its_own() -> None:
         lib.Trainer  # noqa: B018 (internal names are not public)
 
 
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return (a.GetSize() == b.GetSize() and np.allclose(a.GetOrigin(), b.GetOrigin())
-            and np.allclose(a.GetSpacing(), b.GetSpacing()) and np.allclose(a.GetDirection(), b.GetDirection()))
+def _assert_same_grid(image: sitk.Image, reference: sitk.Image) -> None:
+    """`image` lies on `reference`'s voxel grid; a failure says which of size, origin, spacing, direction differs."""
+    assert image.GetSize() == reference.GetSize()
+    assert np.allclose(image.GetOrigin(), reference.GetOrigin())
+    assert np.allclose(image.GetSpacing(), reference.GetSpacing())
+    assert np.allclose(image.GetDirection(), reference.GetDirection())
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +69,14 @@ def patient_a_result(patient_a: sitk.Image, tiny_model):
 
 def test_outputs_share_the_input_grid(patient_a: sitk.Image, patient_a_result) -> None:
     result, _ = patient_a_result
-    assert result.labels.GetPixelID() == sitk.sitkUInt8 and _same_grid(result.labels, patient_a)
+    assert result.labels.GetPixelID() == sitk.sitkUInt8
+    _assert_same_grid(result.labels, patient_a)
     assert list(result.attention) == [f"att{lv}_gate{k}" for lv in (4, 3, 2) for k in (1, 2)]
     for image in [*result.attention.values(), *result.probabilities.values()]:
-        assert image.GetPixelID() == sitk.sitkFloat32 and _same_grid(image, patient_a)
+        assert image.GetPixelID() == sitk.sitkFloat32
+        _assert_same_grid(image, patient_a)
         values = sitk.GetArrayViewFromImage(image)
-        assert values.min() >= 0 and values.max() <= 1
+        assert 0 <= values.min() <= values.max() <= 1
     total = sum(sitk.GetArrayFromImage(p) for p in result.probabilities.values())
     assert np.allclose(total, 1, atol=1e-4)
     labels = sitk.GetArrayViewFromImage(result.labels)
@@ -88,7 +93,8 @@ def test_one_segmenter_segments_many_cts_as_segment_does(patient_a: sitk.Image, 
         once = segment(image, tiny_model, attention=False, backend="openvino")
         again = segmenter(image)
         assert np.array_equal(sitk.GetArrayViewFromImage(again.labels), sitk.GetArrayViewFromImage(once.labels))
-        assert _same_grid(again.labels, image) and again.warnings == once.warnings
+        _assert_same_grid(again.labels, image)
+        assert again.warnings == once.warnings
     assert segmenter.backend is backend  # built once
 
 
@@ -159,8 +165,8 @@ def test_oblique_input_keeps_its_grid(patient_a: sitk.Image, tiny_model) -> None
     direction = np.array(rotation.GetMatrix()).reshape(3, 3) @ np.array(region.GetDirection()).reshape(3, 3)
     region.SetDirection(direction.ravel().tolist())
     result = segment(region, tiny_model, probabilities=True)
-    assert _same_grid(result.labels, region)
-    assert _same_grid(result.attention["att2_gate1"], region)
+    _assert_same_grid(result.labels, region)
+    _assert_same_grid(result.attention["att2_gate1"], region)
 
 
 @pytest.mark.shared_data
@@ -168,7 +174,8 @@ def test_dicom_series_with_anisotropic_spacing(tiny_model) -> None:
     image = read_image(TOTALSEG / "example_ct_dicom")
     assert image.GetSize() == (512, 512, 20)
     result = segment(image, tiny_model, attention=False)
-    assert _same_grid(result.labels, image) and len(result.attention) == 0
+    _assert_same_grid(result.labels, image)
+    assert len(result.attention) == 0
 
 
 def test_image_smaller_than_one_window_is_padded(tiny_model) -> None:
@@ -184,7 +191,8 @@ def test_strongly_anisotropic_voxels(patient_a: sitk.Image, tiny_model) -> None:
     result = segment(thick, tiny_model)
     guard = plausibility_warnings(sitk.GetArrayFromImage(result.labels), Grid.of(thick),
                                   {c.value: c.name for c in result.classes}, sitk.GetArrayFromImage(thick))
-    assert _same_grid(result.labels, thick) and result.warnings == guard  # no input warning: only the guard's
+    _assert_same_grid(result.labels, thick)
+    assert result.warnings == guard  # no input warning: only the guard's
 
 
 def test_non_ct_intensities_warn_but_run(tiny_model) -> None:
@@ -224,8 +232,10 @@ def test_the_model_file_chooses_its_windows_unless_the_settings_do(patient_a: si
         return reports.count(SegmentationStage.INFERENCE)
 
     patch_windows = windows(tiny)
-    assert patch_windows > 1 and windows(large) == 1  # the file's choice: one window over the whole scan
-    assert windows(large, window_voxels=0) == patch_windows and windows(tiny, window_voxels=10**9) == 1
+    assert patch_windows > 1
+    assert windows(large) == 1  # the file's choice: one window over the whole scan
+    assert windows(large, window_voxels=0) == patch_windows
+    assert windows(tiny, window_voxels=10**9) == 1
 
 
 def test_cancel_between_windows(patient_a: sitk.Image, tiny_model) -> None:

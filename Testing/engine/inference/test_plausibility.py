@@ -43,7 +43,8 @@ def test_organs_on_their_sides_pass_and_swapped_ones_warn(direction):
     grid = _grid(direction)
     assert not [w for w in plausibility_warnings(_organs("right", direction), grid, CLASSES) if "patient's" in w]
     swapped = [w for w in plausibility_warnings(_organs("left", direction), grid, CLASSES) if "patient's" in w]
-    assert len(swapped) == 2 and "liver lies on the patient's left" in swapped[0] + swapped[1]
+    assert len(swapped) == 2
+    assert "liver lies on the patient's left" in swapped[0] + swapped[1]
 
 
 def test_a_small_whole_liver_warns_but_one_cut_by_the_scan_does_not():
@@ -110,7 +111,8 @@ def test_the_pelvis_of_the_sample_ct_holds_no_organ():
     ct = sitk.ReadImage(str(SAMPLE_CT))[:, :, 0:41]
     labels = np.zeros(Grid.of(ct).shape, np.uint8)
     warnings = plausibility_warnings(labels, Grid.of(ct), CLASSES, sitk.GetArrayViewFromImage(ct))
-    assert warnings and warnings[0].startswith("No organ was found")
+    assert warnings
+    assert warnings[0].startswith("No organ was found")
 
 
 def test_the_warnings_reach_summary_json_through_segment(tmp_path: Path, tiny_model_path: Path) -> None:

@@ -52,6 +52,7 @@ def test_rounded_maps_are_exactly_the_clipped_and_rounded_linear_resampling(kind
     step = 2.0 ** -10
     expected = np.rint(np.clip(resample_linear(array, source, target), 0.0, 1.0) * np.float32(1 / step))
     multiples = resample_multiples(array, source, target, step)
-    assert multiples.dtype == np.int16 and np.array_equal(multiples, expected)
+    assert multiples.dtype == np.int16
+    assert np.array_equal(multiples, expected)
     out = np.empty(target.shape, np.float32)
     assert np.array_equal(resample_rounded(array, source, target, step, out), expected * np.float32(step))

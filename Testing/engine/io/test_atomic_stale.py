@@ -37,7 +37,8 @@ def writer(tmp_path: Path) -> Iterator[subprocess.Popen]:
 
 def staging_of(process: subprocess.Popen) -> Path:
     folder = Path(process.stdout.readline().strip())
-    assert folder.is_dir() and folder.name.startswith(f"{OUTPUT_STAGING_PREFIX}{process.pid}@"), folder
+    assert folder.is_dir(), folder
+    assert folder.name.startswith(f"{OUTPUT_STAGING_PREFIX}{process.pid}@"), folder
     return folder
 
 
@@ -55,7 +56,8 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path: Path,
         assert not stale.exists()
         staged.path("labels.nii.gz").write_text("complete")
         (written,) = staged.commit()
-    assert written.read_text() == "complete" and hidden(tmp_path / "out") == []
+    assert written.read_text() == "complete"
+    assert hidden(tmp_path / "out") == []
 
 
 def test_a_live_runs_staging_folder_is_kept(tmp_path: Path, writer: subprocess.Popen) -> None:
@@ -63,7 +65,8 @@ def test_a_live_runs_staging_folder_is_kept(tmp_path: Path, writer: subprocess.P
     with StagedOutputs(tmp_path / "out") as staged:
         staged.path("report.md").write_text("mine")
         staged.commit()
-    assert live.is_dir() and (live / "labels.nii.gz").read_text() == "half-written"
+    assert live.is_dir()
+    assert (live / "labels.nii.gz").read_text() == "half-written"
     assert (tmp_path / "out" / "report.md").read_text() == "mine"
 
 

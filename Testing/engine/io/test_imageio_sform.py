@@ -170,7 +170,8 @@ def test_fallback_converts_units_as_itk_does(tmp_path: Path, units: int, scale: 
 
 
 def assert_same_as_itk(image: sitk.Image, reference: sitk.Image) -> None:
-    assert image.GetPixelID() == reference.GetPixelID() and image.GetSize() == reference.GetSize()
+    assert image.GetPixelID() == reference.GetPixelID()
+    assert image.GetSize() == reference.GetSize()
     assert np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(reference))
     np.testing.assert_allclose(image.GetOrigin(), reference.GetOrigin(), rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(image.GetSpacing(), reference.GetSpacing(), rtol=1e-6)

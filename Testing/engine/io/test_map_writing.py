@@ -61,17 +61,21 @@ def test_written_maps_are_within_one_step_and_labels_exact(tmp_path: Path, ct_pa
     for name, values in maps.items():
         path = tmp_path / f"case_attention_{name}.nii.gz"
         image, stored = sitk.ReadImage(str(path)), nibabel.load(str(path))
-        assert image.GetPixelID() == sitk.sitkFloat32 and image.GetSize() == ct.GetSize()
+        assert image.GetPixelID() == sitk.sitkFloat32
+        assert image.GetSize() == ct.GetSize()
         np.testing.assert_allclose(image.GetOrigin(), ct.GetOrigin(), atol=1e-4)
         np.testing.assert_allclose(image.GetDirection(), ct.GetDirection(), atol=1e-6)
-        assert stored.get_data_dtype() == np.int16 and stored.dataobj.slope == ATTENTION_STEP
+        assert stored.get_data_dtype() == np.int16
+        assert stored.dataobj.slope == ATTENTION_STEP
         read = sitk.GetArrayFromImage(image)
         assert np.array_equal(stored.get_fdata(dtype=np.float32).T, read)
         ours = np.rint(read / ATTENTION_STEP).astype(np.int16)
         assert np.array_equal(ours.astype(np.float32) * np.float32(ATTENTION_STEP), read)  # exact multiples
         off = np.abs(ours.astype(np.int32) - _reference_multiples(values, source, target))
-        assert off.max() <= 1 and np.count_nonzero(off) <= ONE_STEP_OFF_AT_MOST * off.size, \
-            f"{name}: {np.count_nonzero(off)} voxels off, by up to {off.max()} steps"
-        assert 0.05 < np.mean(ours == 0) < 0.95 and 0.0 < np.mean((ours > 0) & (ours < 1024))  # ramps, not flat
+        report = f"{name}: {np.count_nonzero(off)} voxels off, by up to {off.max()} steps"
+        assert off.max() <= 1, report
+        assert np.count_nonzero(off) <= ONE_STEP_OFF_AT_MOST * off.size, report
+        assert 0.05 < np.mean(ours == 0) < 0.95
+        assert 0.0 < np.mean((ours > 0) & (ours < 1024))  # ramps, not flat
 
 

@@ -16,11 +16,14 @@ IDENTITY = tuple(np.eye(3).ravel())
 
 
 def _check(maps: MapSet, grid: Grid, expected: dict) -> None:
-    assert isinstance(maps, MapSet) and list(maps) == list(expected) and len(maps) == len(expected)
+    assert isinstance(maps, MapSet)
+    assert list(maps) == list(expected)
+    assert len(maps) == len(expected)
     assert maps.grid == grid
     for name, values in expected.items():
         image = maps[name]
-        assert image.GetPixelID() == sitk.sitkFloat32 and Grid.of(image) == grid
+        assert image.GetPixelID() == sitk.sitkFloat32
+        assert Grid.of(image) == grid
         assert np.array_equal(sitk.GetArrayViewFromImage(image), values)
         assert np.array_equal(maps.array(name), values)
         into = np.full(grid.shape, -1.0, np.float32)

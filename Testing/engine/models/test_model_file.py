@@ -37,7 +37,8 @@ def test_round_trip_keeps_weights_metadata_and_outputs(tmp_path: Path, tiny_mode
     x = torch.randn(1, 1, 32, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), again(x))
-    assert again.sha256 == file_sha256(copy) and not again.training
+    assert again.sha256 == file_sha256(copy)
+    assert not again.training
 
 
 def test_half_precision_files_are_smaller_and_close(tmp_path: Path, tiny_model_path: Path) -> None:
@@ -134,7 +135,9 @@ def test_bundled_registry_default_model_verifies() -> None:
     assert resolve_model_path(None) == entry.file
     assert resolve_model_path(entry.name) == entry.file
     metadata = read_metadata(entry.file)
-    assert metadata.name == entry.name and metadata.trained and list(entry.classes) == metadata.class_names
+    assert metadata.name == entry.name
+    assert metadata.trained
+    assert list(entry.classes) == metadata.class_names
 
 
 def test_bundled_model_is_small_half_precision_and_has_its_card() -> None:
@@ -142,7 +145,9 @@ def test_bundled_model_is_small_half_precision_and_has_its_card() -> None:
     assert entry.file.stat().st_size <= 15 * 2**20
     assert load_file(str(entry.file))["final.weight"].dtype == torch.float16
     card = entry.file.with_suffix(".md").read_text(encoding="utf-8")
-    assert entry.sha256 in card and "not for clinical use" in card  # the card describes this very file
+    # the card describes this very file
+    assert entry.sha256 in card
+    assert "not for clinical use" in card
 
 
 def test_registry_checksum_mismatch_and_unknown_name(tmp_path: Path) -> None:
@@ -163,7 +168,9 @@ def test_the_python_api_takes_a_registry_name_a_path_or_nothing(tiny_model_path)
 
     entry = default_model()
     by_name = AttentionUNetSegLib.load_model(entry.name)
-    assert by_name.sha256 == entry.sha256 and by_name.metadata.name == entry.name and not by_name.training
+    assert by_name.sha256 == entry.sha256
+    assert by_name.metadata.name == entry.name
+    assert not by_name.training
     assert AttentionUNetSegLib.load_model().sha256 == entry.sha256
     assert AttentionUNetSegLib.load_model(tiny_model_path).sha256 == file_sha256(tiny_model_path)
     assert AttentionUNetSegLib.load_model(str(tiny_model_path)).sha256 == file_sha256(tiny_model_path)

@@ -129,31 +129,37 @@ def test_add_file_list_verify_remove_through_the_cli(home: Path, tmp_path: Path)
     assert added.returncode == 0, added.stderr
     listed = json.loads(run_cli(["models", "list", "--json"]).stdout)
     mine = next(e for e in listed if e["name"] == "mine")
-    assert mine["sha256"] == _sha(model.read_bytes()) and mine["file"] == str(model.resolve())
-    assert mine["classes"] == read_metadata(model).class_names and not mine["bundled"]
+    assert mine["sha256"] == _sha(model.read_bytes())
+    assert mine["file"] == str(model.resolve())
+    assert mine["classes"] == read_metadata(model).class_names
+    assert not mine["bundled"]
     assert any(e["default"] and e["bundled"] for e in listed)
     assert resolve_model_path("mine") == model.resolve()
     assert "my test model" in run_cli(["models", "list"]).stdout
 
     info = run_cli(["models", "info", "mine"])
-    assert info.returncode == 0 and "classes:" in info.stdout
+    assert info.returncode == 0
+    assert "classes:" in info.stdout
     assert run_cli(["models", "verify"]).returncode == 0
 
     model.write_bytes(model.read_bytes()[:-8] + b"tampered")  # the file changes behind the registry's back
     verify = run_cli(["models", "verify", "mine"])
-    assert verify.returncode == 1 and "checksum mismatch" in verify.stdout
+    assert verify.returncode == 1
+    assert "checksum mismatch" in verify.stdout
     with pytest.raises(ModelFileError, match="checksum mismatch"):
         resolve_model_path("mine")
 
     removed = run_cli(["models", "remove", "mine"])
-    assert removed.returncode == 0 and model.exists()  # a --file model's own file stays
+    assert removed.returncode == 0
+    assert model.exists()  # a --file model's own file stays
     assert "mine" not in {e.name for e in list_models()}
 
 
 def test_add_url_downloads_verifies_and_caches(home: Path, server: ModelServer, model_bytes: bytes) -> None:
     entry = add_url("remote", server.url("model.safetensors"), _sha(model_bytes), progress=None)
     assert entry.file == user_cache_dir() / "models" / f"{_sha(model_bytes)}.safetensors"
-    assert entry.file.read_bytes() == model_bytes and entry.classes
+    assert entry.file.read_bytes() == model_bytes
+    assert entry.classes
     assert resolve_model_path("remote") == entry.file
     stored = json.loads(user_registry().read_text())["models"]
     assert stored == [{"name": "remote", "sha256": _sha(model_bytes), "description": entry.description,
@@ -164,10 +170,12 @@ def test_add_url_downloads_verifies_and_caches(home: Path, server: ModelServer, 
         resolve_model_path("remote")
     fetched = run_cli(["models", "download", "remote"])  # ... until the user asks
     assert fetched.returncode == 0, fetched.stderr
-    assert "download" in fetched.stderr and entry.file.read_bytes() == model_bytes
+    assert "download" in fetched.stderr
+    assert entry.file.read_bytes() == model_bytes
 
     assert run_cli(["models", "remove", "remote"]).returncode == 0
-    assert not entry.file.exists() and _cache_files(home) == []
+    assert not entry.file.exists()
+    assert _cache_files(home) == []
 
 
 def test_a_download_reports_its_bytes(home: Path, server: ModelServer, model_bytes: bytes) -> None:
@@ -182,8 +190,10 @@ def test_a_download_reports_its_bytes(home: Path, server: ModelServer, model_byt
 def test_checksum_mismatch_keeps_nothing(home: Path, server: ModelServer) -> None:
     result = run_cli(["models", "add", "remote", "--url", server.url("model.safetensors"), "--sha256", "a" * 64])
     assert result.returncode == 1
-    assert "sha256" in result.stderr and "nothing was kept" in result.stderr
-    assert _cache_files(home) == [] and not user_registry().exists()
+    assert "sha256" in result.stderr
+    assert "nothing was kept" in result.stderr
+    assert _cache_files(home) == []
+    assert not user_registry().exists()
 
 
 def test_interrupted_and_failed_downloads_leave_the_cache_valid(home: Path, server: ModelServer,
@@ -198,7 +208,9 @@ def test_interrupted_and_failed_downloads_leave_the_cache_valid(home: Path, serv
         assert user_registry().read_text() == registry_before
     closed = server.url("model.safetensors").replace(str(server.port), str(_free_port()))
     result = run_cli(["models", "add", "other", "--url", closed, "--sha256", "b" * 64])
-    assert result.returncode == 1 and "failed" in result.stderr and "refused" in result.stderr.lower()
+    assert result.returncode == 1
+    assert "failed" in result.stderr
+    assert "refused" in result.stderr.lower()
     assert resolve_model_path("good") == good.file  # what was there still verifies
 
 
@@ -206,10 +218,12 @@ def test_only_https_urls_are_accepted(home: Path, server: ModelServer, model_byt
     for url in (f"http://127.0.0.1:{server.port}/model.safetensors", "ftp://example.org/m.safetensors",
                 "file:///tmp/m.safetensors", "https:///no-host"):
         result = run_cli(["models", "add", "plain", "--url", url, "--sha256", _sha(model_bytes)])
-        assert result.returncode == 1 and "is not an https URL" in result.stderr, url
+        assert result.returncode == 1, url
+        assert "is not an https URL" in result.stderr, url
     with pytest.raises(InvalidOptionError, match="not an https URL"):  # nor through a redirect to http
         add_url("redirected", server.url("to-http"), _sha(model_bytes))
-    assert _cache_files(home) == [] and not user_registry().exists()
+    assert _cache_files(home) == []
+    assert not user_registry().exists()
 
 
 def test_models_without_classes_or_spacing_are_refused(home: Path, server: ModelServer, tmp_path: Path) -> None:
@@ -217,20 +231,26 @@ def test_models_without_classes_or_spacing_are_refused(home: Path, server: Model
     for field in ("classes", "spacing_mm"):
         broken = _without_field(model, tmp_path / f"no_{field}.safetensors", field)
         result = run_cli(["models", "add", f"no-{field}", "--file", broken])
-        assert result.returncode == 1 and field in result.stderr and "cannot be used" in result.stderr
+        assert result.returncode == 1
+        assert field in result.stderr
+        assert "cannot be used" in result.stderr
     served = server.files["no-classes.safetensors"]
     with pytest.raises(ModelFileError, match="classes"):
         add_url("remote-no-classes", server.url("no-classes.safetensors"), _sha(served))
-    assert _cache_files(home) == [] and not user_registry().exists()  # the download was removed again
+    # the download was removed again
+    assert _cache_files(home) == []
+    assert not user_registry().exists()
 
 
 def test_names_are_unique(home: Path, tmp_path: Path) -> None:
     model = make_model_file(tmp_path / "m.safetensors")
     assert run_cli(["models", "add", "twin", "--file", model]).returncode == 0
     again = run_cli(["models", "add", "twin", "--file", model])
-    assert again.returncode == 1 and "already registered" in again.stderr
+    assert again.returncode == 1
+    assert "already registered" in again.stderr
     bundled = run_cli(["models", "add", default_model().name, "--file", model])
-    assert bundled.returncode == 1 and "already registered" in bundled.stderr
+    assert bundled.returncode == 1
+    assert "already registered" in bundled.stderr
     assert run_cli(["models", "remove", default_model().name]).returncode == 1
     for bad in ("../escape", "x.safetensors", "-flag", ""):
         assert run_cli(["models", "add", bad, "--file", model]).returncode != 0, bad
@@ -239,7 +259,9 @@ def test_names_are_unique(home: Path, tmp_path: Path) -> None:
     stored["models"] *= 2  # a hand-edited registry with the same name twice
     user_registry().write_text(json.dumps(stored))
     listed = run_cli(["models", "list"])
-    assert listed.returncode == 1 and "occur more than once" in listed.stderr and "twin" in listed.stderr
+    assert listed.returncode == 1
+    assert "occur more than once" in listed.stderr
+    assert "twin" in listed.stderr
 
 
 def _free_port() -> int:

@@ -54,7 +54,7 @@ def test_attention_maps_live_on_their_skip_grids() -> None:
     for name, alpha in attention.items():
         factor = 2 ** (int(name[3]) - 1)
         assert alpha.shape == (1, 1, 32 // factor, 48 // factor, 64 // factor)
-        assert 0 <= alpha.min() and alpha.max() <= 1
+        assert 0 <= alpha.min() <= alpha.max() <= 1
     assert [s.shape for s in scales] == [(1, 3, 32, 48, 64)] * 4
 
 
@@ -62,7 +62,8 @@ def test_plain_unet_has_no_gates() -> None:
     model = AttentionUNet3D(ModelConfig(architecture="unet_3d", feature_scale=16)).eval()
     with torch.no_grad():
         logits, attention = model(torch.randn(1, 1, 16, 16, 16), return_attention=True)
-    assert attention == {} and model.gate_names == []
+    assert attention == {}
+    assert model.gate_names == []
     assert not any("attention" in key or "gating" in key for key in model.state_dict())
 
 
@@ -93,7 +94,8 @@ def test_explicit_channels_and_config_round_trip() -> None:
     config = ModelConfig(channels=[8, 12, 16, 24, 32], num_classes=2, in_channels=2, deep_supervision="per_scale")
     assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     model = AttentionUNet3D(config)
-    assert model.encoder[0][0][0].in_channels == 2 and model.encoder[4][0][0].out_channels == 32
+    assert model.encoder[0][0][0].in_channels == 2
+    assert model.encoder[4][0][0].out_channels == 32
 
 
 @pytest.mark.parametrize("bad", [{"architecture": "vnet"}, {"deep_supervision": "all"}, {"channels": [4, 8]},

@@ -70,7 +70,8 @@ def test_body_box_and_air_outside_it(patient_a: sitk.Image, tiny_model_path) -> 
     labels = sitk.GetArrayFromImage(result.labels)
     attention = sitk.GetArrayFromImage(result.attention["att2_gate1"])
     # Far outside the body (beyond the box margin of 8 voxels at 4 mm = 32 mm; padding is 120 mm)
-    assert labels[:, :, :20].max() == 0 and labels[:, :, -20:].max() == 0
+    assert labels[:, :, :20].max() == 0
+    assert labels[:, :, -20:].max() == 0
     assert attention[:, :, :20].max() == 0
     assert attention[:, :, 40:-40].max() > 0
 

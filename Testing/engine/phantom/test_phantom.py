@@ -38,7 +38,8 @@ def test_same_seed_gives_identical_volumes_and_another_seed_does_not():
     hu_other, labels_other = arrays(6, **SMALL)
     np.testing.assert_array_equal(hu, hu_again)
     np.testing.assert_array_equal(labels, labels_again)
-    assert not np.array_equal(hu, hu_other) and not np.array_equal(labels, labels_other)
+    assert not np.array_equal(hu, hu_other)
+    assert not np.array_equal(labels, labels_other)
 
 
 def test_geometry_is_lps_centred_and_as_requested():
@@ -48,7 +49,8 @@ def test_geometry_is_lps_centred_and_as_requested():
         assert volume.GetSpacing() == (7.0, 8.0, 9.0)
         assert volume.GetOrigin() == pytest.approx((-19.5 * 7.0, -17.5 * 8.0, -14.5 * 9.0))
         assert volume.GetDirection() == (1, 0, 0, 0, 1, 0, 0, 0, 1)
-    assert image.GetPixelID() == sitk.sitkInt16 and labels.GetPixelID() == sitk.sitkUInt8
+    assert image.GetPixelID() == sitk.sitkInt16
+    assert labels.GetPixelID() == sitk.sitkUInt8
 
 
 def _volumes_ml(labels: np.ndarray, image: sitk.Image) -> Dict[str, float]:
@@ -61,7 +63,8 @@ def test_target_organs_are_present_with_plausible_volumes(phantoms):
         ml = _volumes_ml(labels, image)
         assert 700 < ml["liver"] < 3000
         assert 60 < ml["spleen"] < 400
-        assert 50 < ml["kidney_left"] < 350 and 50 < ml["kidney_right"] < 350
+        assert 50 < ml["kidney_left"] < 350
+        assert 50 < ml["kidney_right"] < 350
         assert 30 < ml["pancreas"] < 130
         for name in ("aorta", "inferior_vena_cava", "duodenum", "vertebrae_L1", "portal_vein_and_splenic_vein"):
             assert ml[name] > 1, name
@@ -128,7 +131,8 @@ def test_bad_label_ids_are_refused(label_ids, message):
 def test_default_labels_are_totalsegmentator_v2_ids():
     totalseg = {name: int(value) for value, name in json.loads((TOTALSEG / "labels_total_v2.json").read_text()).items()}
     assert {name: totalseg[name] for name in DEFAULT_LABELS} == DEFAULT_LABELS
-    assert DEFAULT_SIZE == (128, 128, 96) and len(DEFAULT_SPACING) == 3
+    assert DEFAULT_SIZE == (128, 128, 96)
+    assert len(DEFAULT_SPACING) == 3
 
 
 def test_cli_writes_a_decathlon_dataset_that_matches_the_api(tmp_path):
@@ -137,8 +141,10 @@ def test_cli_writes_a_decathlon_dataset_that_matches_the_api(tmp_path):
                       "--spacing", "8", "8", "9", "--format", "nrrd"])
     assert result.returncode == 0, result.stderr
     dataset = json.loads((out / "dataset.json").read_text())
-    assert dataset["numTraining"] == 2 and dataset["modality"] == {"0": "CT"}
-    assert dataset["labels"]["7"] == "pancreas" and dataset["labels"]["0"] == "background"
+    assert dataset["numTraining"] == 2
+    assert dataset["modality"] == {"0": "CT"}
+    assert dataset["labels"]["7"] == "pancreas"
+    assert dataset["labels"]["0"] == "background"
     assert dataset["training"][1] == {"image": "./imagesTr/phantom_001.nrrd", "label": "./labelsTr/phantom_001.nrrd"}
     image, labels = generate_phantom(12, size=(40, 40, 32), spacing=(8, 8, 9))
     written_image = sitk.ReadImage(str(out / "imagesTr" / "phantom_001.nrrd"))

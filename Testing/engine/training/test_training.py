@@ -51,7 +51,8 @@ def test_loss_falls_and_every_output_is_written(smoke_run) -> None:
     assert sorted(splits[0]["train"] + splits[0]["val"]) == ["patient_a", "patient_b"]
     for epoch in (2, 4):
         picture = sitk.ReadImage(str(out / "attention" / f"epoch_{epoch:04d}.png"))
-        assert picture.GetDimension() == 2 and picture.GetNumberOfComponentsPerPixel() == 4
+        assert picture.GetDimension() == 2
+        assert picture.GetNumberOfComponentsPerPixel() == 4
         assert min(picture.GetSize()) > 300
 
 
@@ -62,7 +63,8 @@ def test_validation_reports_each_case_and_counts_in_the_time_left(smoke_run) -> 
     cases = [i for i, line in enumerate(lines) if "validation: case 1/1 (patient_" in line]
     epochs = {int(line.split("epoch ")[1].split("/")[0]): (i, line) for i, line in enumerate(lines)
               if line.startswith("INFO: epoch ")}
-    assert len(cases) == 2 and sorted(epochs) == list(range(1, EPOCHS + 1)), completed.stderr
+    assert len(cases) == 2, completed.stderr
+    assert sorted(epochs) == list(range(1, EPOCHS + 1)), completed.stderr
     assert epochs[1][0] < cases[0] < epochs[2][0] < epochs[3][0] < cases[1] < epochs[4][0]  # after epochs 2 and 4
     assert "left + 2 validation(s), not yet timed" in epochs[1][1]  # none timed yet: said, not left out
     assert " s; " in epochs[2][1].split("validation mean Dice")[1]  # how long the validation took
@@ -83,16 +85,23 @@ def test_model_file_has_full_metadata_and_segments(smoke_run) -> None:
     model = read_model(out / "final.safetensors")
     metadata = model.metadata
     assert metadata.class_names == DEFAULT_CLASS_NAMES
-    assert metadata.spacing_mm == (4.0, 4.0, 4.0) and metadata.patch_size == (48, 48, 32)
-    assert metadata.trained and metadata.architecture.feature_scale == 16
+    assert metadata.spacing_mm == (4.0, 4.0, 4.0)
+    assert metadata.patch_size == (48, 48, 32)
+    assert metadata.trained
+    assert metadata.architecture.feature_scale == 16
     intensity = metadata.intensity
-    assert -1024 <= intensity.clip_min < intensity.mean < intensity.clip_max <= 3000 and intensity.std > 0
+    assert -1024 <= intensity.clip_min < intensity.mean < intensity.clip_max <= 3000
+    assert intensity.std > 0
     provenance = metadata.provenance
-    assert provenance["epochs"] == EPOCHS and provenance["steps"] == EPOCHS * 4 and provenance["seed"] == 0
+    assert provenance["epochs"] == EPOCHS
+    assert provenance["steps"] == EPOCHS * 4
+    assert provenance["seed"] == 0
     assert provenance["label_map"]["classes"]["kidney"] == [2, 3]
-    assert provenance["cases"] == {"train": 1, "validation": 1} and provenance["world_size"] == 1
+    assert provenance["cases"] == {"train": 1, "validation": 1}
+    assert provenance["world_size"] == 1
     validation = metadata.metrics["validation"]
-    assert validation["epoch"] == EPOCHS and validation["cases"] == 1
+    assert validation["epoch"] == EPOCHS
+    assert validation["cases"] == 1
     assert set(validation["dice"]) == set(DEFAULT_CLASS_NAMES[1:])
 
     best = read_model(out / "best.safetensors").metadata.metrics
@@ -110,7 +119,8 @@ def test_saved_config_repeats_the_run(smoke_run) -> None:
     out, _ = smoke_run
     config = config_from_sources({}, out / "train_config.yaml")
     assert (config.epochs, config.feature_scale, config.patch_size) == (EPOCHS, 16, (48, 48, 32))
-    assert Path(config.data).is_absolute() and Path(config.output) == out.resolve()
+    assert Path(config.data).is_absolute()
+    assert Path(config.output) == out.resolve()
 
 
 @pytest.mark.shared_data
@@ -119,7 +129,8 @@ def test_resume_with_another_architecture_is_refused(smoke_run) -> None:
     before = file_sha256(out / "checkpoint.pt")
     completed = run_cli(["train", "--resume", "-o", out, "--epochs", EPOCHS + 1, "--architecture", "unet_3d"])
     assert completed.returncode == 1
-    assert "different network" in completed.stderr and "unet_3d" in completed.stderr
+    assert "different network" in completed.stderr
+    assert "unet_3d" in completed.stderr
     assert file_sha256(out / "checkpoint.pt") == before
 
 
@@ -138,7 +149,8 @@ def test_nan_loss_stops_and_leaves_the_last_checkpoint_intact(smoke_run, tmp_pat
     before = {name: file_sha256(copy / name) for name in ("checkpoint.pt", "final.safetensors")}
     completed = run_cli(["train", "--resume", "-o", copy, "--epochs", EPOCHS + 2, "--lr", 1e30])
     assert completed.returncode == 1
-    assert "loss became nan" in completed.stderr and "diverged" in completed.stderr
+    assert "loss became nan" in completed.stderr
+    assert "diverged" in completed.stderr
     assert f"{copy / 'checkpoint.pt'} (after epoch {EPOCHS}), is intact" in completed.stderr
     assert {name: file_sha256(copy / name) for name in before} == before
     assert len(log_rows(copy)) == EPOCHS
@@ -181,9 +193,12 @@ def test_a_time_budget_ends_the_run_after_a_step_with_its_final_model(tmp_path: 
         iterations_per_epoch=3, batch_size=1, max_seconds=1e-3, cache_dir=str(shared_cache(tmp_path_factory)),
         tensorboard=False, snapshots=False,
     ), on_step=reports.append)
-    assert not result.stopped and result.progress.global_step == 1 and result.progress.epoch == 1
+    assert not result.stopped
+    assert result.progress.global_step == 1
+    assert result.progress.epoch == 1
     assert set(result.files) >= {"final", "checkpoint", "log"}
-    assert [(r.step, r.total_steps, r.seconds_left) for r in reports] == [(1, 1, 0.0)] and reports[0].loss > 0
+    assert [(r.step, r.total_steps, r.seconds_left) for r in reports] == [(1, 1, 0.0)]
+    assert reports[0].loss > 0
     assert read_model(result.files["final"]).metadata.provenance["steps"] == 1
     assert len(log_rows(tmp_path / "budget")) == 1
 

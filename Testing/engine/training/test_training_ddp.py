@@ -41,6 +41,7 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path, tmp_path_
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert_same_tensors(*ranks)
     final = read_model(out / "final.safetensors")
-    assert final.metadata.provenance["world_size"] == 2 and final.metadata.provenance["steps"] == 4
+    assert final.metadata.provenance["world_size"] == 2
+    assert final.metadata.provenance["steps"] == 4
     assert_same_tensors(final.state_dict(), ranks[0])
     assert completed.stderr.count("epoch 2/2") == 1  # rank 0 alone reports

@@ -76,7 +76,8 @@ def test_module_entry_point_prints_the_train_help() -> None:
     completed = subprocess.run(train_command(["--help"]),
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0
-    assert "--resume" in completed.stdout and "torchrun" in completed.stdout
+    assert "--resume" in completed.stdout
+    assert "torchrun" in completed.stdout
 
 
 def test_fine_tuning_options_may_not_contradict_the_model(tmp_path: Path) -> None:
@@ -108,7 +109,8 @@ def test_decathlon_dataset_json_labels_are_the_default_label_map(tmp_path: Path)
     dataset = tmp_path / "dataset.json"
     dataset.write_text(json.dumps({"labels": {"0": "background", "1": "pancreas", "2": "cancer"}, "training": []}))
     label_map = load_label_map(None, dataset)
-    assert label_map.classes == {"pancreas": (1,), "cancer": (2,)} and label_map.unlisted == "error"
+    assert label_map.classes == {"pancreas": (1,), "cancer": (2,)}
+    assert label_map.unlisted == "error"
     with pytest.raises(InvalidOptionError, match="no label map: give --label-map"):
         load_label_map(None, None)
 
@@ -238,7 +240,8 @@ def test_splits_are_made_once_and_reused(tmp_path: Path) -> None:
     names = [f"case{i}" for i in range(7)]
     path = tmp_path / "splits.json"
     train_names, val_names = fold_cases(names, 1, 3, seed=0, path=path, write=True)
-    assert sorted(train_names + val_names) == names and not set(train_names) & set(val_names)
+    assert sorted(train_names + val_names) == names
+    assert not set(train_names) & set(val_names)
     splits = json.loads(path.read_text())
     assert sorted(n for s in splits for n in s["val"]) == names
     assert fold_cases(names, 1, 3, seed=99, path=path, write=True) == (train_names, val_names)
@@ -296,7 +299,8 @@ def test_intensity_augmentation_moves_hu_within_its_bounds_reproducibly(tmp_path
         return patch * intensity.std + intensity.mean
 
     plain = _tiny_config(tmp_path, tmp_path / "o", tmp_path / "c", **geometry_off)
-    assert plain.intensity_shift_hu == 0 and plain.intensity_scale == 0
+    assert plain.intensity_shift_hu == 0
+    assert plain.intensity_scale == 0
     assert np.allclose(patch_hu(plain, 1), 40.0, atol=1e-3)
     augmented = _tiny_config(tmp_path, tmp_path / "o", tmp_path / "c", intensity_shift_hu=60.0,
                              intensity_scale=0.2, **geometry_off)
@@ -316,7 +320,8 @@ def test_paper_augmentation_patch_size_organ_oversampling_and_geometry(tmp_path:
     assert crop_ratios(5, [0, 1, 2, 3, 4], 0.5) == [4.0, 1.0, 1.0, 1.0, 1.0]  # organs share half the crops
     assert crop_ratios(5, [0, 1], 1.0)[0] > 0  # a case without organs still yields patches
     context = context_size((16, 32, 32), 15.0, 1.3, 0.1)
-    assert context[0] > 16 * 1.3 and context[1] >= 32 * 1.3 * (np.cos(np.radians(15)) + np.sin(np.radians(15)))
+    assert context[0] > 16 * 1.3
+    assert context[1] >= 32 * 1.3 * (np.cos(np.radians(15)) + np.sin(np.radians(15)))
 
     hu = np.full((1, 40, 96, 96), -100.0, np.float32)
     label = np.zeros((1, 40, 96, 96), np.uint8)
@@ -328,7 +333,8 @@ def test_paper_augmentation_patch_size_organ_oversampling_and_geometry(tmp_path:
     for seed in range(40):
         transform.set_random_state(seed=seed)
         patches.append(transform({"image": hu.copy(), "label": label.copy()})[0])
-    assert all(p["image"].shape == (1, 16, 32, 32) and p["label"].shape == (1, 16, 32, 32) for p in patches)
+    assert all(p["image"].shape == (1, 16, 32, 32) for p in patches)
+    assert all(p["label"].shape == (1, 16, 32, 32) for p in patches)
     assert all(set(np.unique(p["label"].numpy())) <= {0, 1} for p in patches)  # nearest-neighbour labels
     with_organ = sum(bool((p["label"] == 1).any()) for p in patches)
     assert 12 <= with_organ <= 36  # about half, though the organ fills 0.4 % of the volume

@@ -82,7 +82,8 @@ def test_ignored_voxels_get_no_gradient_and_leave_the_loss_of_the_others_as_it_i
         labels[:, :, 3] = IGNORE_LABEL  # the last slice of both samples
         value = loss(logits, labels)
         value.backward()
-        assert torch.isfinite(value) and torch.count_nonzero(logits.grad[:, :, 3]) == 0
+        assert torch.isfinite(value)
+        assert torch.count_nonzero(logits.grad[:, :, 3]) == 0
         assert torch.count_nonzero(logits.grad[:, :, :3]) > 0
         if kind == "dice":  # Dice sums over voxels: the ignored ones count as if absent
             assert torch.allclose(value, loss(logits[:, :, :3], labels[:, :, :3]), atol=1e-6)
@@ -94,7 +95,8 @@ def test_ignore_values_of_a_label_map_become_the_ignore_label(tmp_path: Path) ->
     label_map = load_label_map(str(path))
     remapped = label_map.remap(np.array([0, 5, 9, 7], np.uint8), {"liver": 4}, "case")
     assert remapped.tolist() == [0, 4, IGNORE_LABEL, 0]
-    assert label_map.to_dict()["ignore"] == [9] and "ignore" not in load_label_map("totalsegmentator").to_dict()
+    assert label_map.to_dict()["ignore"] == [9]
+    assert "ignore" not in load_label_map("totalsegmentator").to_dict()
     with pytest.raises(InvalidOptionError, match="given to more than one class"):
         LabelMap({"liver": (5,)}, ignore=(5,))
 
@@ -114,7 +116,8 @@ def test_a_case_without_pancreas_labels_trains_and_validates_without_its_pancrea
     ))
     scores = result.validation.cases[0]
     assert scores.name == "patient_b"
-    assert math.isnan(scores.dice["pancreas"]) and math.isnan(scores.hd95_mm["pancreas"])
+    assert math.isnan(scores.dice["pancreas"])
+    assert math.isnan(scores.hd95_mm["pancreas"])
     assert math.isfinite(scores.dice["liver"])  # patient B's liver is labelled and scored
     provenance = read_model(result.files["final"]).metadata.provenance
     assert provenance["trained_classes"] == ["background", "pancreas", "spleen", "kidney", "liver"]  # on patient A
@@ -140,10 +143,14 @@ def test_evaluation_leaves_a_class_the_case_does_not_label_undefined(tmp_path: P
                             CaseSelection(names=["patient_a", "patient_b"]), device="cpu")
     by_case = {case.case: case.metrics for case in report.cases}
     unlabelled = by_case["patient_b"][1]  # pancreas: labelled in patient B's file, but not by its label map
-    assert math.isnan(unlabelled.dice) and math.isnan(unlabelled.hd95_mm) and unlabelled.ref_voxels == 0
-    assert by_case["patient_a"][1].ref_voxels > 0 and math.isfinite(by_case["patient_a"][1].dice)
+    assert math.isnan(unlabelled.dice)
+    assert math.isnan(unlabelled.hd95_mm)
+    assert unlabelled.ref_voxels == 0
+    assert by_case["patient_a"][1].ref_voxels > 0
+    assert math.isfinite(by_case["patient_a"][1].dice)
     assert by_case["patient_b"][4].ref_voxels > 0  # liver is scored as usual
-    assert report.summary()[1]["dice"].n == 1 and report.summary()[1]["dice"].undefined == 1
+    assert report.summary()[1]["dice"].n == 1
+    assert report.summary()[1]["dice"].undefined == 1
 
 
 def test_patches_reaching_past_a_thin_volume_are_padded_with_air_not_its_edge_slices(tmp_path: Path) -> None:
@@ -161,5 +168,6 @@ def test_patches_reaching_past_a_thin_volume_are_padded_with_air_not_its_edge_sl
     image, labels = patch["image"].numpy()[0], patch["label"].numpy()[0]
     inside = labels.any(axis=(1, 2))
     assert inside.sum() == 6  # the six real slices, centred
-    assert np.allclose(image[~inside], (-200 - 50) / 100, atol=1e-6) and np.all(labels[~inside] == 0)
+    assert np.allclose(image[~inside], (-200 - 50) / 100, atol=1e-6)
+    assert np.all(labels[~inside] == 0)
     assert np.allclose(image[inside], 0.1, atol=1e-5)  # (60 - 50) / 100
