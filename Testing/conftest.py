@@ -4,7 +4,8 @@ Patient A is the bundled sample CT (the same file as shared/data/totalseg_exampl
 there on a fresh clone. Everything else real (patient B's DICOM series, the other scans, the authors' reference
 outputs) is in the project's shared/ folder, which is not in the repository: the tests that read it are marked
 `shared_data` and are skipped, saying so, where it is missing. Test modules in the folders below import these
-names as `from conftest import ...` (pytest puts Testing/ on sys.path when it loads this file).
+names as `from conftest import ...` (pytest puts Testing/ on sys.path when it loads this file); as pytest's
+default import mode imports each test file by its base name, test file names stay unique across the folders.
 """
 from __future__ import annotations
 
