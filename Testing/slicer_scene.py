@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import types
 from pathlib import Path
-from typing import Optional, Set, Tuple
+from typing import Dict, Optional, Set, Tuple
 
 import numpy as np
 import pytest
@@ -82,6 +82,31 @@ def add_segment(node: slicer.vtkMRMLSegmentationNode, name: str, mask: sitk.Imag
                               orientedImageFromImage(sitk.Cast(mask > 0, sitk.sitkUInt8)))
     node.GetSegmentation().AddSegment(segment)
     return node.GetSegmentation().GetSegmentIdBySegmentName(name)
+
+
+def serialized(type_code_value: str, meaning: str, modifier: str = "") -> str:
+    """A terminology entry as Slicer serializes it (SNOMED CT type, optional side modifier)."""
+    modifier_code = {"Left": "7771000", "Right": "24028007"}.get(modifier, "")
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
+        "Segmentation category and type - DICOM master list", "123037004", "SCT", "Anatomical Structure",
+        type_code_value, "SCT", meaning, modifier_code, "SCT" if modifier else "", modifier,
+        "Anatomic codes - DICOM master list", "", "", "", "", "", "")
+
+
+def user_segmentation(scene: slicer.vtkMRMLScene, masks: Dict[str, sitk.Image], name: str = "Corrected",
+                      extra: Optional[Dict[str, sitk.Image]] = None) -> slicer.vtkMRMLSegmentationNode:
+    """A segmentation node as a user would make it: names of their own, terminology on one segment, a spleen
+    cut off at the top of the scan, and any `extra` segments."""
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    node.CreateDefaultDisplayNodes()
+    add_segment(node, "Pancreas", masks["pancreas"])
+    add_segment(node, "Left Kidney", masks["kidney_left"])
+    add_segment(node, "kidney_right", masks["kidney_right"])
+    add_segment(node, "Segment_4", masks["liver"], serialized("10200004", "Liver"))
+    add_segment(node, "Spleen (cut)", masks["spleen"])
+    for segment, mask in (extra or {}).items():
+        add_segment(node, segment, mask)
+    return node
 
 
 def add_study(scene: slicer.vtkMRMLScene, patient: str = "Patient B", study: str = "Abdomen CT") -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine" / "evaluation"))
 from test_metrics import anisotropic_shapes  # noqa: E402
 
 from AttentionUNetSegLib.evaluation.metrics import binary_metrics, surface_distances  # noqa: E402

@@ -5,7 +5,7 @@
 - `openvino`: the same folded model converted once to OpenVINO and cached (openvino.py); CPU
   only, faster than PyTorch there (docs/benchmarks.md).
 `auto` picks OpenVINO on the CPU when it is installed, PyTorch otherwise. Both return the same outputs
-within the tolerances tested in Testing/test_backends.py. int8 (quantization.py) runs only on OpenVINO.
+within the tolerances tested in Testing/engine/backends/test_backends.py. int8 (quantization.py) runs only on OpenVINO.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ permutation), so each output axis reads one model axis and trilinear interpolati
 interpolations, done plane by plane with NumPy (maps) or with PyTorch (the argmax) instead of a general
 resampler. It gives what SimpleITK's linear `Resample` gives (the same clamping at the borders, values outside
 the grid set to `outside`); oblique grids go to SimpleITK itself. That, and labels equal to the argmax of
-SimpleITK's resampled logits, are contracts: Testing/test_contracts.py.
+SimpleITK's resampled logits, are contracts: Testing/engine/inference/test_contracts.py.
 """
 from __future__ import annotations
 

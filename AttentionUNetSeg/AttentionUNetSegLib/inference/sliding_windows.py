@@ -4,7 +4,7 @@ windows, and the blended logits and attention maps.
 The windows, their weights and the blending are MONAI's `sliding_window_inference` (mode "gaussian", sigma_scale
 0.125, constant padding), reproduced here because importing MONAI takes about 2 s of a 2-core CPU, a sixth of
 segmenting a whole CT there (docs/benchmarks.md); that they equal MONAI's own function is a contract,
-Testing/test_contracts.py.
+Testing/engine/inference/test_contracts.py.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Reading CT volumes (NIfTI, NRRD, MHA files or a DICOM series folder) and writing results.
 
 Maps are written and read by hand (`write_map`, `read_map`: faster than through ITK, docs/benchmarks.md); that
-they equal what SimpleITK writes and reads is a contract, Testing/test_contracts.py.
+they equal what SimpleITK writes and reads is a contract, Testing/engine/inference/test_contracts.py.
 """
 from __future__ import annotations
 

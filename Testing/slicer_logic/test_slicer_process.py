@@ -1,0 +1,493 @@
+"""AttentionUNetSegLogic.process on real CT nodes: outputs, geometry, terminology, display, transactions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import vtk
+from slicer_scene import add_study, add_volume, ijk_to_ras, new_scene, oblique, scene_state, world_ijk_to_ras
+
+import slicer
+from AttentionUNetSegLib.inference.preprocessing import model_grid
+from AttentionUNetSegLib.inference.settings import InferenceSettings
+from AttentionUNetSegLib.models.model_file import read_metadata
+from AttentionUNetSegLib.errors import CancelledError
+from AttentionUNetSegLib.progress import SegmentationStage
+from AttentionUNetSegLogic import AttentionUNetSegLogic, SegmentationOutputs
+from AttentionUNetSegLogic.conversion import ijkToRasMatrix, volumeNodeToImage
+from AttentionUNetSegLogic.display import (GATES_LAYOUT_ID, GATES_VIEW_PREFIX, HEAT_COLOR_NODE_NAME,
+                                           HEAT_COLOR_NODE_TAG, gatesLayoutDescription, registerGatesLayouts)
+from AttentionUNetSegLogic.outputs import (ATTENTION, COMPUTED_ON_COLUMN, FOLDER, GATE_ATTRIBUTE, INPUT_ROLE,
+                                           OUTPUT_ATTRIBUTE, RUN_ATTRIBUTE, RUN_TIME_COLUMN, SEGMENTATION,
+                                           VOLUME_COLUMN, VOLUMES, EditedSegmentationError)
+from AttentionUNetSegLogic.segments import segmentTerminology
+
+LABELS_ONLY = InferenceSettings(attention=False)
+"""No attention maps: the labels, faster."""
+WITH_ATTENTION = InferenceSettings(attention=True)
+ALL_MAPS = InferenceSettings(attention=True, probabilities=True)
+
+
+GATES = [f"att{level}_gate{gate}" for level in (4, 3, 2) for gate in (1, 2)]
+
+
+@dataclass
+class Run:
+    scene: slicer.vtkMRMLScene
+    input: slicer.vtkMRMLScalarVolumeNode
+    study: int
+    outputs: SegmentationOutputs
+    voxels_before: np.ndarray
+    matrix_before: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def patient_b_run(tmp_path_factory, patient_b: sitk.Image, tiny_model_path: Path) -> Run:
+    """One in-process run on patient B (from DICOM, in a patient/study), attention and probability maps on."""
+    scene = new_scene(tmp_path_factory.mktemp("cache"))
+    study = add_study(scene)
+    node = add_volume(scene, patient_b, "Patient B CT", study)
+    voxels, matrix = slicer.util.arrayFromVolume(node).copy(), ijk_to_ras(node)
+    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, settings=ALL_MAPS)
+    return Run(scene, node, study, outputs, voxels, matrix)
+
+
+def internal_labelmap(segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str):
+    """(voxels, image-to-world matrix) of a segment's binary labelmap as stored."""
+    image = slicer.vtkOrientedImageData()
+    segmentation.GetBinaryLabelmapRepresentation(segment_id, image)
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    extent = image.GetExtent()
+    shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+    voxels = vtk.util.numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape)
+    return voxels, slicer.util.arrayFromVTKMatrix(matrix), extent
+
+
+def reference_geometry(segmentation: slicer.vtkMRMLSegmentationNode) -> np.ndarray:
+    """The segmentation's reference geometry (IJK-to-RAS matrix and extent) as numbers."""
+    text = segmentation.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    return np.array(text.strip(";").split(";"), dtype=float)
+
+
+def geometry_of(ijk_to_ras_matrix: np.ndarray, image_data) -> np.ndarray:
+    return np.concatenate([ijk_to_ras_matrix.ravel(), image_data.GetExtent()])
+
+
+def test_segmentation_has_the_input_geometry(patient_b_run: Run) -> None:
+    run = patient_b_run
+    segmentation = run.outputs.segmentation
+    assert segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()) is run.input
+    assert np.allclose(reference_geometry(segmentation), geometry_of(run.matrix_before, run.input.GetImageData()))
+    for segment_id in segmentation.GetSegmentation().GetSegmentIDs():
+        _, matrix, extent = internal_labelmap(segmentation, segment_id)
+        assert np.allclose(matrix, run.matrix_before)
+        assert extent == run.input.GetImageData().GetExtent()
+
+
+def test_segments_carry_the_model_classes(patient_b_run: Run, tiny_model_path: Path) -> None:
+    classes = [c for c in read_metadata(tiny_model_path).classes if c.value > 0]
+    segmentation = patient_b_run.outputs.segmentation.GetSegmentation()
+    assert list(segmentation.GetSegmentIDs()) == [c.name for c in classes] == ["pancreas", "spleen", "kidney", "liver"]
+    for segment_class in classes:
+        segment = segmentation.GetSegment(segment_class.name)
+        assert segment.GetName() == segment_class.name
+        assert not segment.GetNameAutoGenerated()
+        assert np.allclose(segment.GetColor(), np.array(segment_class.color) / 255.0)
+        assert segment.GetLabelValue() == segment_class.value
+        terminology = segmentTerminology(segment)  # the tag Slicer 5.6 and later read
+        category, kind = terminology.split("~")[1:3]
+        assert category == "SCT^123037004^Anatomical Structure"
+        assert kind == f"SCT^{segment_class.type.code}^{segment_class.type.meaning}"
+        assert segment.GetTerminology() == terminology  # slicer-core (5.10+) has the shortcut: it reads the same tag
+    assert segmentTerminology(segmentation.GetSegment("pancreas")).split("~")[2] == "SCT^15776009^Pancreas"
+    assert segmentation.GetNumberOfLayers() == 1  # one shared labelmap, not one copy per organ
+
+
+def test_segments_table_and_probabilities_agree(patient_b_run: Run) -> None:
+    outputs = patient_b_run.outputs
+    voxel_ml = np.prod(patient_b_run.input.GetSpacing()) / 1000.0
+    table = outputs.volumesTable
+    assert table.GetAttribute(OUTPUT_ATTRIBUTE) == VOLUMES
+    rows = {table.GetCellText(r, 0): float(table.GetCellText(r, 1)) for r in range(table.GetNumberOfRows())}
+    assert table.GetColumnName(1) == VOLUME_COLUMN
+    assert list(rows) == list(outputs.volumesMl)
+    assert [table.GetColumnName(c) for c in (2, 3)] == [RUN_TIME_COLUMN, COMPUTED_ON_COLUMN]
+    assert outputs.seconds > 0
+    assert outputs.device == "cpu"
+    assert outputs.backend
+    assert outputs.precision
+    for row in range(table.GetNumberOfRows()):  # every row says how long the run took, and on what
+        assert float(table.GetCellText(row, 2)) == pytest.approx(outputs.seconds, abs=0.05)
+        assert table.GetCellText(row, 3) == f"cpu ({outputs.backend}, {outputs.precision})" == outputs.computedOn
+    probabilities = {name: slicer.util.arrayFromVolume(node) for name, node in outputs.probabilities.items()}
+    assert set(probabilities) == {"background", "pancreas", "spleen", "kidney", "liver"}
+    assert np.allclose(sum(probabilities.values()), 1.0, atol=1e-3)  # a softmax per voxel
+    claimed = np.zeros(patient_b_run.voxels_before.shape, dtype=int)
+    for segment_id in outputs.segmentation.GetSegmentation().GetSegmentIDs():
+        voxels, _, _ = internal_labelmap(outputs.segmentation, segment_id)
+        assert rows[segment_id] == pytest.approx(voxels.sum() * voxel_ml, abs=0.01)
+        claimed += voxels > 0
+    assert claimed.max() == 1  # each voxel in at most one organ
+    assert claimed.sum() > 0
+
+
+def model_grid_matrix(run: Run, model: Path) -> np.ndarray:
+    """The IJK-to-RAS matrix of the model's grid over the run's input (where the network saw it)."""
+    return ijkToRasMatrix(model_grid(volumeNodeToImage(run.input), read_metadata(model).spacing_mm))
+
+
+def test_attention_maps_are_on_the_model_grid_in_a_study_folder(patient_b_run: Run, tiny_model_path: Path) -> None:
+    """The maps stay on the model's grid (the slice views resample them, linearly): 1/33 of the bytes that they
+    take on patient B's 0.98 x 0.98 x 2 mm grid, with the tiny model's 4 mm."""
+    run = patient_b_run
+    attention = run.outputs.attention
+    assert list(attention) == GATES
+    shNode = run.scene.GetSubjectHierarchyNode()
+    for kind, maps in (("attention", attention), ("probability", run.outputs.probabilities)):
+        folders = {shNode.GetItemParent(shNode.GetItemByDataNode(node)) for node in maps.values()}
+        assert len(folders) == 1, kind  # one folder per kind of map, under the input's study
+        folder = folders.pop()
+        assert shNode.GetItemParent(folder) == run.study
+        assert shNode.GetItemAttribute(folder, OUTPUT_ATTRIBUTE) == FOLDER
+        assert shNode.GetItemName(folder) == f"{run.input.GetName()} {kind} maps"
+    assert shNode.GetItemParent(shNode.GetItemByDataNode(run.outputs.segmentation)) == run.study
+    heat = run.scene.GetSingletonNode(HEAT_COLOR_NODE_TAG, "vtkMRMLColorTableNode")
+    model_matrix = model_grid_matrix(run, tiny_model_path)
+    maps = list(attention.values()) + list(run.outputs.probabilities.values())
+    map_bytes = sum(slicer.util.arrayFromVolume(node).nbytes for node in maps)
+    assert map_bytes * 30 < len(maps) * run.voxels_before.size * 4
+    for gate, node in attention.items():
+        values = slicer.util.arrayFromVolume(node)
+        assert values.dtype == np.float32
+        assert values.shape == (10, 125, 125)
+        assert np.allclose(ijk_to_ras(node), model_matrix)
+        assert 0.0 <= values.min()
+        assert values.max() <= 1.0
+        assert values.max() > values.min()
+        assert node.GetNodeReference(INPUT_ROLE) is run.input
+        assert node.GetAttribute(GATE_ATTRIBUTE) == gate
+        display = node.GetDisplayNode()
+        assert display.GetColorNode() is heat
+        assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 1.0)
+        assert display.GetApplyThreshold()
+        assert display.GetLowerThreshold() == pytest.approx(0.2)
+        assert display.GetInterpolate()  # linear in the slice views, not 4 mm blocks
+        assert not node.GetSaveWithScene()  # unless asked
+        assert not display.GetSaveWithScene()
+
+
+def test_input_is_unchanged(patient_b_run: Run, patient_b: sitk.Image) -> None:
+    run = patient_b_run
+    assert np.array_equal(slicer.util.arrayFromVolume(run.input), run.voxels_before)
+    assert np.array_equal(slicer.util.arrayFromVolume(run.input), sitk.GetArrayViewFromImage(patient_b))
+    assert np.array_equal(ijk_to_ras(run.input), run.matrix_before)
+    assert run.input.GetParentTransformNode() is None
+    assert run.input.GetAttributeNames() == ()
+
+
+def test_segmentation_is_shown_in_slice_and_3d_views(patient_b_run: Run) -> None:
+    segmentation = patient_b_run.outputs.segmentation
+    display = segmentation.GetDisplayNode()
+    assert display.GetVisibility()
+    assert display.GetVisibility2D()
+    assert display.GetVisibility3D()
+    assert segmentation.GetSegmentation().ContainsRepresentation(
+        slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName())
+    rule = slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule  # surfaces by SurfaceNets, with its smoothing
+    assert segmentation.GetSegmentation().GetConversionParameter(rule.GetConversionMethodParameterName()) == "1"
+    assert segmentation.GetSegmentation().GetConversionParameter(
+        rule.GetSurfaceNetInternalSmoothingParameterName()) == "1"
+
+
+def test_selected_gate_becomes_the_slice_views_foreground(patient_b_run: Run) -> None:
+    run = patient_b_run
+    views = []
+    for name in ("Red", "Yellow", "Green"):
+        view = slicer.vtkMRMLSliceCompositeNode()
+        view.SetLayoutName(name)
+        run.scene.AddNode(view)
+        views.append(view)
+    gate = run.outputs.attention["att3_gate2"]
+    AttentionUNetSegLogic().showMap(gate, opacity=0.7, threshold=0.35)
+    for view in views:
+        assert view.GetBackgroundVolumeID() == run.input.GetID()
+        assert view.GetForegroundVolumeID() == gate.GetID()
+        assert view.GetForegroundOpacity() == pytest.approx(0.7)
+    for node in list(run.outputs.attention.values()) + list(run.outputs.probabilities.values()):
+        assert node.GetDisplayNode().GetLowerThreshold() == pytest.approx(0.35)
+    for view in views:
+        run.scene.RemoveNode(view)
+
+
+def test_all_gates_side_by_side(patient_b_run: Run) -> None:
+    run = patient_b_run
+    logic = AttentionUNetSegLogic()
+    assert not logic.showAllGates(run.input)  # no view layout in a bare scene
+    layout = slicer.vtkMRMLLayoutNode()
+    run.scene.AddNode(layout)
+    views = []
+    for index in range(1, len(GATES) + 1):  # what Slicer's layout manager creates for the layout's views
+        view = slicer.vtkMRMLSliceCompositeNode()
+        view.SetLayoutName(f"{GATES_VIEW_PREFIX}{index}")
+        run.scene.AddNode(view)
+        views.append(view)
+    assert logic.showAllGates(run.input, opacity=0.6)
+    assert layout.GetViewArrangement() == GATES_LAYOUT_ID + len(GATES)
+    assert layout.GetLayoutDescription(GATES_LAYOUT_ID + len(GATES)).count('class="vtkMRMLSliceNode"') == len(GATES)
+    shown = {run.scene.GetNodeByID(view.GetForegroundVolumeID()).GetAttribute(GATE_ATTRIBUTE) for view in views}
+    assert shown == set(GATES)
+    for node in views + [layout]:
+        run.scene.RemoveNode(node)
+
+
+def test_a_scene_saved_in_the_gates_layout_reopens_in_it(tmp_path: Path) -> None:
+    """A scene file keeps only the layout's id: reopened in a session that registered the layouts at start-up
+    (as the module does on startupCompleted) it shows them; without, Slicer finds no layout for the id."""
+    saved = new_scene(tmp_path / "cache")
+    layout = slicer_layout_node(saved)
+    registerGatesLayouts(layout)
+    layout.SetViewArrangement(GATES_LAYOUT_ID + len(GATES))
+    saved.SetURL(str(tmp_path / "scene.mrml"))
+    assert saved.Commit()
+    for registered in (True, False):
+        reopened = new_scene(tmp_path / f"cache {registered}")
+        layout = slicer_layout_node(reopened)
+        if registered:
+            registerGatesLayouts(layout)
+        reopened.SetURL(str(tmp_path / "scene.mrml"))
+        assert reopened.Import()
+        assert layout.GetViewArrangement() == GATES_LAYOUT_ID + len(GATES)
+        shown = layout.GetCurrentLayoutDescription() or ""
+        assert (shown == gatesLayoutDescription(len(GATES))) == registered
+        assert (shown.count(GATES_VIEW_PREFIX) == len(GATES)) == registered
+
+
+def slicer_layout_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLLayoutNode:
+    """The singleton layout node Slicer's layout logic adds to its scene."""
+    layout = slicer.vtkMRMLLayoutNode()
+    layout.SetSingletonTag("vtkMRMLLayoutNode")
+    scene.AddNode(layout)
+    return layout
+
+
+def test_choosing_no_gate_clears_the_overlay(patient_b_run: Run) -> None:
+    run = patient_b_run
+    views = []
+    for name in ("Red", "Yellow"):
+        view = slicer.vtkMRMLSliceCompositeNode()
+        view.SetLayoutName(name)
+        run.scene.AddNode(view)
+        views.append(view)
+    logic = AttentionUNetSegLogic()
+    logic.showMap(run.outputs.attention["att2_gate1"])
+    views[1].SetForegroundVolumeID(run.input.GetID())  # a foreground of the user's own
+    logic.hideMaps(run.scene)
+    assert views[0].GetForegroundVolumeID() is None
+    assert views[0].GetBackgroundVolumeID() == run.input.GetID()
+    assert views[1].GetForegroundVolumeID() == run.input.GetID()
+    for view in views:
+        run.scene.RemoveNode(view)
+
+
+def test_each_run_adds_its_own_outputs_and_keeps_the_users_edits(scene, small_ct: sitk.Image,
+                                                                   tiny_model_path: Path) -> None:
+    """A second Segment on the same CT adds a second segmentation node (with maps and table), and the first one,
+    which the user corrected meanwhile, is kept as it is, with its maps and table."""
+    study = add_study(scene)
+    node = add_volume(scene, small_ct, "CT", study)
+    other_input = add_volume(scene, small_ct, "other CT", study)
+    logic = AttentionUNetSegLogic()
+    other_outputs = logic.process(other_input, tiny_model_path, settings=WITH_ATTENTION)
+    manual = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "manual")
+    manual.GetSegmentation().AddEmptySegment("tumour")
+
+    first = logic.process(node, tiny_model_path, settings=ALL_MAPS)
+    first.segmentation.GetSegmentation().GetSegment("liver").SetName("Liver (corrected)")
+    first_nodes = {n.GetID() for n in [first.segmentation, *first.attention.values(), *first.probabilities.values(),
+                                       first.volumesTable]}
+    after_first = scene_state(scene)
+    second = logic.process(node, tiny_model_path, settings=ALL_MAPS)
+
+    assert second.segmentation is not first.segmentation
+    assert all(scene.GetNodeByID(i) is not None for i in first_nodes)
+    assert first.segmentation.GetSegmentation().GetSegment("liver").GetName() == "Liver (corrected)"
+    assert second.segmentation.GetSegmentation().GetSegment("liver").GetName() == "liver"
+    assert scene_state(scene)[0] > after_first[0]
+    assert scene_state(scene)[1] > after_first[1]
+    assert [n.GetName() for n in logic.outputsOf(node, SEGMENTATION)] == ["CT segmentation", "CT 2 segmentation"]
+    assert [n.GetName() for n in logic.outputsOf(node, VOLUMES)] == ["CT organ volumes", "CT 2 organ volumes"]
+    assert len(logic.outputsOf(node, ATTENTION)) == 2 * len(GATES)
+    assert second.attention["att2_gate1"].GetName() == "CT 2 attention level 2 gate 1"
+    for kept in [other_input, manual, other_outputs.segmentation, *other_outputs.attention.values()]:
+        assert scene.GetNodeByID(kept.GetID()) is kept
+    assert manual.GetSegmentation().GetSegmentIDs() == ("tumour",)
+
+
+def test_given_segmentation_keeps_its_other_segments(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
+    node = add_volume(scene, small_ct, "CT")
+    target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my segmentation")
+    target.GetSegmentation().AddEmptySegment("tumour")
+    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, outputSegmentation=target, settings=LABELS_ONLY)
+    assert outputs.segmentation is target
+    assert outputs.attention == {}
+    assert outputs.probabilities == {}
+    assert target.GetSegmentation().GetSegmentIDs() == ("tumour", "pancreas", "spleen", "kidney", "liver")
+
+
+def test_a_chosen_segmentation_is_filled_and_its_edits_are_never_overwritten_unasked(
+        scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
+    """Only a node chosen as the output is written into. One a run filled and nobody edited since is filled again
+    (that run's maps and table replaced, other runs' kept); one that may hold edits (corrected in this session,
+    or not known: the user's own, or read from a file) is refused unless the caller confirms overwriting."""
+    node = add_volume(scene, small_ct, "CT")
+    logic = AttentionUNetSegLogic()
+    kept = logic.process(node, tiny_model_path, settings=WITH_ATTENTION)
+    earlier = logic.process(node, tiny_model_path, settings=WITH_ATTENTION)
+    earlier_maps = [earlier.volumesTable, *earlier.attention.values()]
+    assert logic.editsAtRisk(earlier.segmentation, tiny_model_path) == []
+
+    again = logic.process(node, tiny_model_path, outputSegmentation=earlier.segmentation, settings=WITH_ATTENTION)
+    assert again.segmentation is earlier.segmentation
+    assert all(n.GetScene() is None for n in earlier_maps)  # replaced with the node they belonged to
+    assert all(n.GetScene() is scene for n in [kept.segmentation, kept.volumesTable, *kept.attention.values()])
+
+    earlier.segmentation.GetSegmentation().GetSegment("kidney").SetName("Kidneys (corrected)")
+    at_risk = ["pancreas", "spleen", "Kidneys (corrected)", "liver"]  # any of the segments the run would replace
+    assert logic.editsAtRisk(earlier.segmentation, tiny_model_path) == at_risk
+    before = scene_state(scene)
+    with pytest.raises(EditedSegmentationError, match=r"'CT 2 segmentation' may hold your edits in pancreas, spleen, "
+                                                      r"Kidneys \(corrected\), liver.*Create new segmentation.*"
+                                                      r"overwriteEdited"):
+        logic.process(node, tiny_model_path, outputSegmentation=earlier.segmentation, settings=LABELS_ONLY)
+    assert scene_state(scene) == before
+    assert earlier.segmentation.GetSegmentation().GetSegment("kidney").GetName() == "Kidneys (corrected)"
+
+    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")  # the user's own: edits unknown
+    mine.GetSegmentation().AddEmptySegment("liver", "Liver drawn by hand")
+    assert logic.editsAtRisk(mine, tiny_model_path) == ["Liver drawn by hand"]
+    with pytest.raises(EditedSegmentationError, match="'mine' may hold your edits in Liver drawn by hand"):
+        logic.process(node, tiny_model_path, outputSegmentation=mine, settings=LABELS_ONLY)
+    confirmed = logic.process(node, tiny_model_path, outputSegmentation=mine, settings=LABELS_ONLY,
+                              overwriteEdited=True)
+    assert confirmed.segmentation is mine
+    assert mine.GetSegmentation().GetSegmentIDs() == ("pancreas", "spleen", "kidney", "liver")
+    assert logic.editsAtRisk(mine, tiny_model_path) == []  # written by a run, watched from now on
+
+
+@pytest.mark.parametrize("reused", [False, True], ids=["the user's segmentation", "an earlier run's"])
+def test_a_run_failing_at_the_end_puts_a_chosen_segmentation_back(scene, small_ct: sitk.Image,
+                                                                  tiny_model_path: Path, reused: bool) -> None:
+    node = add_volume(scene, small_ct, "CT")
+    logic = AttentionUNetSegLogic()
+    if reused:
+        target = logic.process(node, tiny_model_path, settings=LABELS_ONLY).segmentation
+    else:
+        target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+        target.GetSegmentation().AddEmptySegment("tumour")
+    segments = target.GetSegmentation().GetSegmentIDs()
+    marks = (target.GetAttribute(OUTPUT_ATTRIBUTE), target.GetAttribute(RUN_ATTRIBUTE),
+             target.GetNodeReferenceID(INPUT_ROLE))
+    unedited = logic.editsAtRisk(target, tiny_model_path) == []
+    before = scene_state(scene)
+
+    def cancel_at_the_last_moment(stage: SegmentationStage, fraction: float) -> None:
+        if stage is SegmentationStage.OUTPUTS and fraction == 1.0:  # after the segmentation node was filled
+            raise CancelledError("cancelled")
+
+    with pytest.raises(CancelledError):
+        logic.process(node, tiny_model_path, outputSegmentation=target, settings=WITH_ATTENTION,
+                      progress=cancel_at_the_last_moment)
+    assert scene_state(scene) == before
+    assert target.GetSegmentation().GetSegmentIDs() == segments
+    assert (target.GetAttribute(OUTPUT_ATTRIBUTE), target.GetAttribute(RUN_ATTRIBUTE),
+            target.GetNodeReferenceID(INPUT_ROLE)) == marks
+    assert (logic.editsAtRisk(target, tiny_model_path) == []) == unedited  # the run's own writes were no edits
+
+
+def test_oblique_parent_transformed_copy(scene, small_ct: sitk.Image, tiny_model_path: Path) -> None:
+    node = add_volume(scene, oblique(small_ct), "oblique transformed CT")
+    transform = slicer.vtkMRMLLinearTransformNode()
+    scene.AddNode(transform)
+    motion = vtk.vtkTransform()
+    motion.RotateWXYZ(30.0, 1.0, 0.5, 0.0)
+    motion.Translate(-20.0, 15.0, 40.0)
+    transform.SetMatrixTransformToParent(motion.GetMatrix())
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    matrix, voxels = ijk_to_ras(node), slicer.util.arrayFromVolume(node).copy()
+    world = world_ijk_to_ras(node)
+
+    outputs = AttentionUNetSegLogic().process(node, tiny_model_path, settings=WITH_ATTENTION)
+
+    model_matrix = ijkToRasMatrix(model_grid(volumeNodeToImage(node), read_metadata(tiny_model_path).spacing_mm))
+    for gate in outputs.attention.values():  # maps live in world space, on the model's grid over the input there
+        assert np.allclose(ijk_to_ras(gate), model_matrix, atol=1e-6)
+        assert gate.GetParentTransformNode() is None
+    for segment_id in outputs.segmentation.GetSegmentation().GetSegmentIDs():
+        _, labelmap_matrix, extent = internal_labelmap(outputs.segmentation, segment_id)
+        assert np.allclose(labelmap_matrix, world, atol=1e-6)
+        assert extent == node.GetImageData().GetExtent()
+    assert np.allclose(reference_geometry(outputs.segmentation), geometry_of(world, node.GetImageData()), atol=1e-6)
+    assert np.array_equal(ijk_to_ras(node), matrix)
+    assert node.GetParentTransformNode() is transform
+    assert np.array_equal(slicer.util.arrayFromVolume(node), voxels)
+
+
+def test_scene_with_outputs_saves_to_mrb_and_reloads(scene, small_ct: sitk.Image, tiny_model_path: Path,
+                                                     tmp_path: Path) -> None:
+    """The segmentation and table are saved with the scene; the maps only once the user asks for it."""
+    study = add_study(scene)
+    node = add_volume(scene, small_ct, "CT", study)
+    logic = AttentionUNetSegLogic()
+    outputs = logic.process(node, tiny_model_path, settings=WITH_ATTENTION)
+    maps = {n.GetName(): slicer.util.arrayFromVolume(n).copy() for n in outputs.attention.values()}
+    for storable in [node, outputs.segmentation, outputs.volumesTable]:
+        storable.AddDefaultStorageNode()
+
+    without_maps = saved_and_reloaded(scene, tmp_path / "without maps")
+    assert all(without_maps.GetFirstNodeByName(name) is None for name in maps)
+    assert without_maps.GetFirstNodeByName(outputs.segmentation.GetName()) is not None
+    assert len(AttentionUNetSegLogic.outputsOf(without_maps.GetFirstNodeByName("CT"))) == 2
+
+    logic.setMapsSavedWithScene(scene, True)
+    for gate in outputs.attention.values():
+        gate.AddDefaultStorageNode()
+    reloaded = saved_and_reloaded(scene, tmp_path / "with maps")
+    loaded_input = reloaded.GetFirstNodeByName("CT")
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(loaded_input), sitk.GetArrayViewFromImage(small_ct))
+    names = {n.GetName(): n for n in [outputs.segmentation, outputs.volumesTable, *outputs.attention.values()]}
+    for name, original in names.items():
+        loaded = reloaded.GetFirstNodeByName(name)
+        assert loaded.GetClassName() == original.GetClassName()
+        assert loaded.GetNodeReference(INPUT_ROLE) is loaded_input
+        assert loaded.GetAttribute(OUTPUT_ATTRIBUTE) == original.GetAttribute(OUTPUT_ATTRIBUTE)
+        assert loaded.GetAttribute(RUN_ATTRIBUTE) == original.GetAttribute(RUN_ATTRIBUTE)
+        if name in maps:
+            np.testing.assert_array_equal(slicer.util.arrayFromVolume(loaded), maps[name])
+            assert np.array_equal(ijk_to_ras(loaded), ijk_to_ras(original))
+            assert loaded.GetDisplayNode().GetColorNode().GetName() == HEAT_COLOR_NODE_NAME
+    segmentation = reloaded.GetFirstNodeByName(outputs.segmentation.GetName()).GetSegmentation()
+    assert segmentation.GetSegmentIDs() == ("pancreas", "spleen", "kidney", "liver")
+    assert "^15776009^Pancreas" in segmentTerminology(segmentation.GetSegment("pancreas"))
+    assert reloaded.GetFirstNodeByName(outputs.volumesTable.GetName()).GetNumberOfRows() == 4
+    shNode = reloaded.GetSubjectHierarchyNode()
+    gate = reloaded.GetFirstNodeByName(next(iter(outputs.attention.values())).GetName())
+    folder = shNode.GetItemParent(shNode.GetItemByDataNode(gate))
+    assert shNode.GetItemName(folder) == "CT attention maps"
+    assert shNode.GetItemName(shNode.GetItemParent(folder)) == "Abdomen CT"
+    assert len(AttentionUNetSegLogic.outputsOf(loaded_input)) == len(names)
+    assert AttentionUNetSegLogic.editsAtRisk(reloaded.GetFirstNodeByName(outputs.segmentation.GetName()),
+                                             tiny_model_path) == ["pancreas", "spleen", "kidney", "liver"]
+
+
+def saved_and_reloaded(scene: slicer.vtkMRMLScene, folder: Path) -> slicer.vtkMRMLScene:
+    """`scene` written to an .mrb in `folder` and read into a new scene."""
+    folder.mkdir()
+    assert scene.WriteToMRB(str(folder / "scene.mrb"))
+    reloaded = new_scene(folder / "cache")
+    assert reloaded.ReadFromMRB(str(folder / "scene.mrb"))
+    return reloaded
