@@ -19,7 +19,7 @@ from conftest import REPO_ROOT
 from slicer_scene import MODULE_DIR, add_volume, new_scene
 
 import slicer
-from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES
+from AttentionUNetSegLib.backends.choices import DEVICE_CHOICES
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.dependencies import (OPTIONAL_REQUIREMENTS_FILE, UnmetRequirement, requirements,
                                                 unmetRequirements)
@@ -156,7 +156,7 @@ def test_the_panel_offers_the_engines_devices() -> None:
              if isinstance(n, ast.Call) and ast.unparse(n.func) == "self.ui.fineTuneDeviceComboBox.addItems"]
     assert fills == ["self.ui.fineTuneDeviceComboBox.addItems(list(DEVICE_CHOICES))"]
     for panel in (PARAMETER_FILE, PANEL_FILES[1]):
-        assert "from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES" in panel.read_text(encoding="utf-8")
+        assert "from AttentionUNetSegLib.backends.choices import DEVICE_CHOICES" in panel.read_text(encoding="utf-8")
 
 
 def test_parameter_node_round_trips_through_an_mrb(tmp_path: Path, small_ct: sitk.Image) -> None:
