@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,14 @@ def run_cli(args: List[str], timeout: float = 600) -> subprocess.CompletedProces
     """Run `python -m AttentionUNetSegLib ARGS` in a real subprocess and capture its output."""
     return subprocess.run([sys.executable, "-m", "AttentionUNetSegLib", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout)
+
+
+def start_cli(args: List) -> subprocess.Popen:
+    """Start `python -m AttentionUNetSegLib ARGS` with its stderr piped, to be interrupted: SIGINT acts in it as
+    Ctrl-C in a terminal even where the suite runs as a background job (whose children a shell starts with SIGINT
+    ignored, which Python then keeps)."""
+    return subprocess.Popen([sys.executable, "-m", "AttentionUNetSegLib", *map(str, args)], stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from AttentionUNetSegLib.errors import CancelledError
-from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES
+from AttentionUNetSegLib.backends.choices import DEVICE_CHOICES
 from AttentionUNetSegLogic import AttentionUNetSegLogic, FineTuneFollower, FineTuneUpdate
 from AttentionUNetSegLogic.fine_tuning import validationSummary
 from AttentionUNetSegLogic.reporting import reportedErrors

@@ -4,7 +4,8 @@ from typing import Annotated
 from slicer import vtkMRMLColorNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
-from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES, InferenceSettings
+from AttentionUNetSegLib.backends.choices import DEVICE_CHOICES
+from AttentionUNetSegLib.inference.settings import InferenceSettings
 
 
 @parameterNodeWrapper

@@ -248,7 +248,7 @@ def test_a_workers_result_reaches_the_scene_without_torch(small_ct: sitk.Image, 
     write_job(job, small_ct, model=tiny_model_path, settings=WITH_ATTENTION)
     worker = startWorker(sys.executable, [str(job)])
     assert worker.communicate(timeout=TIMEOUT_S)[0].decode().splitlines()[-1] == serialise(DoneEvent())
-    testing = Path(__file__).resolve().parent
+    testing = Path(__file__).resolve().parents[1]  # Testing/, which holds slicer_scene.py
     output = subprocess.run([sys.executable, "-c", RESULT_INTO_A_SCENE, str(testing), str(MODULE_DIR), str(job),
                              str(tmp_path / "cache"), "torch", "monai", "openvino"],
                             capture_output=True, text=True, check=True)

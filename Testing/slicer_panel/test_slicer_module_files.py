@@ -19,7 +19,7 @@ from conftest import REPO_ROOT
 from slicer_scene import MODULE_DIR, add_volume, new_scene
 
 import slicer
-from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES
+from AttentionUNetSegLib.backends.choices import DEVICE_CHOICES
 from AttentionUNetSegLogic import AttentionUNetSegLogic
 from AttentionUNetSegLogic.dependencies import (OPTIONAL_REQUIREMENTS_FILE, UnmetRequirement, requirements,
                                                 unmetRequirements)
@@ -156,7 +156,7 @@ def test_the_panel_offers_the_engines_devices() -> None:
              if isinstance(n, ast.Call) and ast.unparse(n.func) == "self.ui.fineTuneDeviceComboBox.addItems"]
     assert fills == ["self.ui.fineTuneDeviceComboBox.addItems(list(DEVICE_CHOICES))"]
     for panel in (PARAMETER_FILE, PANEL_FILES[1]):
-        assert "from AttentionUNetSegLib.inference.settings import DEVICE_CHOICES" in panel.read_text(encoding="utf-8")
+        assert "from AttentionUNetSegLib.backends.choices import DEVICE_CHOICES" in panel.read_text(encoding="utf-8")
 
 
 def test_parameter_node_round_trips_through_an_mrb(tmp_path: Path, small_ct: sitk.Image) -> None:
@@ -268,7 +268,7 @@ import AttentionUNetSegLogic
 logic = AttentionUNetSegLogic.AttentionUNetSegLogic()
 logic.unmetDependencies()
 entries = logic.models()
-metadata = {entry.name: logic.modelMetadata(entry.name).license for entry in entries}
+metadata = {entry.name: logic.modelMetadata(entry.name).license for entry in entries if entry.bundled}
 default = logic.modelMetadata(None).name
 print(json.dumps({"loaded": sorted(set(sys.argv[2:]) & set(sys.modules)), "models": metadata, "default": default}))
 """
@@ -276,7 +276,7 @@ print(json.dumps({"loaded": sorted(set(sys.argv[2:]) & set(sys.modules)), "model
 
 def test_the_panels_first_open_loads_neither_qt_nor_torch_nor_simpleitk() -> None:
     """What the panel does before a click, in a fresh interpreter: import the logic, build it, check the packages,
-    list the models and read their metadata. Slicer's process must not load PyTorch or SimpleITK for that (the
+    list the models and read their metadata (the bundled ones: models other tests registered have no licence). Slicer's process must not load PyTorch or SimpleITK for that (the
     worker holds them), nor Qt for the logic. `import slicer` itself (slicer-core) loads neither."""
     heavy = ["qt", "ctk", "torch", "monai", "SimpleITK", "openvino", "safetensors"]
     output = subprocess.run([sys.executable, "-c", PANEL_OPEN, str(MODULE_DIR), *heavy], capture_output=True,

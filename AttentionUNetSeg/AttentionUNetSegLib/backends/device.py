@@ -7,11 +7,7 @@ from typing import ContextManager
 import torch
 
 from ..errors import InvalidOptionError
-from ..inference.settings import DEVICE_CHOICES
-
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
-INFERENCE_PRECISION_CHOICES = PRECISION_CHOICES + ("int8",)
-"""int8 is for inference only (backends/quantization.py)."""
+from .choices import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
 
 
 def resolve_device(name: str = "auto") -> torch.device:

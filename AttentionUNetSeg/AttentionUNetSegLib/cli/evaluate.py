@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from ..errors import InvalidOptionError
-from ..inference.settings import DEVICE_CHOICES
+from ..backends.choices import DEVICE_CHOICES
 from .option_types import whole_number
 
 log = logging.getLogger(__name__)

@@ -157,7 +157,8 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    entry, converted = remove_model(args.name)
+    entry, orphaned = remove_model(args.name)
+    converted = remove_cache_entries(entry.sha256) if orphaned else []
     freed = f", and its converted OpenVINO model ({_mib(converted)})" if converted else ""
     print(f"removed {entry.name} from {user_registry()}{freed}")
     return 0

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
-from ..backends.device import INFERENCE_PRECISION_CHOICES
+from ..backends.choices import DEVICE_CHOICES, INFERENCE_PRECISION_CHOICES
 from ..backends.selection import BACKEND_CHOICES
 from ..cohort.inputs import CohortCase, resolve_inputs
 from ..cohort.runner import CohortJob, check_output_folder, run_cohort
@@ -19,9 +19,9 @@ from ..cohort.table import TABLE_FILE, write_cohort_table
 from ..errors import DiskFullError, InvalidOptionError
 from ..inference.case_outputs import ERROR_SUFFIX, ModelRecord, RunRecord, read_case, refuse_other_models, stage_case
 from ..inference.segmenter import Segmenter
-from ..inference.settings import DEVICE_CHOICES, InferenceSettings
+from ..inference.settings import InferenceSettings
 from ..io.atomic import StagedOutputs
-from ..io.dicom_seg import DICOM_SEG_FORMAT, require_dicom_seg
+from ..inference.dicom_seg import DICOM_SEG_FORMAT, require_dicom_seg
 from ..io.images import OUTPUT_FORMATS
 from ..models.model_file import read_model
 from ..models.registry import resolve_model_path

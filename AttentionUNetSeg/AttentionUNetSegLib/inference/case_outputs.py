@@ -17,7 +17,7 @@ import torch
 
 from ..errors import InvalidOptionError
 from ..io.atomic import StagedOutputs, atomic_file
-from ..io.dicom_seg import DICOM_SEG_FORMAT, SEG_SUFFIX, read_seg_sources, write_dicom_seg
+from .dicom_seg import DICOM_SEG_FORMAT, SEG_SUFFIX, read_seg_sources, write_dicom_seg
 from ..io.disk_space import room_for
 from ..io.images import read_image, write_image
 from ..io.maps import in_parallel, write_map_file

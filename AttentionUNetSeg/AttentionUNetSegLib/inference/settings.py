@@ -5,15 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ..backends.choices import DEVICE_CHOICES
 from ..errors import InvalidOptionError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-"""What `device` may be besides cuda:N ('auto': CUDA, else Apple MPS where 3D convolutions work, else the CPU)."""
 
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """`device` (DEVICE_CHOICES or cuda:N), `precision` (device.INFERENCE_PRECISION_CHOICES) and `backend`
+    """`device` (DEVICE_CHOICES or cuda:N), `precision` (INFERENCE_PRECISION_CHOICES) and `backend`
     (backends.BACKEND_CHOICES) are resolved when the run starts. `overlap` of the sliding windows in [0, 1);
     `batch_size` windows per forward pass (None: 4 on CUDA, 1 elsewhere); `window_voxels` > 0 enlarges the
     windows up to that many voxels, 0 keeps them at the model's training patch, None takes the model's own

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 from typing import List, NamedTuple, Optional
 
-from ..backends.openvino import CacheEntry, remove_cache_entries
 from ..errors import InvalidOptionError, ModelFileError
 from ..io.atomic import atomic_file
 from .download import DownloadProgress, check_https_url, check_sha256, download
@@ -67,25 +66,26 @@ def download_model(name: str, progress: Optional[DownloadProgress] = None) -> Re
 
 
 class Removal(NamedTuple):
-    """A removed model's entry and the converted OpenVINO models removed with it."""
+    """A removed model's entry, and whether no registered model has its sha256 any more (then its converted
+    OpenVINO models are orphans: the caller removes them, backends.openvino.remove_cache_entries)."""
 
     entry: RegistryEntry
-    converted: List[CacheEntry]
+    orphaned: bool
 
 
 def remove_model(name: str) -> Removal:
-    """Remove a user-registered model, and its downloaded file and converted OpenVINO models unless another
-    registered model has the same sha256; bundled models cannot be removed."""
+    """Remove a user-registered model, and its downloaded file unless another registered model has the same
+    sha256; bundled models cannot be removed."""
     entry = find_model(name)
     if entry.bundled:
         raise InvalidOptionError(f"model {name!r} is bundled with AttentionUNetSeg and cannot be removed")
     remaining = [e for e in read_registry(user_registry()) if e.name != name]
     _write_user_entries(remaining)
     if any(e.sha256 == entry.sha256 for e in list_models()):
-        return Removal(entry, [])
+        return Removal(entry, orphaned=False)
     if entry.url:
         entry.file.unlink(missing_ok=True)
-    return Removal(entry, remove_cache_entries(entry.sha256))
+    return Removal(entry, orphaned=True)
 
 
 def check_new_name(name: str) -> None:

@@ -14,9 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
-from ..backends.device import PRECISION_CHOICES
+from ..backends.choices import DEVICE_CHOICES, PRECISION_CHOICES
 from ..errors import InvalidOptionError
-from ..inference.settings import DEVICE_CHOICES
 from ..io.atomic import atomic_file
 from ..models.intensity import IntensityNormalisation
 from ..network.config import ARCHITECTURES, DEEP_SUPERVISION_MODES

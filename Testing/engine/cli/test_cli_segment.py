@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import SAMPLE_CT, TOTALSEG, make_model_file, run_cli
+from conftest import SAMPLE_CT, TOTALSEG, make_model_file, run_cli, start_cli
 
 from AttentionUNetSegLib.models.model_file import file_sha256
 from AttentionUNetSegLib.models.registry import default_model
@@ -288,8 +286,7 @@ def test_warnings_and_organ_volumes_reach_the_terminal(tmp_path: Path, tiny_mode
 
 def test_interrupt_mid_run_leaves_no_outputs(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "AttentionUNetSegLib", "segment", str(SAMPLE_CT), "-o", str(out)],
-                               stderr=subprocess.PIPE, text=True)
+    process = start_cli(["segment", SAMPLE_CT, "-o", out])
     deadline = time.monotonic() + 120
     for line in process.stderr:
         if line.startswith("inference") or time.monotonic() > deadline:

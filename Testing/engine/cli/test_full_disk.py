@@ -8,14 +8,13 @@ import math
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import SAMPLE_CT, TOTALSEG, run_cli
+from conftest import SAMPLE_CT, TOTALSEG, run_cli, start_cli
 from training_support import run_train
 
 PAGE = 4096
@@ -111,8 +110,7 @@ def test_training_without_room_for_its_checkpoint_says_so_in_one_line(small_disk
 def test_ctrl_c_in_the_first_seconds_prints_no_traceback(tmp_path: Path, delay: float) -> None:
     """Ctrl-C while the command line imports its modules (PyTorch's take a second) ends it like Ctrl-C later."""
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "AttentionUNetSegLib", "segment", str(SAMPLE_CT), "-o",
-                                str(out)], stderr=subprocess.PIPE, text=True)
+    process = start_cli(["segment", SAMPLE_CT, "-o", out])
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

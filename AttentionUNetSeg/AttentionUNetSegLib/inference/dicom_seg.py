@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from .. import package_version
 from ..errors import InputImageError, InvalidOptionError
 from ..models.segment_classes import ANATOMICAL_STRUCTURE, SegmentClass, Terminology
-from .images import dicom_series_files
+from ..io.images import dicom_series_files
 
 if TYPE_CHECKING:
     from pydicom import Dataset

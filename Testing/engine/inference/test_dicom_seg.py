@@ -15,7 +15,7 @@ from AttentionUNetSegLib.inference.case_outputs import NO_SEG_WARNING, ModelReco
 from AttentionUNetSegLib.inference.segmenter import SegmentationResult
 from AttentionUNetSegLib.inference.settings import InferenceSettings
 from AttentionUNetSegLib.io.atomic import StagedOutputs
-from AttentionUNetSegLib.io.dicom_seg import read_seg_sources
+from AttentionUNetSegLib.inference.dicom_seg import read_seg_sources
 from AttentionUNetSegLib.io.images import read_image
 from AttentionUNetSegLib.models.model_file import read_metadata
 from AttentionUNetSegLib.models.registry import default_model
