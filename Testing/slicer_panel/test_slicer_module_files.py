@@ -276,7 +276,8 @@ print(json.dumps({"loaded": sorted(set(sys.argv[2:]) & set(sys.modules)), "model
 
 def test_the_panels_first_open_loads_neither_qt_nor_torch_nor_simpleitk() -> None:
     """What the panel does before a click, in a fresh interpreter: import the logic, build it, check the packages,
-    list the models and read their metadata (the bundled ones: models other tests registered have no licence). Slicer's process must not load PyTorch or SimpleITK for that (the
+    list the models and read their metadata (of the bundled ones: models other tests registered state no
+    licence). Slicer's process must not load PyTorch or SimpleITK for that (the
     worker holds them), nor Qt for the logic. `import slicer` itself (slicer-core) loads neither."""
     heavy = ["qt", "ctk", "torch", "monai", "SimpleITK", "openvino", "safetensors"]
     output = subprocess.run([sys.executable, "-c", PANEL_OPEN, str(MODULE_DIR), *heavy], capture_output=True,
