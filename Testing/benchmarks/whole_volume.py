@@ -1,6 +1,7 @@
 """Whole-CT benchmark: `attention-unet segment` (CLI start to files written) against a MONAI pipeline.
 
-Two inputs, each a 512x512x300 CT at 0.8x0.8x1.0 mm, segmented at 2 mm:
+Two inputs, each a 512x512x300 CT at 0.8x0.8x1.0 mm, segmented on the default model's grid (3 mm for v3, 2 mm
+for v2), ours and the peer alike:
 - real: 3D-IRCADb-01 patient 1.1 (512x512x129 at 0.57x0.57x1.6 mm, HU) resampled at run time (SimpleITK,
   linear) onto that grid, centred on the scan, -1024 HU outside it. Its licence (CC BY-NC-ND) forbids
   redistributing it or anything derived from it: the resampled CT is written only to `--workdir` (a temp
@@ -37,7 +38,12 @@ import tempfile
 import time
 from pathlib import Path
 
-SIZE, SPACING, MODEL_SPACING, PATCH = (512, 512, 300), (0.8, 0.8, 1.0), (2.0, 2.0, 2.0), (160, 160, 96)
+from AttentionUNetSegLib.models.model_file import read_metadata
+from AttentionUNetSegLib.models.registry import resolve_model_path
+
+SIZE, SPACING, PATCH = (512, 512, 300), (0.8, 0.8, 1.0), (160, 160, 96)
+MODEL_SPACING = read_metadata(resolve_model_path(None)).spacing_mm
+"""The peer resamples to the default model's spacing, so that both segment the same grid with the same windows."""
 REPO = Path(__file__).resolve().parents[2]
 REAL_CT = REPO.parent / "shared" / "data" / "ircad" / "3Dircadb1.1" / "ct.nii.gz"
 INPUT_NAMES = {"real": "ircad1_512", "phantom": "phantom_512"}

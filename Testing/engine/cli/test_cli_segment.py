@@ -51,7 +51,8 @@ def test_sample_ct_with_the_default_model(tmp_path: Path) -> None:
     attention = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "example_ct_attention_att2_gate1.nii.gz")))
     assert attention.shape == sitk.GetArrayViewFromImage(ct).shape
     assert 0 <= attention.min() <= attention.max() <= 1
-    # the probabilities' argmax is the labels but on organ boundaries (README, "Outputs": softmax is not linear)
+    # the probabilities' argmax is the labels but on organ boundaries (README, "Outputs": softmax is not linear;
+    # where the CT's grid is the model's, as the 3 mm sample for the 3 mm default model, nowhere)
     probabilities = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"example_ct_prob_{c}.nii.gz")))
                               for c in ["background", *classes]])
     values = sitk.GetArrayFromImage(labels)
@@ -60,7 +61,7 @@ def test_sample_ct_with_the_default_model(tmp_path: Path) -> None:
     for axis in range(3):
         for shift in (1, -1):
             on_boundary |= np.roll(values, shift, axis) != values
-    assert 0 < np.count_nonzero(differ) < 0.001 * values.size
+    assert np.count_nonzero(differ) < 0.001 * values.size
     assert np.count_nonzero(differ & ~on_boundary) == 0
 
 
