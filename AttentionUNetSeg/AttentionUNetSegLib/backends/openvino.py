@@ -14,15 +14,18 @@ file's entries) by renaming each entry away before deleting it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shutil
+import signal
+import threading
 import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -110,7 +113,9 @@ class OpenVINOBackend:
         if cached is not None:
             return cached
         log.info("converting the model for OpenVINO (once per model file%s)", _kept_in(folder))
-        return _stored(convert(_AllOutputs(fold_batchnorm(model)), model.config.in_channels), folder)
+        with ctrl_c_after():
+            converted = convert(_AllOutputs(fold_batchnorm(model)), model.config.in_channels)
+        return _stored(converted, folder)
 
     def _cached_or_quantized(self, model: nn.Module):
         from .quantization import quantize
@@ -119,8 +124,11 @@ class OpenVINOBackend:
         cached = self._cached(folder)
         if cached is not None:
             return cached
+        converted = self._cached_or_converted(model)
         log.info("quantizing the model to int8 (once per model file%s)", _kept_in(folder))
-        return _stored(quantize(self._cached_or_converted(model), model.metadata), folder)
+        with ctrl_c_after():
+            quantized = quantize(converted, model.metadata)
+        return _stored(quantized, folder)
 
     def _cached(self, folder: Optional[Path]):
         """The model cached in `folder`, or None (an unreadable one is removed, to be made again)."""
@@ -211,6 +219,26 @@ def _remove_entry(folder: Path) -> bool:
         return False
     shutil.rmtree(doomed, ignore_errors=True)
     return True
+
+
+@contextlib.contextmanager
+def ctrl_c_after() -> Iterator[None]:
+    """Ctrl-C during the block takes effect when the block ends. Interrupted inside its converter's C++ frontend,
+    OpenVINO aborts the process ("terminate called after throwing pybind11::error_already_set") or reports an
+    ordinary error ("initialization failed"), after which the run would go on with PyTorch and the Ctrl-C be lost.
+    Only where Ctrl-C raises KeyboardInterrupt (Python's own handler, in the main thread)."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    asked: List[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if asked:
+            raise KeyboardInterrupt
 
 
 def convert(module: nn.Module, in_channels: int):

@@ -2,20 +2,23 @@
 model's entry with it and `models info` shows it; real conversions in a per-test user folder."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_model_file, run_cli
+from conftest import SAMPLE_CT, make_model_file, run_cli, start_cli
 
 from AttentionUNetSegLib.io.atomic import _host
 from AttentionUNetSegLib.cli import main
 from AttentionUNetSegLib.models.model_file import file_sha256, read_model
 from AttentionUNetSegLib.backends.openvino import (CONVERTING_PREFIX, INT8_SUFFIX, REMOVING_PREFIX, OpenVINOBackend,
-                                                   _remove_entry, cache_entries, cache_root, remove_cache_entries)
+                                                   _remove_entry, cache_entries, cache_root, ctrl_c_after,
+                                                   remove_cache_entries)
 from AttentionUNetSegLib.models.user_folders import HOME_VARIABLE
 
 
@@ -123,3 +126,32 @@ def test_removal_tolerates_absence_and_stays_in_the_cache(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="not an entry of the OpenVINO cache"):
         _remove_entry(outside)
     assert outside.is_dir()
+
+
+def test_ctrl_c_during_a_conversion_ends_the_run_when_the_conversion_ends(tmp_path: Path) -> None:
+    """In the process that converts: the Ctrl-C is held until OpenVINO's converter returns (interrupted inside it,
+    the converter aborts the process or reports an ordinary error, and the run went on with PyTorch), then raised."""
+    after = []
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_after():
+            os.kill(os.getpid(), signal.SIGINT)
+            after.append(converted(make_model_file(tmp_path / "m.safetensors", seed=4)))
+    assert len(after) == 1  # the conversion was not cut short
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_while_segment_converts_the_model_stops_the_run(tmp_path: Path) -> None:
+    """The whole command: Ctrl-C while `segment` converts the model for OpenVINO ends it as Ctrl-C does elsewhere
+    (exit 130, nothing written, no traceback), not with a PyTorch run in its place."""
+    model = make_model_file(tmp_path / "m.safetensors", seed=5)
+    out = tmp_path / "out"
+    process = start_cli(["segment", SAMPLE_CT, "-o", out, "--model", model])
+    for line in process.stderr:
+        if "converting the model for OpenVINO" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=300)
+    assert process.returncode == 130, rest
+    assert "using PyTorch instead" not in rest
+    assert "Traceback" not in rest
+    assert not out.exists()
