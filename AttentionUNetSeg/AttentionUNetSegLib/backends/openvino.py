@@ -92,14 +92,15 @@ class OpenVINOBackend:
 
         self.gate_names = list(model.gate_names)
         self.dtype = dtype
-        self.core = ov.Core()
         int8 = dtype == torch.int8
-        ov_model = self._cached_or_quantized(model) if int8 else self._cached_or_converted(model)
-        entry = self._cache_folder(model, INT8_SUFFIX if int8 else "")
-        if entry is not None and (entry / IR_FILE).is_file():  # from the file: OpenVINO keys its compiled one by it
-            self.request = compile_request(str(entry / IR_FILE), dtype, self.core, entry / COMPILED_FOLDER)
-        else:
-            self.request = compile_request(ov_model, dtype, self.core)
+        with ctrl_c_after():
+            self.core = ov.Core()
+            ov_model = self._cached_or_quantized(model) if int8 else self._cached_or_converted(model)
+            entry = self._cache_folder(model, INT8_SUFFIX if int8 else "")
+            if entry is not None and (entry / IR_FILE).is_file():  # from the file: OpenVINO keys its compiled one by it
+                self.request = compile_request(str(entry / IR_FILE), dtype, self.core, entry / COMPILED_FOLDER)
+            else:
+                self.request = compile_request(ov_model, dtype, self.core)
 
     def __call__(self, windows: torch.Tensor, attention: bool) -> WindowOutputs:
         results = self.request.infer({0: np.ascontiguousarray(windows.numpy(), dtype=np.float32)})
@@ -113,9 +114,7 @@ class OpenVINOBackend:
         if cached is not None:
             return cached
         log.info("converting the model for OpenVINO (once per model file%s)", _kept_in(folder))
-        with ctrl_c_after():
-            converted = convert(_AllOutputs(fold_batchnorm(model)), model.config.in_channels)
-        return _stored(converted, folder)
+        return _stored(convert(_AllOutputs(fold_batchnorm(model)), model.config.in_channels), folder)
 
     def _cached_or_quantized(self, model: nn.Module):
         from .quantization import quantize
@@ -124,11 +123,8 @@ class OpenVINOBackend:
         cached = self._cached(folder)
         if cached is not None:
             return cached
-        converted = self._cached_or_converted(model)
         log.info("quantizing the model to int8 (once per model file%s)", _kept_in(folder))
-        with ctrl_c_after():
-            quantized = quantize(converted, model.metadata)
-        return _stored(quantized, folder)
+        return _stored(quantize(self._cached_or_converted(model), model.metadata), folder)
 
     def _cached(self, folder: Optional[Path]):
         """The model cached in `folder`, or None (an unreadable one is removed, to be made again)."""
@@ -223,10 +219,11 @@ def _remove_entry(folder: Path) -> bool:
 
 @contextlib.contextmanager
 def ctrl_c_after() -> Iterator[None]:
-    """Ctrl-C during the block takes effect when the block ends. Interrupted inside its converter's C++ frontend,
-    OpenVINO aborts the process ("terminate called after throwing pybind11::error_already_set") or reports an
-    ordinary error ("initialization failed"), after which the run would go on with PyTorch and the Ctrl-C be lost.
-    Only where Ctrl-C raises KeyboardInterrupt (Python's own handler, in the main thread)."""
+    """Ctrl-C during the block takes effect when the block ends. Interrupted inside its calls (reading, converting,
+    quantizing or compiling a model), OpenVINO aborts the process ("terminate called after throwing
+    pybind11::error_already_set") or reports an ordinary error ("initialization failed"), after which the run would
+    go on with PyTorch, or a good cache entry be thrown away, and the Ctrl-C be lost. Only where Ctrl-C raises
+    KeyboardInterrupt (Python's own handler, in the main thread)."""
     if threading.current_thread() is not threading.main_thread() \
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
