@@ -22,6 +22,7 @@ from ..network.config import ARCHITECTURES, DEEP_SUPERVISION_MODES
 
 CONFIG_FILE = "train_config.yaml"
 LOSSES = ("dice", "dice_ce")
+PARTIAL_LABELS = ("exclude", "marginal")
 LR_SCHEDULES = ("constant", "poly")
 INTENSITY_KEYS = ("clip_min", "clip_max", "mean", "std")
 PATH_FIELDS = ("data", "output", "label_map", "cache_dir", "init_model", "splits")
@@ -136,6 +137,10 @@ class TrainConfig:
     lr_schedule: str = option("constant", "learning rate over the run: constant (paper) or poly (lr x (1 - "
                               "step/steps)^0.9, nnU-Net's)", choices=LR_SCHEDULES)
     loss: str = option("dice", "Sørensen-Dice over all classes (paper) or Dice + cross-entropy", choices=LOSSES)
+    partial_labels: str = option("exclude", "a class a case does not label: left out of that case's softmax "
+                                 "(exclude), or its probability merged into background (marginal: the marginal "
+                                 "loss of Shi et al. 2021, since background there may be that organ)",
+                                 choices=PARTIAL_LABELS)
     precision: str = option("auto", "auto = bf16 (fp16 without bf16 support) on CUDA, fp32 elsewhere",
                             choices=PRECISION_CHOICES)
     device: str = option("auto", "compute device (torchrun: each process uses its LOCAL_RANK GPU)",
@@ -225,7 +230,8 @@ class TrainConfig:
                 problems.append(f"intensity (CLIP_MIN,CLIP_MAX,MEAN,STD): {exc}")
         if self.workers is not None and self.workers < 0:
             problems.append(f"workers must be >= 0, not {self.workers}")
-        choices = {"loss": LOSSES, "lr_schedule": LR_SCHEDULES, "precision": PRECISION_CHOICES, "device": DEVICE_CHOICES,
+        choices = {"loss": LOSSES, "partial_labels": PARTIAL_LABELS, "lr_schedule": LR_SCHEDULES,
+                   "precision": PRECISION_CHOICES, "device": DEVICE_CHOICES,
                    "architecture": ARCHITECTURES, "deep_supervision": DEEP_SUPERVISION_MODES}
         problems += [f"{n} must be one of {c}, not {getattr(self, n)!r}" for n, c in choices.items()
                      if getattr(self, n) is not None and getattr(self, n) not in c]

@@ -2,8 +2,12 @@
 
 Only the trained classes enter softmax and loss: when fine-tuning on data that labels fewer organs than
 the model outputs (the paper's AFT), the other outputs are left out rather than taught as background.
-The same holds per sample: a class its case does not label (a source without pancreas masks) is left out
-of that sample's softmax, so it contributes nothing to that class's Dice terms. Voxels labelled IGNORE_LABEL
+The same holds per sample for a class its case does not label (a source without pancreas masks): with
+partial_labels "exclude" it is left out of that sample's softmax, so that background must claim the unlabelled
+organ; with "marginal" its probability is merged into background's (the marginal loss of Shi et al., "Marginal
+loss and exclusion loss for partially supervised multi-organ segmentation", Medical Image Analysis 2021), so
+that the organ may be found there without penalty. Either way it contributes nothing to that class's Dice
+terms. Voxels labelled IGNORE_LABEL
 are left out of every term (MONAI's masked Dice; cross-entropy ignores them).
 With deep supervision "per_scale" the loss is the mean over the final output and the four scale maps.
 """
@@ -24,8 +28,10 @@ ModelOutput = Union[torch.Tensor, tuple]
 class SegmentationLoss(nn.Module):
     """Loss of network outputs (logits, or (logits, scale logits)) against class-value labels (N, 1, z, y, x)."""
 
-    def __init__(self, num_classes: int, trained_values: Sequence[int], kind: str = "dice") -> None:
+    def __init__(self, num_classes: int, trained_values: Sequence[int], kind: str = "dice",
+                 partial_labels: str = "exclude") -> None:
         super().__init__()
+        self.marginal = partial_labels == "marginal"
         settings = dict(include_background=True, to_onehot_y=True, softmax=True, batch=True)
         self.base = DiceCELoss(**settings) if kind == "dice_ce" else DiceLoss(**settings)
         self.masked_dice = MaskedDiceLoss(**{**settings, "to_onehot_y": False})  # masks a one-hot target
@@ -48,8 +54,9 @@ class SegmentationLoss(nn.Module):
         losses = []
         for logits in maps:
             logits = logits.float().index_select(1, self.channels)
-            if unlabelled is not None:  # probability exactly 0, gradient exactly 0
-                logits = logits.masked_fill(unlabelled, float("-inf"))
+            if unlabelled is not None:
+                logits = (merged_into_background(logits, unlabelled) if self.marginal
+                          else logits.masked_fill(unlabelled, float("-inf")))  # probability and gradient exactly 0
             losses.append(self._masked(logits, target, ~ignored) if ignoring else self.base(logits, target))
         return torch.stack(losses).mean()
 
@@ -61,3 +68,13 @@ class SegmentationLoss(nn.Module):
             classes = target[:, 0].masked_fill(~keep[:, 0], -100)
             loss = loss + nn.functional.cross_entropy(logits, classes, ignore_index=-100)
         return loss
+
+
+def merged_into_background(logits: torch.Tensor, unlabelled: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities whose softmax is the marginal one: per sample, the probabilities of its `unlabelled`
+    classes (N, C, 1, ...) added to background's (channel 0), theirs then exactly 0."""
+    log_p = torch.log_softmax(logits, 1)
+    background = log_p.masked_fill(~unlabelled, float("-inf"))
+    background[:, :1] = log_p[:, :1]
+    return torch.cat([torch.logsumexp(background, 1, keepdim=True),
+                      log_p[:, 1:].masked_fill(unlabelled[:, 1:], float("-inf"))], 1)

@@ -151,8 +151,10 @@ class Trainer:
                             "teaches background only", case.name, organs)
             unlabelled = [name for value, name in trained_values.items() if value not in case.labelled]
             if unlabelled and self.ctx.is_main:
-                log.info("case %s does not label %s (its label map does not produce them): they are left out of its "
-                         "loss and its validation scores", case.name, unlabelled)
+                in_loss = ("merged into background in its loss" if self.config.partial_labels == "marginal"
+                           else "left out of its loss")
+                log.info("case %s does not label %s (its label map does not produce them): they are %s and left "
+                         "out of its validation scores", case.name, unlabelled, in_loss)
 
     def _build_loop(self, checkpoint: Optional[dict]) -> EpochLoop:
         """The network (DDP-wrapped under torchrun), optimizer, scaler and loss, restored from `checkpoint` if given,
@@ -167,7 +169,7 @@ class Trainer:
         optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         loss = SegmentationLoss(self.plan.config.num_classes, [c.value for c in self.trained_classes],
-                                config.loss).to(self.device)
+                                config.loss, config.partial_labels).to(self.device)
         self.progress = RunState()
         self.checkpoint_epoch: Optional[int] = None
         if checkpoint is not None:

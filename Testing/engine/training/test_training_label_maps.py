@@ -71,6 +71,30 @@ def test_an_unlabelled_class_gets_no_gradient_from_that_sample_only() -> None:
     assert loss(logits, labels, everything) != value
 
 
+def test_marginal_partial_labels_merge_an_unlabelled_class_into_background() -> None:
+    """With partial_labels "marginal", a case's unlabelled organ is background's: where that case says
+    background, calling it the organ costs nothing, calling it another (labelled) organ still does."""
+    labels = torch.zeros(2, 1, 2, 4, 4, dtype=torch.long)
+    labels[:, :, 1] = 2  # half of each patch is class 2; the rest background (or the unlabelled class 1)
+    labelled = torch.ones(2, 3, dtype=torch.bool)
+    labelled[:, 1] = False
+    confident = torch.full((2, 3, 2, 4, 4), -20.0)
+    confident[:, 2, 1] = 20.0
+    for kind in ("dice", "dice_ce"):
+        marginal, exclude = (SegmentationLoss(3, [0, 1, 2], kind, mode) for mode in ("marginal", "exclude"))
+        organ_found = confident.clone()
+        organ_found[:, 1, 0] = 20.0  # the unlabelled class where the labels say background
+        assert marginal(organ_found, labels, labelled) < 1e-6
+        assert exclude(organ_found, labels, labelled) > 0.1  # excluded: background must claim it
+        other_organ = confident.clone()
+        other_organ[:, 2, 0] = 20.0  # the labelled class 2 there instead
+        assert marginal(other_organ, labels, labelled) > 0.1
+    logits = torch.randn(2, 3, 2, 4, 4, requires_grad=True)
+    value = SegmentationLoss(3, [0, 1, 2], "dice", "marginal")(logits, labels, labelled)
+    value.backward()
+    assert torch.count_nonzero(logits.grad[:, 1]) > 0  # pushed up with background where background is
+
+
 def test_ignored_voxels_get_no_gradient_and_leave_the_loss_of_the_others_as_it_is() -> None:
     """Voxels labelled IGNORE_LABEL (a label map's "ignore" values) are out of every term: their logits get no
     gradient, and the loss equals the loss of the same patch with those voxels cut away."""
