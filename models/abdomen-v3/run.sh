@@ -7,7 +7,9 @@
 #      (`attention-unet compare`);
 #   3. the ablations, on fold 0 (held out: the non-contrast patient A with its pelvis, and NIH case 1, a whole
 #      abdomen from the heart to the pelvis with a manual pancreas): the recipe without the contrast-phase
-#      augmentation, and the recipe on v2's 2 mm grid (windows of 192x192x96 mm instead of 288x288x144 mm);
+#      augmentation, and the recipe on v2's 2 mm grid (windows of 192x192x96 mm instead of 288x288x144 mm); and on
+#      fold 2 (held out: 3D-IRCADb 1.1 and patient B, contrast-enhanced) the organs a case does not label merged
+#      into background (--partial-labels marginal) instead of left out of its softmax;
 #   4. the default model: the Attention U-Net trained on every case (--fold all, FINAL_STEPS steps), exported
 #      with float16 weights and windows of up to 160x160x96 voxels (480x480x288 mm at 3 mm: a whole abdomen in one
 #      window, so no window seams; window_check.py) as OUT/attention-unet-abdomen-v3.safetensors (copy it into
@@ -54,6 +56,7 @@ attention() { fold "attention_unet_3d-fold$1" "$1" --architecture attention_unet
 unet() { fold "unet_3d-fold$1" "$1" --architecture unet_3d; }
 no_phases() { fold "ablation-no-phases-fold0" 0 --contrast-phase-probability 0; }
 grid_2mm() { fold "ablation-2mm-fold0" 0 --spacing-mm 2 2 2; }
+marginal() { fold "ablation-marginal-fold2" 2 --partial-labels marginal; }
 
 final() {
   train final "$FINAL_STEPS" --fold all --name "$NAME"
@@ -67,7 +70,7 @@ for non-commercial use, not for clinical use (see $NAME.md)."
     --data "$DATA" --label-map totalsegmentator -o "$OUT/final/evaluation-training-scans"
 }
 
-folds_lane1() { attention 1; unet 1; unet 2; }
+folds_lane1() { attention 1; unet 1; unet 2; marginal; }
 folds_lane2() { attention 0; attention 2; grid_2mm; no_phases; unet 0; }
 
 merge() {

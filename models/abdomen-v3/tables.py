@@ -1,7 +1,8 @@
 """The tables of the v3 model card from run.sh's outputs: per held-out scan and organ, the Attention U-Net and the
 U-Net of the three folds side by side (Dice, precision, recall, S2S, HD95); the mean per organ against the issue's
-goals; the ablations on fold 0 (the recipe without the contrast-phase augmentation, and on v2's 2 mm grid); and what
-each labels in the known-empty pelvis. Runs not finished yet are named as such, so the tables can be drawn midway.
+goals; the ablations (fold 0: the recipe without the contrast-phase augmentation, and on v2's 2 mm grid; fold 2: the
+unlabelled organs of a case merged into background, the marginal loss); and what each labels in the known-empty
+pelvis. Runs not finished yet are named as such, so the tables can be drawn midway.
 
     python models/abdomen-v3/tables.py OUT      (OUT: run.sh's output folder)
 """
@@ -16,8 +17,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 NETWORKS = {"attention_unet_3d": "Attention U-Net", "unet_3d": "U-Net"}
-ABLATIONS = {"attention_unet_3d-fold0": "recipe (3 mm, contrast phases)",
-             "ablation-no-phases-fold0": "without contrast phases", "ablation-2mm-fold0": "2 mm grid (v2's windows)"}
+ABLATIONS = {  # fold -> (what it holds out, {run: what it changed})
+    0: ("patient A, non-contrast, with its pelvis; NIH case 1, a whole abdomen",
+        {"attention_unet_3d-fold0": "recipe (3 mm, contrast phases)",
+         "ablation-no-phases-fold0": "without contrast phases", "ablation-2mm-fold0": "2 mm grid (v2's windows)"}),
+    2: ("3D-IRCADb 1.1 and patient B, contrast-enhanced",
+        {"attention_unet_3d-fold2": "recipe (unlabelled organs excluded)",
+         "ablation-marginal-fold2": "unlabelled organs merged into background (marginal loss)"}),
+}
 METRICS = ("dice", "precision", "recall", "msd_mm", "hd95_mm")
 GOALS = {"liver": 0.90, "spleen": 0.80, "kidney": 0.80, "pancreas": 0.50}
 Rows = Dict[Tuple[str, str], Dict[str, str]]
@@ -83,14 +90,17 @@ def means_table(results: Dict[str, Rows]) -> List[str]:
     return lines
 
 
-def ablation_table(out: Path) -> List[str]:
-    runs = {title: evaluation_rows(out / run) for run, title in ABLATIONS.items()}
+def ablation_table(out: Path, ablations: Dict[str, str]) -> List[str]:
+    """Dice (recall) per held-out scan and organ for each run of one fold's ablations."""
+    runs = {title: evaluation_rows(out / run) for run, title in ablations.items()}
     done = {title: rows for title, rows in runs.items() if rows is not None}
     lines = ["| held-out scan | organ | " + " | ".join(done) + " |", "|---|---|" + "---|" * len(done)]
     keys = sorted({key for rows in done.values() for key in rows if not key[0].endswith("_pelvis")})
     for scan, organ in keys:
         lines.append(f"| {scan} | {organ} | "
-                     + " | ".join(number(rows.get((scan, organ), {}).get("dice"), 3) for rows in done.values()) + " |")
+                     + " | ".join(f"{number(rows.get((scan, organ), {}).get('dice'), 3)} "
+                                  f"({number(rows.get((scan, organ), {}).get('recall'), 2)})" for rows in done.values())
+                     + " |")
     for organ in GOALS:
         lines.append(f"| mean | {organ} | " + " | ".join(number(str(mean_dice(rows, organ)[0]), 3)
                                                        for rows in done.values()) + " |")
@@ -126,10 +136,11 @@ def main() -> None:
             print(f"\n{NETWORKS[network]}: folds {folds_left} not finished yet.")
     print("\n## Mean Dice per organ over the held-out scans, against the issue's goals\n")
     print("\n".join(means_table(results)))
-    print("\n## Ablations on fold 0 (held out: patient A, non-contrast, with its pelvis; NIH case 1, a whole abdomen)\n")
-    print("\n".join(ablation_table(args.out)))
+    for fold, (held_out, ablations) in ABLATIONS.items():
+        print(f"\n## Ablations on fold {fold} (held out: {held_out}): Dice (recall)\n")
+        print("\n".join(ablation_table(args.out, ablations)))
     print("\n## The known-empty pelvis (patient A's lowest 36 slices, held out in fold 0): organ volumes labelled\n")
-    print("\n".join(pelvis_table(args.out, [*ABLATIONS.items(), ("unet_3d-fold0", "U-Net, recipe")])))
+    print("\n".join(pelvis_table(args.out, [*ABLATIONS[0][1].items(), ("unet_3d-fold0", "U-Net, recipe")])))
 
 
 if __name__ == "__main__":
