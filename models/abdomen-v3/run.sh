@@ -17,19 +17,24 @@
 #   The card's tables and pictures: tables.py OUT, attention_focus.py OUT, pictures.py (see their docstrings).
 #   Nothing from 3D-IRCADb is ever written into the repository: OUT lies outside it.
 # Usage: bash models/abdomen-v3/run.sh [folds|final|all] [OUT]   (default: all, ../runs/abdomen-v3)
+# A later model with this recipe and a few more options sets NAME, TRAINING (options added to train.yaml's),
+# RECIPE (its description's words on the recipe) and ABLATIONS=no (models/abdomen-v4/run.sh).
 # LANES=2 runs two trainings at a time with one thread each (on a 2-core CPU that doubles the throughput, as
 # PyTorch keeps one core busy in a training step). Finished runs are kept; an interrupted one resumes, so the
 # experiment may be stopped (SIGTERM/SIGINT: a checkpoint after the current step) and continued in a later session.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 STAGE=${1:-all}
-OUT=${2:-$HERE/../../../runs/abdomen-v3}
+NAME=${NAME:-attention-unet-abdomen-v3}
+TRAINING=${TRAINING:-}
+RECIPE=${RECIPE:-contrast-phase augmentation}
+ABLATIONS=${ABLATIONS:-yes}
+OUT=${2:-$HERE/../../../runs/${NAME#attention-unet-}}
 AU=${AU:-attention-unet}
 FOLD_STEPS=${FOLD_STEPS:-1500}
 FINAL_STEPS=${FINAL_STEPS:-4000}
 STEPS_PER_EPOCH=50
 DATA=$OUT/data/dataset.csv
-NAME=attention-unet-abdomen-v3
 LICENSE="CC-BY-NC-ND-4.0 (trained on 3D-IRCADb-01: non-commercial research use only)"
 mkdir -p "$OUT"
 [ -f "$DATA" ] || python "$HERE/make_dataset.py" "$OUT/data" >/dev/null
@@ -40,8 +45,9 @@ train() {  # NAME STEPS [options]: train unless finished; resume if interrupted
   if [ -f "$OUT/$name/checkpoint.pt" ]; then
     $AU train --resume -o "$OUT/$name"
   else
+    # shellcheck disable=SC2086  # TRAINING: options, split into words
     $AU train "$DATA" --config "$HERE/train.yaml" -o "$OUT/$name" --cache-dir "$OUT/cache" \
-      --epochs $((steps / STEPS_PER_EPOCH)) --iterations-per-epoch $STEPS_PER_EPOCH "$@"
+      --epochs $((steps / STEPS_PER_EPOCH)) --iterations-per-epoch $STEPS_PER_EPOCH $TRAINING "$@"
   fi
 }
 
@@ -63,15 +69,15 @@ final() {
   [ -f "$OUT/$NAME.safetensors" ] || $AU models export "$OUT/final/final.safetensors" -o "$OUT/$NAME.safetensors" \
     --half --window-voxels 2457600 --license "$LICENSE" --description "Attention U-Net (paper size, 6.47 M parameters) for pancreas, \
 spleen, kidney and liver at 3 mm, trained on six real CT scans (TotalSegmentator examples and subject s0009, \
-3D-IRCADb-01 patients 1.1 and 1.7, NIH Pancreas-CT case 1) with contrast-phase augmentation: a research model \
+3D-IRCADb-01 patients 1.1 and 1.7, NIH Pancreas-CT case 1) with $RECIPE: a research model \
 for non-commercial use, not for clinical use (see $NAME.md)."
   # Dice on its own training scans: no measure of generalisation, the figures of the test suite's guard
   [ -f "$OUT/final/evaluation-training-scans/evaluation.json" ] || $AU evaluate --model "$OUT/$NAME.safetensors" \
     --data "$DATA" --label-map totalsegmentator -o "$OUT/final/evaluation-training-scans"
 }
 
-folds_lane1() { attention 1; unet 1; unet 2; marginal; }
-folds_lane2() { attention 0; attention 2; grid_2mm; no_phases; unet 0; }
+folds_lane1() { attention 1; unet 1; unet 2; if [ "$ABLATIONS" = yes ]; then marginal; fi; }
+folds_lane2() { attention 0; attention 2; if [ "$ABLATIONS" = yes ]; then grid_2mm; no_phases; fi; unet 0; }
 
 merge() {
   for arch in attention_unet_3d unet_3d; do
