@@ -8,8 +8,8 @@
 #   3. the ablations, on fold 0 (held out: the non-contrast patient A with its pelvis, and NIH case 1, a whole
 #      abdomen from the heart to the pelvis with a manual pancreas): the recipe without the contrast-phase
 #      augmentation, and the recipe on v2's 2 mm grid (windows of 192x192x96 mm instead of 288x288x144 mm); and on
-#      fold 2 (held out: 3D-IRCADb 1.1 and patient B, contrast-enhanced) the organs a case does not label merged
-#      into background (--partial-labels marginal) instead of left out of its softmax;
+#      folds 2 (held out: 3D-IRCADb 1.1 and patient B, contrast-enhanced) and 0 the organs a case does not label
+#      merged into background (--partial-labels marginal) instead of left out of its softmax;
 #   4. the default model: the Attention U-Net trained on every case (--fold all, FINAL_STEPS steps), exported
 #      with float16 weights and windows of up to 160x160x96 voxels (480x480x288 mm at 3 mm: a whole abdomen in one
 #      window, so no window seams; window_check.py) as OUT/attention-unet-abdomen-v3.safetensors (copy it into
@@ -62,7 +62,10 @@ attention() { fold "attention_unet_3d-fold$1" "$1" --architecture attention_unet
 unet() { fold "unet_3d-fold$1" "$1" --architecture unet_3d; }
 no_phases() { fold "ablation-no-phases-fold0" 0 --contrast-phase-probability 0; }
 grid_2mm() { fold "ablation-2mm-fold0" 0 --spacing-mm 2 2 2; }
-marginal() { fold "ablation-marginal-fold2" 2 --partial-labels marginal; }
+marginal() {
+  fold "ablation-marginal-fold2" 2 --partial-labels marginal
+  fold "ablation-marginal-fold0" 0 --partial-labels marginal
+}
 
 final() {
   train final "$FINAL_STEPS" --fold all --name "$NAME"

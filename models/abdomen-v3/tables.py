@@ -1,8 +1,8 @@
 """The tables of the v3 model card from run.sh's outputs: per held-out scan and organ, the Attention U-Net and the
 U-Net of the three folds side by side (Dice, precision, recall, S2S, HD95); the mean per organ against the issue's
-goals; the ablations (fold 0: the recipe without the contrast-phase augmentation, and on v2's 2 mm grid; fold 2: the
-unlabelled organs of a case merged into background, the marginal loss); and what each labels in the known-empty
-pelvis. Runs not finished yet are named as such, so the tables can be drawn midway.
+goals; the ablations (fold 0: the recipe without the contrast-phase augmentation, and on v2's 2 mm grid; folds 0
+and 2: the unlabelled organs of a case merged into background, the marginal loss); and what each labels in the
+known-empty pelvis. Runs not finished yet are named as such, so the tables can be drawn midway.
 
     python models/abdomen-v3/tables.py OUT      (OUT: run.sh's output folder)
 """
@@ -20,7 +20,8 @@ NETWORKS = {"attention_unet_3d": "Attention U-Net", "unet_3d": "U-Net"}
 ABLATIONS = {  # fold -> (what it holds out, {run: what it changed})
     0: ("patient A, non-contrast, with its pelvis; NIH case 1, a whole abdomen",
         {"attention_unet_3d-fold0": "recipe (3 mm, contrast phases)",
-         "ablation-no-phases-fold0": "without contrast phases", "ablation-2mm-fold0": "2 mm grid (v2's windows)"}),
+         "ablation-no-phases-fold0": "without contrast phases", "ablation-2mm-fold0": "2 mm grid (v2's windows)",
+         "ablation-marginal-fold0": "unlabelled organs merged into background (marginal loss)"}),
     2: ("3D-IRCADb 1.1 and patient B, contrast-enhanced",
         {"attention_unet_3d-fold2": "recipe (unlabelled organs excluded)",
          "ablation-marginal-fold2": "unlabelled organs merged into background (marginal loss)"}),
