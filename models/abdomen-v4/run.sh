@@ -2,7 +2,8 @@
 # The experiment behind the default model v4: v3's recipe and scripts (models/abdomen-v3: train.yaml, splits.json,
 # the dataset, the three folds of both networks, the final model), with the organs a scan does not label merged
 # into background in its loss (--partial-labels marginal) instead of left out of its softmax: on v3's fold 2 that
-# raised the recall of liver, spleen and kidney on both unseen scans (the card: attention-unet-abdomen-v4.md).
+# raised the recall of liver, spleen and kidney on both unseen scans; on fold 0 it left patient A as it was and
+# labelled more of the unseen pelvis (v3's card, "Partial labels").
 # Usage as v3's: bash models/abdomen-v4/run.sh [folds|final|all] [OUT]   (default: all, ../runs/abdomen-v4)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
