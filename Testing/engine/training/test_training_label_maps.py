@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -126,8 +127,10 @@ def test_ignore_values_of_a_label_map_become_the_ignore_label(tmp_path: Path) ->
 
 
 @pytest.mark.shared_data
-def test_a_case_without_pancreas_labels_trains_and_validates_without_its_pancreas(tmp_path: Path,
-                                                                                tmp_path_factory) -> None:
+def test_a_case_without_pancreas_labels_trains_and_validates_without_its_pancreas(tmp_path: Path, tmp_path_factory,
+                                                                                caplog) -> None:
+    """With the marginal loss, as the v4 recipe trains: the unlabelled pancreas is merged into background."""
+    caplog.set_level(logging.INFO)
     data = _dataset(tmp_path / "data", "no_pancreas.json")
     splits = tmp_path / "splits.json"
     splits.write_text(json.dumps([{"train": ["patient_a", "patient_b"], "val": ["patient_b"]},
@@ -136,8 +139,10 @@ def test_a_case_without_pancreas_labels_trains_and_validates_without_its_pancrea
         data=str(data), output=str(tmp_path / "run"), label_map="totalsegmentator", splits=str(splits), folds=2,
         fold=0, feature_scale=16, patch_size=(48, 48, 32), spacing_mm=(4.0, 4.0, 4.0), epochs=1,
         iterations_per_epoch=2, batch_size=2, cache_dir=str(shared_cache(tmp_path_factory)), tensorboard=False,
-        snapshots=False,
+        snapshots=False, partial_labels="marginal",
     ))
+    assert "case patient_b does not label ['pancreas']" in caplog.text
+    assert "merged into background in its loss" in caplog.text
     scores = result.validation.cases[0]
     assert scores.name == "patient_b"
     assert math.isnan(scores.dice["pancreas"])
@@ -147,6 +152,7 @@ def test_a_case_without_pancreas_labels_trains_and_validates_without_its_pancrea
     assert provenance["trained_classes"] == ["background", "pancreas", "spleen", "kidney", "liver"]  # on patient A
     assert list(provenance["case_label_maps"]) == ["patient_b"]
     assert provenance["case_label_maps"]["patient_b"]["name"] == "no-pancreas"
+    assert provenance["config"]["partial_labels"] == "marginal"
 
 
 @pytest.mark.shared_data
