@@ -7,8 +7,7 @@ partial_labels "exclude" it is left out of that sample's softmax, so that backgr
 organ; with "marginal" its probability is merged into background's (the marginal loss of Shi et al., "Marginal
 loss and exclusion loss for partially supervised multi-organ segmentation", Medical Image Analysis 2021), so
 that the organ may be found there without penalty. Either way it contributes nothing to that class's Dice
-terms. Voxels labelled IGNORE_LABEL
-are left out of every term (MONAI's masked Dice; cross-entropy ignores them).
+terms. Voxels labelled IGNORE_LABEL are left out of every term (MONAI's masked Dice; cross-entropy ignores them).
 With deep supervision "per_scale" the loss is the mean over the final output and the four scale maps.
 """
 from __future__ import annotations
@@ -74,7 +73,7 @@ def merged_into_background(logits: torch.Tensor, unlabelled: torch.Tensor) -> to
     """Log-probabilities whose softmax is the marginal one: per sample, the probabilities of its `unlabelled`
     classes (N, C, 1, ...) added to background's (channel 0), theirs then exactly 0."""
     log_p = torch.log_softmax(logits, 1)
-    background = log_p.masked_fill(~unlabelled, float("-inf"))
-    background[:, :1] = log_p[:, :1]
-    return torch.cat([torch.logsumexp(background, 1, keepdim=True),
-                      log_p[:, 1:].masked_fill(unlabelled[:, 1:], float("-inf"))], 1)
+    merged = unlabelled.clone()
+    merged[:, 0] = True  # background and the unlabelled classes
+    background = torch.logsumexp(log_p.masked_fill(~merged, float("-inf")), 1, keepdim=True)
+    return torch.cat([background, log_p[:, 1:].masked_fill(unlabelled[:, 1:], float("-inf"))], 1)
