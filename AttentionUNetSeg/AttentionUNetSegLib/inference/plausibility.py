@@ -30,6 +30,11 @@ PATIENT_SIDE: Dict[str, str] = {"liver": "right", "spleen": "left"}  # LPS +x is
 CHEST_LUNG_SHARE = 0.25
 HEART_MARGIN_MM = 20.0
 MAX_HEART_ML = 50.0
+# Organs that lie wholly below the diaphragm, far below the lungs: more than MAX_BELOW_DIAPHRAGM_ML of them in the
+# chest's slices is no organ (the real kidneys of 3D-IRCADb 1.1 and 1.7 reach slices whose lungs fill 7% and 4% of
+# the body; the spleen's top, under the left lung, does reach the chest's slices and is not checked).
+BELOW_DIAPHRAGM = ("kidney", "pancreas")
+MAX_BELOW_DIAPHRAGM_ML = 5.0
 # Kidneys whole inside the scan: the smaller under this share of the larger (which is at least MIN_KIDNEY_ML) warns.
 MIN_KIDNEY_RATIO = 0.35
 MIN_KIDNEY_ML = 60.0
@@ -152,16 +157,11 @@ def plausibility_warnings(labels: np.ndarray, grid: Grid, classes: Mapping[int, 
 
 def _anatomy_warnings(labels: np.ndarray, grid: Grid, names: Set[str], boxes: Dict[str, Tuple[int, Tuple[slice, ...]]],
                       ct: Optional[np.ndarray], midline: float, voxel_ml: float) -> List[str]:
-    """What the organs' places say beyond each organ alone: liver in the chest, kidneys of unequal size, an organ
+    """What the organs' places say beyond each organ alone: organs in the chest, kidneys of unequal size, an organ
     missing from a scan that holds the whole upper abdomen. `names`: the model's organs (lower case); `boxes`: the
     found ones, by class name, with their label value and bounding box."""
     found = {name.lower(): entry for name, entry in boxes.items()}
-    warnings = []
-    if "liver" in found and ct is not None:
-        heart_ml = _liver_in_chest(labels, grid, *found["liver"], ct, midline) * voxel_ml
-        if heart_ml > MAX_HEART_ML:
-            warnings.append(f"{heart_ml:.0f} mL of the liver lies in the chest, left of the midline between the lungs: "
-                            "that is probably the heart, not the liver.")
+    warnings = _chest_warnings(labels, grid, found, ct, midline, voxel_ml) if ct is not None else []
     axis = _axial_axis(grid)
     whole = {name: not (box[axis].start == 0 or box[axis].stop == labels.shape[axis])
              for name, (_, box) in found.items()}
@@ -183,26 +183,56 @@ def _anatomy_warnings(labels: np.ndarray, grid: Grid, names: Set[str], boxes: Di
     return warnings
 
 
-def _liver_in_chest(labels: np.ndarray, grid: Grid, value: int, box: Tuple[slice, ...], ct: np.ndarray,
-                    midline: float) -> int:
-    """Voxels (estimated, _lps_x) of label `value` (in `box`) that lie in the chest (axial slices whose lungs, air inside the body, fill
-    CHEST_LUNG_SHARE of the body's cross-section; measured on every 4th voxel in-plane) more than HEART_MARGIN_MM
-    left of the midline."""
+def _chest_warnings(labels: np.ndarray, grid: Grid, found: Dict[str, Tuple[int, Tuple[slice, ...]]],
+                    ct: np.ndarray, midline: float, voxel_ml: float) -> List[str]:
+    """The liver crossing the diaphragm into the heart; kidney or pancreas (BELOW_DIAPHRAGM) in the chest at all."""
+    axis = _axial_axis(grid)
+    checked = [name for name in ("liver", *BELOW_DIAPHRAGM) if name in found]
+    if not checked:
+        return []
+    chest = _chest_slices(grid, ct, min(found[name][1][axis].start for name in checked),
+                          max(found[name][1][axis].stop for name in checked))
+    warnings = []
+    for name in checked:
+        if name == "liver":
+            heart_ml = _in_chest(labels, grid, *found[name], chest, midline + HEART_MARGIN_MM) * voxel_ml
+            if heart_ml > MAX_HEART_ML:
+                warnings.append(f"{heart_ml:.0f} mL of the liver lies in the chest, left of the midline between the "
+                                "lungs: that is probably the heart, not the liver.")
+            continue
+        chest_ml = _in_chest(labels, grid, *found[name], chest) * voxel_ml
+        if chest_ml > MAX_BELOW_DIAPHRAGM_ML:
+            warnings.append(f"{chest_ml:.0f} mL of the {name} lies in the chest, in slices where the lungs fill a "
+                            f"quarter of the body: the {name} lies below the diaphragm, so that is not the {name}.")
+    return warnings
+
+
+def _chest_slices(grid: Grid, ct: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Which axial slices (a bool per index along the axial axis, False outside start:stop) lie in the chest: their
+    lungs, air inside the body, fill CHEST_LUNG_SHARE of the body's cross-section (measured on every 4th voxel)."""
     axis = _axial_axis(grid)
     step = [4, 4, 4]
     step[axis] = 1
     planes = np.moveaxis(ct[::step[0], ::step[1], ::step[2]], axis, 0)
-    chest = np.zeros(labels.shape[axis], bool)
-    for k in range(box[axis].start, box[axis].stop):
+    chest = np.zeros(planes.shape[0], bool)
+    for k in range(start, stop):
         body = ndimage.binary_fill_holes(planes[k] > AIR_HU)
         inside = np.count_nonzero(body)
         chest[k] = inside > 0 and np.count_nonzero(body & (planes[k] < AIR_HU)) >= CHEST_LUNG_SHARE * inside
+    return chest
+
+
+def _in_chest(labels: np.ndarray, grid: Grid, value: int, box: Tuple[slice, ...], chest: np.ndarray,
+              left_of_mm: float = -np.inf) -> int:
+    """Voxels (estimated, _lps_x) of label `value` (in `box`) in the `chest` slices (_chest_slices) and further to
+    the patient's left than LPS x `left_of_mm` (by default anywhere in those slices)."""
+    axis = _axial_axis(grid)
     if not chest[box[axis]].any():
         return 0
     shape = [1, 1, 1]
     shape[axis] = -1
     mask = (labels[box] == value) & chest[box[axis]].reshape(shape)
-    return 8 * int(np.count_nonzero(_lps_x(grid, box, mask) > midline + HEART_MARGIN_MM))
+    return 8 * int(np.count_nonzero(_lps_x(grid, box, mask) > left_of_mm))
 
 
 def _field_of_view_warnings(boxes: List[Tuple[slice, ...]], grid: Grid) -> List[str]:

@@ -197,3 +197,22 @@ def test_liver_in_the_chest_left_of_the_midline_is_called_the_heart():
     labels[:] = 0
     labels[top - 30:top - 5, 200:300, centre - 120:centre - 40] = 4  # the mirror image: right, under the right lung
     assert not any("chest" in w for w in plausibility_warnings(labels, grid, {0: "background", 4: "liver"}, hu))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["kidney", "pancreas"])
+def test_a_kidney_or_pancreas_in_the_chest_warns(name):
+    """On the real NIH case 1: 10 mL of kidney or pancreas in the slices between the lungs warns, wherever it lies
+    left or right; the same box at the level of the pancreas (NIH's manual pancreas spans slices 70-140) does not."""
+    ct = sitk.ReadImage(str(DATA / "nih_pancreas_0001" / "ct.nii.gz"))
+    hu = sitk.GetArrayFromImage(ct)
+    grid = Grid.of(ct)
+    value = next(v for v, n in CLASSES.items() if n == name)
+    labels = np.zeros(hu.shape, np.uint8)
+    top, centre = hu.shape[0], hu.shape[2] // 2
+    labels[top - 20:top - 10, 250:290, centre - 150:centre - 120] = value  # 10 mm x 34 mm x 26 mm: 9 mL, right
+    warnings = plausibility_warnings(labels, grid, {0: "background", value: name}, hu)
+    assert any(f"mL of the {name} lies in the chest" in w for w in warnings), warnings
+    labels[:] = 0
+    labels[100:110, 250:290, centre - 150:centre - 120] = value
+    assert not any("chest" in w for w in plausibility_warnings(labels, grid, {0: "background", value: name}, hu))
