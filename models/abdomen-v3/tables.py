@@ -2,9 +2,10 @@
 U-Net of the three folds side by side (Dice, precision, recall, S2S, HD95); the mean per organ against the issue's
 goals; the ablations (fold 0: the recipe without the contrast-phase augmentation, and on v2's 2 mm grid; folds 0
 and 2: the unlabelled organs of a case merged into background, the marginal loss); and what each labels in the
-known-empty pelvis. Runs not finished yet are named as such, so the tables can be drawn midway.
+known-empty pelvis; with --baseline, a later recipe's Attention U-Net folds beside an earlier one's (v4 against v3).
+Runs not finished yet are named as such, so the tables can be drawn midway.
 
-    python models/abdomen-v3/tables.py OUT      (OUT: run.sh's output folder)
+    python models/abdomen-v3/tables.py OUT [--baseline EARLIER_OUT]      (OUT: run.sh's output folder)
 """
 from __future__ import annotations
 
@@ -91,9 +92,9 @@ def means_table(results: Dict[str, Rows]) -> List[str]:
     return lines
 
 
-def ablation_table(out: Path, ablations: Dict[str, str]) -> List[str]:
-    """Dice (recall) per held-out scan and organ for each run of one fold's ablations."""
-    runs = {title: evaluation_rows(out / run) for run, title in ablations.items()}
+def dice_recall_table(runs: Dict[str, Optional[Rows]]) -> List[str]:
+    """Dice (recall) per held-out scan and organ for runs side by side ({title: rows, None while unfinished}), and
+    the mean Dice per organ."""
     done = {title: rows for title, rows in runs.items() if rows is not None}
     lines = ["| held-out scan | organ | " + " | ".join(done) + " |", "|---|---|" + "---|" * len(done)]
     keys = sorted({key for rows in done.values() for key in rows if not key[0].endswith("_pelvis")})
@@ -109,12 +110,11 @@ def ablation_table(out: Path, ablations: Dict[str, str]) -> List[str]:
     return lines + ([f"\nNot finished yet: {', '.join(missing)}."] if missing else [])
 
 
-def pelvis_table(out: Path, runs: Sequence[Tuple[str, str]]) -> List[str]:
-    """Organ volumes labelled in the held-out pelvis (3 mm voxels of the model grid are not used: the evaluation
-    counts voxels on the CT's own 3 mm grid, 27 mm³ each)."""
+def pelvis_table(runs: Sequence[Tuple[Path, str]]) -> List[str]:
+    """Organ volumes labelled in the held-out pelvis (voxels counted on the CT's own 3 mm grid, 27 mm³ each)."""
     lines = ["| run | " + " | ".join(GOALS) + " |", "|---|" + "---|" * len(GOALS)]
     for run, title in runs:
-        rows = evaluation_rows(out / run)
+        rows = evaluation_rows(run)
         if rows is None:
             continue
         volumes = [f"{int(rows[('patientA_pelvis', organ)]['pred_voxels']) * 27 / 1000:.1f} mL"
@@ -126,6 +126,8 @@ def pelvis_table(out: Path, runs: Sequence[Tuple[str, str]]) -> List[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="run.sh's output folder")
+    parser.add_argument("--baseline", type=Path, help="an earlier recipe's output folder (e.g. v3's, beside v4's): its "
+                        "Attention U-Net folds side by side with OUT's")
     args = parser.parse_args()
     results, missing = {}, {}
     for network in NETWORKS:
@@ -137,11 +139,24 @@ def main() -> None:
             print(f"\n{NETWORKS[network]}: folds {folds_left} not finished yet.")
     print("\n## Mean Dice per organ over the held-out scans, against the issue's goals\n")
     print("\n".join(means_table(results)))
+    pelvis = [(args.out / run, title) for run, title in ABLATIONS[0][1].items()] + [
+        (args.out / "unet_3d-fold0", "U-Net, recipe")]
+    if args.baseline:
+        network = "attention_unet_3d"
+        print(f"\n## The Attention U-Net's folds: {args.baseline.name} against {args.out.name}, Dice (recall)\n")
+        runs = {}
+        for out in (args.baseline, args.out):
+            rows, folds_left = folds(out, network)
+            runs[out.name] = None if folds_left else rows
+        print("\n".join(dice_recall_table(runs)))
+        pelvis = [(out / f"{network}-fold0", out.name) for out in (args.baseline, args.out)]
     for fold, (held_out, ablations) in ABLATIONS.items():
+        if not any((args.out / run).exists() for run in ablations if run.startswith("ablation")):
+            continue  # a later recipe's folder (v4's) has no ablations of its own
         print(f"\n## Ablations on fold {fold} (held out: {held_out}): Dice (recall)\n")
-        print("\n".join(ablation_table(args.out, ablations)))
+        print("\n".join(dice_recall_table({title: evaluation_rows(args.out / run) for run, title in ablations.items()})))
     print("\n## The known-empty pelvis (patient A's lowest 36 slices, held out in fold 0): organ volumes labelled\n")
-    print("\n".join(pelvis_table(args.out, [*ABLATIONS[0][1].items(), ("unet_3d-fold0", "U-Net, recipe")])))
+    print("\n".join(pelvis_table(pelvis)))
 
 
 if __name__ == "__main__":
