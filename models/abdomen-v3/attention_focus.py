@@ -69,11 +69,11 @@ def main() -> None:
         run = args.out / name
         print("\n".join(focus_rows(run / "final.safetensors", run / "evaluation", splits[0]["val"], cases)))
     final = args.out / "final"
-    if (final / "evaluation-training-scans").is_dir():
+    exported = sorted(args.out.glob("attention-unet-abdomen-v*.safetensors"))  # run.sh's export, named after NAME
+    if (final / "evaluation-training-scans").is_dir() and exported:
         print("\nThe final model on its own training scans:\n")
         print("\n".join(HEADER))
-        print("\n".join(focus_rows(args.out / "attention-unet-abdomen-v3.safetensors",
-                                   final / "evaluation-training-scans", cases, cases)))
+        print("\n".join(focus_rows(exported[-1], final / "evaluation-training-scans", cases, cases)))
 
 
 if __name__ == "__main__":
