@@ -1,6 +1,6 @@
 """Whole-CT benchmark: `attention-unet segment` (CLI start to files written) against a MONAI pipeline.
 
-Two inputs, each a 512x512x300 CT at 0.8x0.8x1.0 mm, segmented on the default model's grid (3 mm for v3, 2 mm
+Two inputs, each a 512x512x300 CT at 0.8x0.8x1.0 mm, segmented on the default model's grid (3 mm for v3 and v4, 2 mm
 for v2), ours and the peer alike:
 - real: 3D-IRCADb-01 patient 1.1 (512x512x129 at 0.57x0.57x1.6 mm, HU) resampled at run time (SimpleITK,
   linear) onto that grid, centred on the scan, -1024 HU outside it. Its licence (CC BY-NC-ND) forbids
