@@ -149,7 +149,8 @@ def main() -> None:
             rows, folds_left = folds(out, network)
             runs[out.name] = None if folds_left else rows
         print("\n".join(dice_recall_table(runs)))
-        pelvis = [(out / f"{network}-fold0", out.name) for out in (args.baseline, args.out)]
+        pelvis = [(out / f"{network}-fold0", out.name) for out in (args.baseline, args.out)] + [
+            (args.out / "unet_3d-fold0", f"{args.out.name}, U-Net")]
     for fold, (held_out, ablations) in ABLATIONS.items():
         if not any((args.out / run).exists() for run in ablations if run.startswith("ablation")):
             continue  # a later recipe's folder (v4's) has no ablations of its own
