@@ -193,13 +193,12 @@ def _chest_warnings(labels: np.ndarray, grid: Grid, found: Dict[str, Tuple[int, 
     chest = _chest_slices(grid, ct, min(found[name][1][axis].start for name in checked),
                           max(found[name][1][axis].stop for name in checked))
     warnings = []
-    for name in checked:
-        if name == "liver":
-            heart_ml = _in_chest(labels, grid, *found[name], chest, midline + HEART_MARGIN_MM) * voxel_ml
-            if heart_ml > MAX_HEART_ML:
-                warnings.append(f"{heart_ml:.0f} mL of the liver lies in the chest, left of the midline between the "
-                                "lungs: that is probably the heart, not the liver.")
-            continue
+    if "liver" in found:
+        heart_ml = _in_chest(labels, grid, *found["liver"], chest, midline + HEART_MARGIN_MM) * voxel_ml
+        if heart_ml > MAX_HEART_ML:
+            warnings.append(f"{heart_ml:.0f} mL of the liver lies in the chest, left of the midline between the "
+                            "lungs: that is probably the heart, not the liver.")
+    for name in (name for name in BELOW_DIAPHRAGM if name in found):
         chest_ml = _in_chest(labels, grid, *found[name], chest) * voxel_ml
         if chest_ml > MAX_BELOW_DIAPHRAGM_ML:
             warnings.append(f"{chest_ml:.0f} mL of the {name} lies in the chest, in slices where the lungs fill a "
