@@ -88,12 +88,12 @@ class OpenVINOBackend:
     device = torch.device("cpu")
 
     def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
-        import openvino as ov
-
         self.gate_names = list(model.gate_names)
         self.dtype = dtype
         int8 = dtype == torch.int8
-        with ctrl_c_after():
+        with ctrl_c_after():  # the import too: a Ctrl-C inside an extension's initialisation becomes an ImportError
+            import openvino as ov
+
             self.core = ov.Core()
             ov_model = self._cached_or_quantized(model) if int8 else self._cached_or_converted(model)
             entry = self._cache_folder(model, INT8_SUFFIX if int8 else "")

@@ -85,5 +85,19 @@ def make_backend(model: torch.nn.Module, device: torch.device, dtype: torch.dtyp
         except Exception as exc:  # a conversion or compile failure must not stop a segmentation
             if backend == "openvino" or dtype == torch.int8:
                 raise
+            if caused_by_ctrl_c(exc):
+                raise KeyboardInterrupt from exc
             log.warning("OpenVINO could not run this model (%s); using PyTorch instead", exc)
     return TorchBackend(model, device, dtype)
+
+
+def caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether `exc` comes from a Ctrl-C: Python bindings report a KeyboardInterrupt raised inside them as an
+    ordinary error with the interrupt as its cause or context (pybind11's "initialization failed" ImportError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import torch
 from conftest import run_cli
 
-from AttentionUNetSegLib.backends.selection import TorchBackend, make_backend, resolve_backend
+from AttentionUNetSegLib.backends.selection import TorchBackend, caused_by_ctrl_c, make_backend, resolve_backend
 from AttentionUNetSegLib.models.model_file import read_model
 from AttentionUNetSegLib.backends.device import cpu_has_native_bf16
 from AttentionUNetSegLib.errors import InvalidOptionError
@@ -128,6 +128,29 @@ def test_backend_choice(trained_like_model) -> None:
     with pytest.raises(InvalidOptionError, match="backend must be one of"):
         resolve_backend("tensorrt", CPU)
     assert isinstance(make_backend(trained_like_model, CPU, torch.float32, "torch"), TorchBackend)
+
+
+def raised(error: BaseException, cause: BaseException = None, context: BaseException = None) -> BaseException:
+    """`error` as Python leaves it when raised from `cause` (raise ... from) or while handling `context`."""
+    try:
+        try:
+            if context is not None:
+                raise context
+        finally:
+            raise error from cause
+    except BaseException as exc:
+        return exc
+
+
+def test_only_an_error_that_a_ctrl_c_caused_counts_as_a_ctrl_c() -> None:
+    """make_backend falls back to PyTorch when OpenVINO fails, but not when the failure is a Ctrl-C that OpenVINO's
+    bindings turned into an error (pybind11: ImportError "initialization failed" from the KeyboardInterrupt): that
+    run would otherwise go on and the Ctrl-C be lost."""
+    assert caused_by_ctrl_c(raised(ImportError("initialization failed"), cause=KeyboardInterrupt()))
+    assert caused_by_ctrl_c(raised(RuntimeError("compile"), context=raised(ImportError("x"), KeyboardInterrupt())))
+    assert caused_by_ctrl_c(KeyboardInterrupt())
+    assert not caused_by_ctrl_c(raised(RuntimeError("unsupported operation"), context=ValueError("shape")))
+    assert not caused_by_ctrl_c(RuntimeError("initialization failed"))
 
 
 def test_window_size() -> None:
