@@ -9,6 +9,7 @@ from typing import Dict, List
 
 from ..backends.openvino import CacheEntry, cache_entries, cache_root, remove_cache_entries
 from ..errors import InvalidOptionError
+from ..models.background_offset import PROVENANCE_KEY, lower_background_logit
 from ..models.intensity import IntensityNormalisation
 from ..models.model_file import ModelMetadata, file_sha256, read_metadata, read_model, save_model
 from ..models.registry import RegistryEntry, list_models, resolve_model_path, verify_models
@@ -80,8 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="write a copy of a model for distribution (half precision, new name or description)",
         description="Write a copy of a model file, e.g. a training run's final.safetensors, as the file to ship: "
-        "optionally with float16 weights (half the size; loaded back as float32) and a new name, description "
-        "and licence. Everything else in the metadata (classes, spacing, normalisation, provenance, metrics) "
+        "optionally with float16 weights (half the size; loaded back as float32), a new name, description "
+        "and licence, and the background's logit lowered (--background-offset). Everything else in the metadata (classes, spacing, normalisation, provenance, metrics) "
         "is kept; the sha256 of the source is recorded in the provenance.")
     export.add_argument("model", help="registry name or .safetensors file")
     export.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.safetensors)")
@@ -92,6 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--window-voxels", type=whole_number(0), default=None, metavar="N",
                         help="inference windows of up to N voxels by default (0: the training patch), once checked "
                         "on held-out scans (default: keep the model's)")
+    export.add_argument("--background-offset", type=float, default=0.0, metavar="DELTA",
+                        help="lower the background's logit by DELTA: every organ grows where the model was unsure "
+                        "(choose DELTA on held-out scans, e.g. models/abdomen-v5/calibrate.py; default: 0)")
     export.set_defaults(handler=_export)
 
     convert = commands.add_parser(
@@ -224,9 +228,11 @@ def _export(args: argparse.Namespace) -> int:
     changes = {key: value for key, value in (("name", args.name), ("description", args.description),
                                              ("license", args.license), ("window_voxels", args.window_voxels))
                if value is not None}
-    metadata = replace(model.metadata, **changes,
-                       provenance={**model.metadata.provenance, "exported_from": {"file": source.name,
-                                                                                  "sha256": model.sha256}})
+    provenance = {**model.metadata.provenance, "exported_from": {"file": source.name, "sha256": model.sha256}}
+    if args.background_offset:
+        lower_background_logit(model, args.background_offset)
+        provenance[PROVENANCE_KEY] = provenance.get(PROVENANCE_KEY, 0.0) + args.background_offset
+    metadata = replace(model.metadata, **changes, provenance=provenance)
     written = save_model(model, metadata, args.output, half_precision=args.half)
     print(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB, sha256 {file_sha256(written)})")
     return 0
