@@ -37,7 +37,7 @@ cancelled. Each run adds a new segmentation; one chosen as the output is written
 if it may hold your edits. The model shipped by default is a research model trained on six real CT scans,
 two of them from 3D-IRCADb-01, so its weights are CC BY-NC-ND 4.0: for non-commercial research only, not
 for clinical use (the panel shows each model's licence beside the model list). Its model card
-(attention-unet-abdomen-v4.md, beside the model file) gives its training data, licences and its accuracy
+(attention-unet-abdomen-v5.md, beside the model file) gives its training data, licences and its accuracy
 on scans it did not see. macOS is not supported: Slicer's macOS builds are x86_64 programs, for which
 PyTorch stops at version 2.2, older than this module needs.
 """)

@@ -65,10 +65,16 @@ def mean_dice(rows: Rows, organ: str) -> Tuple[float, int]:
     return (sum(values) / len(values) if values else math.nan), len(values)
 
 
+def labelled_keys(runs: Sequence[Rows]) -> List[Tuple[str, str]]:
+    """The (scan, organ) pairs with a Dice in some run: the organs each held-out scan labels, not its pelvis."""
+    return sorted({key for rows in runs for key, row in rows.items()
+                   if not key[0].endswith("_pelvis") and row["dice"] not in ("", "nan")})
+
+
 def organ_table(out: Path, results: Dict[str, Rows]) -> List[str]:
     lines = ["| held-out scan | organ | network | Dice | precision | recall | S2S mm | HD95 mm | voxels predicted / "
              "reference |", "|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({key for rows in results.values() for key in rows if not key[0].endswith("_pelvis")})
+    keys = labelled_keys(results.values())
     for scan, organ in keys:
         for network, title in NETWORKS.items():
             row = results[network].get((scan, organ))
@@ -97,7 +103,7 @@ def dice_recall_table(runs: Dict[str, Optional[Rows]]) -> List[str]:
     the mean Dice per organ."""
     done = {title: rows for title, rows in runs.items() if rows is not None}
     lines = ["| held-out scan | organ | " + " | ".join(done) + " |", "|---|---|" + "---|" * len(done)]
-    keys = sorted({key for rows in done.values() for key in rows if not key[0].endswith("_pelvis")})
+    keys = labelled_keys(done.values())
     for scan, organ in keys:
         lines.append(f"| {scan} | {organ} | "
                      + " | ".join(f"{number(rows.get((scan, organ), {}).get('dice'), 3)} "

@@ -23,7 +23,7 @@ examples:
   attention-unet train --config runs/pancreas/train_config.yaml --fold 1 -o runs/pancreas-fold1
   attention-unet train --resume -o runs/pancreas                       # continue after a stop or a crash
   attention-unet train pancreas.csv -o runs/aft --init-model multi.safetensors --label-map nih-pancreas
-  attention-unet train ours.csv -o runs/ours --init-model attention-unet-abdomen-v4 --segment-names --lr 3e-5
+  attention-unet train ours.csv -o runs/ours --init-model attention-unet-abdomen-v5 --segment-names --lr 3e-5
                                           # fine-tune on labels saved from Slicer (.seg.nrrd), segments matched
   torchrun --nproc_per_node=4 -m AttentionUNetSegLib.training data/ -o runs/ddp --label-map totalsegmentator
 
