@@ -92,13 +92,14 @@ def table(scores: Scores, final: float, nested: Dict[str, float]) -> str:
         per_organ = [np.mean([case[offset][organ] for fold in folds for case in scores[fold].values()
                               if organ in case[offset]]) for organ in organs]
         volumes = [sum(scores[fold][case][offset].values()) for fold, case in empty]
-        lines.append(f"| {offset} | " + " | ".join(f"{value:.3f}" for value in per_organ)
-                     + f" | {mean_dice(scores, folds, offset):.3f} | " + " | ".join(f"{ml:.0f}" for ml in volumes) + " |")
+        cells = [f"{value:.3f}" for value in per_organ] + [f"{mean_dice(scores, folds, offset):.3f}"] + [
+            f"{ml:.0f}" for ml in volumes]
+        lines.append(f"| {offset} | " + " | ".join(cells) + " |")
     lines += ["", f"Rule: the smallest offset within {TOLERANCE} of the best mean Dice. On all folds: **{final}** "
               "(the final model's). Nested, chosen on the other two folds:", "",
               "| fold | offset | its held-out mean Dice at 0 | at the offset |", "|---|---|---|---|"]
-    lines += [f"| {fold} | {offset} | {mean_dice(scores, [fold], '0.0'):.3f} | {mean_dice(scores, [fold], str(offset)):.3f} |"
-              for fold, offset in nested.items()]
+    lines += [f"| {fold} | {offset} | {mean_dice(scores, [fold], '0.0'):.3f} | "
+              f"{mean_dice(scores, [fold], str(offset)):.3f} |" for fold, offset in nested.items()]
     return "\n".join(lines) + "\n"
 
 

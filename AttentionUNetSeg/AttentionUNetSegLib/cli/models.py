@@ -82,8 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export", help="write a copy of a model for distribution (half precision, new name or description)",
         description="Write a copy of a model file, e.g. a training run's final.safetensors, as the file to ship: "
         "optionally with float16 weights (half the size; loaded back as float32), a new name, description "
-        "and licence, and the background's logit lowered (--background-offset). Everything else in the metadata (classes, spacing, normalisation, provenance, metrics) "
-        "is kept; the sha256 of the source is recorded in the provenance.")
+        "and licence, and the background's logit lowered (--background-offset). Everything else in the metadata "
+        "(classes, spacing, normalisation, provenance, metrics) is kept; the sha256 of the source is recorded in "
+        "the provenance.")
     export.add_argument("model", help="registry name or .safetensors file")
     export.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.safetensors)")
     export.add_argument("--half", action="store_true", help="store float weights as float16")
