@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -128,7 +129,16 @@ def test_removal_tolerates_absence_and_stays_in_the_cache(tmp_path: Path) -> Non
     assert outside.is_dir()
 
 
-def test_ctrl_c_during_a_conversion_ends_the_run_when_the_conversion_ends(tmp_path: Path) -> None:
+@pytest.fixture
+def python_ctrl_c() -> Iterator[None]:
+    """Python's own Ctrl-C handler, also where the suite runs as a background job (SIGINT ignored, as start_cli
+    says), then the one before."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_during_a_conversion_ends_the_run_when_the_conversion_ends(tmp_path: Path, python_ctrl_c) -> None:
     """In the process that converts: the Ctrl-C is held until OpenVINO's converter returns (interrupted inside it,
     the converter aborts the process or reports an ordinary error, and the run went on with PyTorch), then raised."""
     after = []
