@@ -2,7 +2,7 @@
 steps a time budget allows."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 
 def time_left(steps: int, seconds_per_step: float, validations: int, seconds_per_validation: Optional[float]) -> str:
@@ -15,6 +15,16 @@ def time_left(steps: int, seconds_per_step: float, validations: int, seconds_per
         return f"about {_duration(seconds)} left + {validations} validation(s), not yet timed"
     seconds += validations * seconds_per_validation
     return f"about {_duration(seconds)} left, {validations} validation(s) included"
+
+
+def seconds_per_step(steps: int, seconds: float, start: Tuple[int, float]) -> float:
+    """The pace of the steps made since `start`, the run's (steps, seconds of training) when this process began or
+    resumed it: a run resumed on another machine, or on a busier or quieter one, is timed at its pace now. Before
+    its first step here, the run's pace so far."""
+    start_steps, start_seconds = start
+    if steps > start_steps:
+        return (seconds - start_seconds) / (steps - start_steps)
+    return seconds / max(steps, 1)
 
 
 def steps_at_end(done: int, total: int, used: float, max_seconds: Optional[float]) -> int:

@@ -42,7 +42,7 @@ from .losses import SegmentationLoss
 from .provenance import run_metadata
 from .setup import case_settings, plan_model, prepare_cases, prepare_output, seed_run, training_dtype
 from .snapshots import matplotlib_available, write_snapshot
-from .time_left import time_left
+from .time_left import seconds_per_step, time_left
 from .validation import ValidationResult, Validator
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,7 @@ class Trainer:
             self.progress = restore(checkpoint, self.model, optimizer, scaler)
             self.checkpoint_epoch = self.progress.epoch
             self._apply_changed_options(checkpoint["settings"]["config"], optimizer)
+        self.started_at = (self.progress.global_step, self.progress.seconds)  # this process's pace is timed from here
         self.global_batch = config.batch_size * config.accumulate * ctx.world_size
         self.steps = steps_per_epoch(len(self.train_cases), self.global_batch, config.iterations_per_epoch)
         transform = training_transform(config, tuple(reversed(self.plan.patch_size)), self.plan.config.num_classes,
@@ -322,8 +323,9 @@ class Trainer:
         validations = sum(self._validates_after(e) for e in range(progress.epoch + 1, epochs + 1))
         timed = self.validation_seconds
         per_validation = sum(timed) / len(timed) if timed else None
-        return time_left((epochs - progress.epoch) * self.steps, progress.seconds / max(progress.global_step, 1),
-                         validations, per_validation)
+        return time_left((epochs - progress.epoch) * self.steps,
+                         seconds_per_step(progress.global_step, progress.seconds, self.started_at), validations,
+                         per_validation)
 
     def _metadata(self, validation: Optional[ValidationResult]) -> ModelMetadata:
         return run_metadata(self, validation)

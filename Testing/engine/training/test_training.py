@@ -20,7 +20,7 @@ from AttentionUNetSegLib.io.images import read_image
 from AttentionUNetSegLib.inference.segmenter import segment
 from AttentionUNetSegLib.training import TrainConfig, train
 from AttentionUNetSegLib.training.config import config_from_sources
-from AttentionUNetSegLib.training.time_left import time_left
+from AttentionUNetSegLib.training.time_left import seconds_per_step, time_left
 
 EPOCHS = 4
 
@@ -77,6 +77,13 @@ def test_time_left_adds_the_validations_to_come_at_their_measured_pace() -> None
     assert time_left(10, 2.0, 0, None) == "about 0:00:20 left"
     assert time_left(10, 2.0, 2, 45.0) == "about 0:01:50 left, 2 validation(s) included"
     assert time_left(10, 2.0, 2, None) == "about 0:00:20 left + 2 validation(s), not yet timed"
+
+
+def test_a_resumed_run_is_timed_at_its_pace_since_it_resumed() -> None:
+    # 300 steps in 6000 s on a busy machine, resumed: 200 steps more in 300 s
+    assert seconds_per_step(500, 6300.0, (300, 6000.0)) == 1.5
+    assert seconds_per_step(300, 6000.0, (300, 6000.0)) == 20.0  # no step yet since resuming: the run's pace
+    assert seconds_per_step(50, 100.0, (0, 0.0)) == 2.0
 
 
 @pytest.mark.shared_data
