@@ -73,6 +73,12 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float
     return pred_to_ref, ref_to_pred
 
 
+def dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice of two boolean masks on the same grid: NaN when both are empty."""
+    pred, ref = np.asarray(pred, dtype=bool), np.asarray(ref, dtype=bool)
+    return _ratio(2 * int(np.count_nonzero(pred & ref)), int(np.count_nonzero(pred)) + int(np.count_nonzero(ref)))
+
+
 def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> ClassMetrics:
     """Dice, precision, recall, MSD and HD95 of two boolean masks on the same grid (`spacing` in mm)."""
     pred, ref = np.asarray(pred, dtype=bool), np.asarray(ref, dtype=bool)
@@ -85,7 +91,7 @@ def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) 
         msd = float(np.concatenate([pred_to_ref, ref_to_pred]).mean())
         hd95 = float(max(np.percentile(pred_to_ref, 95), np.percentile(ref_to_pred, 95)))
     return ClassMetrics(
-        dice=_ratio(2 * overlap, n_pred + n_ref),
+        dice=dice(pred, ref),
         precision=_ratio(overlap, n_pred),
         recall=_ratio(overlap, n_ref),
         msd_mm=msd,

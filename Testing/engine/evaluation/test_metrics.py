@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from AttentionUNetSegLib.evaluation.metrics import BOTH_EMPTY, binary_metrics, label_metrics, surface_distances
+from AttentionUNetSegLib.evaluation.metrics import BOTH_EMPTY, binary_metrics, dice, label_metrics, surface_distances
 
 SPACING = (3.0, 2.0, 0.5)  # array axes (z, y, x), deliberately anisotropic
 
@@ -38,6 +38,7 @@ def test_shifted_cube_with_anisotropic_spacing(axis, far, msd, hd95):
 
     m = binary_metrics(pred, ref, SPACING)
     assert (m.dice, m.precision, m.recall) == (0.75, 0.75, 0.75)
+    assert dice(pred, ref) == 0.75
     assert m.msd_mm == pytest.approx(msd, rel=1e-12)
     assert m.hd95_mm == pytest.approx(hd95, rel=1e-12)
     assert (m.pred_voxels, m.ref_voxels) == (64, 64)
@@ -62,6 +63,7 @@ def test_empty_masks_give_nan_exactly_where_a_metric_is_undefined():
     both = binary_metrics(empty, empty, SPACING)
     assert all(math.isnan(v) for v in (both.dice, both.precision, both.recall, both.msd_mm, both.hd95_mm))
     assert (both.pred_voxels, both.ref_voxels) == (0, 0)
+    assert math.isnan(dice(empty, empty)) and dice(empty, full) == 0.0
 
     missed = binary_metrics(empty, full, SPACING)  # organ present, nothing predicted
     assert (missed.dice, missed.recall) == (0.0, 0.0)
