@@ -70,8 +70,8 @@ def organ_scores(labels: np.ndarray, reference: np.ndarray, names: List[str], im
 
 def mean_dice(scores: Scores, folds: List[str], offset: str, organ: Optional[str] = None) -> float:
     """The mean Dice over the (scan, organ) pairs of `folds` at `offset`; of one organ's if `organ` is given."""
-    return float(np.mean([dice for fold in folds for case in scores[fold].values()
-                          for name, dice in case[offset].items()
+    return float(np.mean([value for fold in folds for case in scores[fold].values()
+                          for name, value in case[offset].items()
                           if not name.endswith(" mL") and organ in (None, name)]))
 
 
